@@ -1,0 +1,1 @@
+"""Runtime glue shared by the API, the flows and the CLI: settings, Redis, key names."""

@@ -1,0 +1,92 @@
+"""The `billing` command: serve, flows, replay, export, demo."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from billing.keys import Keys
+from billing.settings import Settings
+
+
+def _settings(**overrides: object) -> Settings:
+    return Settings(**overrides)  # type: ignore[arg-type]
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from ingest_api.app import create_app
+
+    uvicorn.run(create_app(_settings()), host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from billing.export import export
+    from billing.redis_runtime import client
+
+    settings = _settings()
+    out = open(args.output, "w") if args.output else sys.stdout  # noqa: SIM115
+    try:
+        count = export(client(settings.redis_url), Keys(settings.key_prefix), out)
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    print(f"exported {count} events", file=sys.stderr)
+    return 0
+
+
+def add_rule_flags(parser: argparse.ArgumentParser) -> None:
+    defaults = Settings.model_fields
+    for name in (
+        "attribution_window_ms",
+        "report_interval_ms",
+        "max_segment_ms",
+        "clock_skew_ms",
+        "idle_timeout_factor",
+        "late_grace_ms",
+    ):
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            type=int,
+            default=None,
+            help=f"default: BILLING_{name.upper()} or {defaults[name].default}",
+        )
+
+
+def rule_overrides(args: argparse.Namespace) -> dict[str, int]:
+    names = ("attribution_window_ms", "report_interval_ms", "max_segment_ms", "clock_skew_ms",
+             "idle_timeout_factor", "late_grace_ms")
+    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="billing", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the HTTP API")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(func=cmd_serve)
+
+    export = sub.add_parser("export", help="write the live input stream as a log file")
+    export.add_argument("--output", "-o", default=None)
+    export.set_defaults(func=cmd_export)
+
+    from billing import cli_engine
+
+    cli_engine.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""Redis key names. Only the three output streams are public (SPEC "Outputs")."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = ""
+
+    @property
+    def events(self) -> str:
+        """The one input stream: its order is the log order, its ids give `ts`."""
+        return f"{self.prefix}billing:in:events"
+
+    @property
+    def commissions(self) -> str:
+        return f"{self.prefix}billing:commissions"
+
+    @property
+    def usage(self) -> str:
+        return f"{self.prefix}billing:usage"
+
+    @property
+    def rejects(self) -> str:
+        return f"{self.prefix}billing:rejects"
+
+    def output_stream(self, output_type: str) -> str:
+        return {"commission": self.commissions, "usage": self.usage, "reject": self.rejects}[
+            output_type
+        ]
+
+    def idem(self, kind: str, ident: str) -> str:
+        return f"{self.prefix}billing:idem:{kind}:{ident}"
+
+    def session_view(self, session_id: str) -> str:
+        return f"{self.prefix}billing:view:session:{session_id}"
+
+    def order_view(self, order_id: str) -> str:
+        return f"{self.prefix}billing:view:order:{order_id}"
+
+    def sharer_view(self, sharer_id: str) -> str:
+        return f"{self.prefix}billing:view:sharer:{sharer_id}"
+
+    def sharer_applied(self, sharer_id: str) -> str:
+        return f"{self.prefix}billing:view:sharer-applied:{sharer_id}"
+
+    def reject_counts(self) -> str:
+        return f"{self.prefix}billing:view:rejects"

@@ -1,0 +1,79 @@
+"""The one settings class, read from the environment (and an optional `.env`).
+
+Secrets (API keys, read keys, share signing keys) have no defaults in code: an
+unset key list means the matching endpoints refuse every request.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from state.config import RuleSettings
+
+
+def _split(raw: str) -> list[str]:
+    return [part.strip() for part in raw.split(",") if part.strip()]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="BILLING_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        validation_alias=AliasChoices("REDIS_URL", "BILLING_REDIS_URL"),
+    )
+    # Prefix for every key this service owns, public streams included; lets tests
+    # and several deployments share one Redis database.
+    key_prefix: str = ""
+    api_keys: str = ""
+    read_keys: str = ""
+    share_keys: str = ""
+    scanner_header: str = "X-User-Id"
+    public_base_url: str = "http://127.0.0.1:8000"
+    max_body_bytes: int = Field(1_000_000, gt=0)
+    max_batch_events: int = Field(1000, gt=0)
+
+    attribution_window_ms: int = Field(604_800_000, ge=0)
+    report_interval_ms: int = Field(10_000, gt=0)
+    max_segment_ms: int = Field(600_000, gt=0)
+    clock_skew_ms: int = Field(5_000, ge=0)
+    idle_timeout_factor: int = Field(3, gt=0)
+    late_grace_ms: int = Field(300_000, ge=0)
+
+    # Live flows: how far the watermark trails the server clock, so that no event
+    # with an earlier ts can still be in flight when a session is closed as idle.
+    watermark_lag_ms: int = Field(2_000, ge=0)
+    epoch_interval_ms: int = Field(1_000, gt=0)
+    recovery_dir: str = ""
+
+    @cached_property
+    def api_key_list(self) -> list[str]:
+        return _split(self.api_keys)
+
+    @cached_property
+    def read_key_list(self) -> list[str]:
+        return _split(self.read_keys)
+
+    @cached_property
+    def share_key_pairs(self) -> list[tuple[str, str]]:
+        pairs = []
+        for item in _split(self.share_keys):
+            kid, sep, secret = item.partition(":")
+            if not sep or not kid or not secret:
+                raise ValueError("BILLING_SHARE_KEYS entries must be kid:secret")
+            pairs.append((kid, secret))
+        return pairs
+
+    def rules(self) -> RuleSettings:
+        return RuleSettings(
+            attribution_window_ms=self.attribution_window_ms,
+            max_segment_ms=self.max_segment_ms,
+            clock_skew_ms=self.clock_skew_ms,
+            idle_timeout_factor=self.idle_timeout_factor,
+            late_grace_ms=self.late_grace_ms,
+        )

@@ -1,0 +1,116 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import redis.asyncio as aioredis
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import JSONResponse
+
+from billing.keys import Keys
+from billing.settings import Settings
+from ingest_api import problems, routes_events, routes_shares
+from ingest_api.appender import Appender
+from ingest_api.deps import RedisDep
+from ingest_api.tokens import ShareTokens
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]],
+                   Awaitable[None]]
+
+
+class BodyLimit:
+    """413 for bodies over the limit, whether or not Content-Length is sent."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._reject(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _TooLarge:
+            await self._reject(scope, receive, send)
+
+    async def _reject(self, scope: Scope, receive: Any, send: Any) -> None:
+        response = problems.problem_response(
+            413, "Payload too large", f"request bodies are limited to {self.limit} bytes"
+        )
+        await response(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+health = APIRouter(tags=["health"])
+
+
+@health.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@health.get("/readyz")
+async def readyz(redis: RedisDep) -> JSONResponse:
+    try:
+        await redis.ping()
+    except (aioredis.ConnectionError, aioredis.TimeoutError, OSError):
+        return problems.problem_response(
+            503, "Not ready", "Redis does not answer", headers={"Retry-After": "1"}
+        )
+    return JSONResponse({"status": "ready"})
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        client = aioredis.Redis.from_url(
+            settings.redis_url, decode_responses=True, socket_timeout=5,
+            socket_connect_timeout=2,
+        )
+        keys = Keys(settings.key_prefix)
+        app.state.settings = settings
+        app.state.redis = client
+        app.state.keys = keys
+        app.state.appender = Appender(client, keys.events)
+        app.state.tokens = ShareTokens(settings.share_key_pairs) if settings.share_keys else None
+        try:
+            yield
+        finally:
+            await client.aclose()
+
+    app = FastAPI(
+        title="Live billing API",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Ingest for share commissions and metered time; see SPEC.md.",
+    )
+    problems.install(app)
+    app.include_router(health)
+    app.include_router(routes_events.router)
+    app.include_router(routes_shares.router)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    return app

@@ -1,0 +1,168 @@
+"""Shares, their QR codes, and the public intermediate scan page."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Annotated, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+
+from billing.events import Id, ScanBody, ShareBody, to_log_dict
+from ingest_api import qr
+from ingest_api.appender import Append, Conflict
+from ingest_api.deps import AppenderDep, KeysDep, RedisDep, Reader, SettingsDep, TokensDep, Writer
+from ingest_api.ids import ulid
+from ingest_api.problems import Problem
+from ingest_api.tokens import InvalidToken, SharePayload, ShareTokens
+
+router = APIRouter(tags=["shares"])
+
+# Link unfurlers fetch the URL to draw a preview; that is not a person scanning.
+_PREVIEW_BOTS = re.compile(
+    r"facebookexternalhit|facebot|twitterbot|slackbot|slack-imgproxy|discordbot|telegrambot|"
+    r"whatsapp|linkedinbot|skypeuripreview|embedly|pinterest|redditbot|applebot|googlebot|"
+    r"bingbot|yandex|vkshare|iframely|bitlybot|mastodon|preview",
+    re.IGNORECASE,
+)
+
+
+def _share_answer(share_id: str, token: str, settings: SettingsDep) -> dict[str, str]:
+    base = settings.public_base_url.rstrip("/")
+    return {
+        "share_id": share_id,
+        "token": token,
+        "scan_url": f"{base}/s/{token}",
+        "qr_png_url": f"{base}/v1/shares/{share_id}/qr.png",
+        "qr_svg_url": f"{base}/v1/shares/{share_id}/qr.svg",
+    }
+
+
+@router.post("/v1/shares", status_code=202, dependencies=[Writer])
+async def post_share(
+    body: ShareBody, appender: AppenderDep, keys: KeysDep, tokens: TokensDep,
+    settings: SettingsDep,
+) -> JSONResponse:
+    """Create a share: writes the `share` event and answers its sealed token and QR links."""
+    share_id = body.share_id or ulid("shr-")
+    token = tokens.seal(
+        SharePayload(share_id, body.item_id, body.sharer_id, body.activity_url, body.expires_at)
+    )
+    event = {"type": "share", **to_log_dict(body), "share_id": share_id}
+    try:
+        (done,) = await appender.append(
+            [Append(event, keys.idem("share", share_id), "unique", extra=token)]
+        )
+    except Conflict as exc:
+        raise Problem(409, "Conflict", "this share_id was already used with another body") from exc
+    # On a repeat, answer the token first issued (it may have been sealed by an older key).
+    return JSONResponse(
+        _share_answer(share_id, done.extra, settings), status_code=202 if done.new else 200
+    )
+
+
+async def _share_token(share_id: str, redis: RedisDep, keys: KeysDep) -> str:
+    mark = await redis.get(keys.idem("share", share_id))
+    if mark is None:
+        raise Problem(404, "Unknown share", f"share {share_id!r} does not exist")
+    return str(mark.split("|", 2)[2])
+
+
+QrSize = Annotated[int, Query(ge=1, le=40, description="pixels per module")]
+QrBorder = Annotated[int, Query(ge=0, le=20, description="quiet zone, in modules")]
+QrLevel = Annotated[qr.ErrorCorrection, Query(description="error correction level")]
+
+
+@router.get("/v1/shares/{share_id}/qr.png", dependencies=[Reader])
+async def share_qr_png(
+    share_id: Id, redis: RedisDep, keys: KeysDep, settings: SettingsDep,
+    ec: QrLevel = "M", size: QrSize = 8, border: QrBorder = 4,
+) -> Response:
+    token = await _share_token(share_id, redis, keys)
+    url = _share_answer(share_id, token, settings)["scan_url"]
+    return Response(qr.png(url, ec, size, border), media_type="image/png")
+
+
+@router.get("/v1/shares/{share_id}/qr.svg", dependencies=[Reader])
+async def share_qr_svg(
+    share_id: Id, redis: RedisDep, keys: KeysDep, settings: SettingsDep,
+    ec: QrLevel = "M", size: QrSize = 8, border: QrBorder = 4,
+) -> Response:
+    token = await _share_token(share_id, redis, keys)
+    url = _share_answer(share_id, token, settings)["scan_url"]
+    return Response(qr.svg(url, ec, size, border), media_type="image/svg+xml")
+
+
+def _verify(token: str, tokens: ShareTokens) -> SharePayload:
+    try:
+        payload = tokens.open(token)
+    except InvalidToken as exc:
+        raise Problem(404, "Unknown share link", "this link is not valid") from exc
+    if payload.expires_at is not None and time.time() * 1000 >= payload.expires_at:
+        raise Problem(410, "Share link expired", "this link has expired")
+    return payload
+
+
+def _with_scan_id(url: str, scan_id: str) -> str:
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "scan_id"]
+    query.append(("scan_id", scan_id))
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+async def _write_scan(payload: SharePayload, scanner_id: str | None, appender: Any) -> str:
+    scan_id = ulid("scn-")
+    event = {
+        "type": "scan",
+        "scan_id": scan_id,
+        "share_id": payload.share_id,
+        "item_id": payload.item_id,
+        "sharer_id": payload.sharer_id,
+        "scanner_id": scanner_id,
+    }
+    await appender.append([Append(event)])
+    return scan_id
+
+
+@router.api_route("/s/{token}", methods=["GET", "HEAD"], include_in_schema=True)
+async def scan_page(
+    token: str, request: Request, appender: AppenderDep, tokens: TokensDep,
+    settings: SettingsDep,
+) -> Response:
+    """The public intermediate page: log the scan, then 302 to the activity page.
+
+    No cookie is read or set. HEAD requests and link-preview bots get the redirect
+    without a scan being logged (and without a scan_id).
+    """
+    payload = _verify(token, tokens)
+    agent = request.headers.get("user-agent", "")
+    if request.method == "HEAD" or _PREVIEW_BOTS.search(agent):
+        return RedirectResponse(payload.activity_url, status_code=302)
+    scanner = request.headers.get(settings.scanner_header) or None
+    if scanner is not None and not re.fullmatch(r"[A-Za-z0-9._:-]{1,128}", scanner):
+        scanner = None  # an unusable header is treated as an anonymous scan, not an error
+    scan_id = await _write_scan(payload, scanner, appender)
+    return RedirectResponse(
+        _with_scan_id(payload.activity_url, scan_id),
+        status_code=302,
+        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+    )
+
+
+@router.post("/v1/scans", status_code=202, dependencies=[Writer])
+async def post_scan(body: ScanBody, appender: AppenderDep, tokens: TokensDep) -> JSONResponse:
+    """An in-app scan: the same scan record as the page, and the redirect URL."""
+    payload = _verify(body.token, tokens)
+    scan_id = await _write_scan(payload, body.scanner_id, appender)
+    return JSONResponse(
+        {
+            "scan_id": scan_id,
+            "share_id": payload.share_id,
+            "redirect_url": _with_scan_id(payload.activity_url, scan_id),
+        },
+        status_code=202,
+    )
+
+

@@ -1,0 +1,159 @@
+"""Metered service time (SPEC "Metered time: the rules"), per session.
+
+Memory: a session keeps its interval union until the log's time passes
+`closed_ts + late_grace_ms`; after that every new segment is a reject and the
+union can never change, so it is compacted to a tombstone holding only what the
+reject checks still need: the accepted seqs (as ranges: a retransmit is a
+`duplicate`, which is checked before `late`) and `closed_ts`. Tombstones are kept
+for ever, since a segment may arrive any time later and must still be told
+`duplicate` or `late` rather than `unknown_session`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from state.config import RuleSettings
+from state.intervals import IntervalSet
+from state.money import ceil_div
+from state.outputs import Event, Output, reject
+
+
+@dataclass(frozen=True)
+class Tariff:
+    tariff_id: str
+    currency: str
+    unit_ms: int
+    price_minor: int
+    free_ms: int = 0
+    min_charge_minor: int = 0
+
+    @classmethod
+    def from_event(cls, event: Event) -> Tariff:
+        return cls(
+            tariff_id=event["tariff_id"],
+            currency=event["currency"],
+            unit_ms=event["unit_ms"],
+            price_minor=event["price_minor"],
+            free_ms=event.get("free_ms") or 0,
+            min_charge_minor=event.get("min_charge_minor") or 0,
+        )
+
+    def fee(self, billed_ms: int) -> int:
+        units = ceil_div(max(0, billed_ms - self.free_ms), self.unit_ms)
+        fee = units * self.price_minor
+        if billed_ms > 0:
+            fee = max(fee, self.min_charge_minor)
+        return fee
+
+
+class Session:
+    """One session's state: accepted seqs, covered time, open or closed."""
+
+    def __init__(self, start: Event, tariff: Tariff, rules: RuleSettings) -> None:
+        self.session_id: str = start["session_id"]
+        self.start_ts: int = start["ts"]
+        self.user_id: str = start["user_id"]
+        self.service_id: str = start["service_id"]
+        self.tariff = tariff
+        self.idle_timeout_ms = rules.idle_timeout_factor * start["report_interval_ms"]
+        self.rules = rules
+        self.seqs = IntervalSet()
+        self.covered: IntervalSet | None = IntervalSet()  # None once compacted
+        self.segments = 0
+        self.last_receive_ts = start["ts"]
+        self.closed_reason: str | None = None
+        self.closed_ts: int | None = None
+        self.end_ms: int | None = None
+        self.version = 0
+        self.billed_ms = 0
+
+    @property
+    def is_open(self) -> bool:
+        return self.closed_reason is None
+
+    def usage(self, ts: int) -> Output:
+        self.version += 1
+        return {
+            "type": "usage",
+            "output_id": f"usage:{self.session_id}:{self.version}",
+            "session_id": self.session_id,
+            "user_id": self.user_id,
+            "service_id": self.service_id,
+            "tariff_id": self.tariff.tariff_id,
+            "status": "open" if self.is_open else "closed",
+            "closed_reason": self.closed_reason,
+            "billed_ms": self.billed_ms,
+            "fee_minor": self.tariff.fee(self.billed_ms),
+            "currency": self.tariff.currency,
+            "segments": self.segments,
+            "version": self.version,
+            "ts": ts,
+        }
+
+    def advance(self, log_time: int) -> list[Output]:
+        """Move the log's time to `log_time`: idle close, and compaction past the grace."""
+        out: list[Output] = []
+        idle_at = self.last_receive_ts + self.idle_timeout_ms
+        if self.is_open and log_time > idle_at:
+            self.closed_reason, self.closed_ts = "idle", idle_at
+            out.append(self.usage(idle_at))
+        if (
+            self.covered is not None
+            and self.closed_ts is not None
+            and log_time > self.closed_ts + self.rules.late_grace_ms
+        ):
+            self.covered = None
+        return out
+
+    def check(self, seg: Event) -> tuple[str | None, int, int]:
+        """SPEC's ordered segment checks: (reject reason or None, clipped start, end)."""
+        seq, ts, start, end = seg["seq"], seg["ts"], seg["start_ms"], seg["end_ms"]
+        if seq in self.seqs:
+            return "duplicate", start, end
+        if end <= start or end - start > self.rules.max_segment_ms:
+            return "invalid_interval", start, end
+        if end > ts + self.rules.clock_skew_ms:
+            return "future", start, end
+        if self.closed_ts is not None and ts > self.closed_ts + self.rules.late_grace_ms:
+            return "late", start, end
+        if end <= self.start_ts:
+            return "before_start", start, end
+        start = max(start, self.start_ts)
+        if self.end_ms is not None:
+            end = min(end, self.end_ms)
+            if end <= start:
+                return "after_end", start, end
+        return None, start, end
+
+    def on_segment(self, seg: Event, position: str) -> list[Output]:
+        out = self.advance(seg["ts"])
+        reason, start, end = self.check(seg)
+        if reason is not None:
+            out.append(reject(reason, seg, position))
+            return out
+        assert self.covered is not None, "compacted sessions only reject (late)"
+        self.seqs.add(seg["seq"], seg["seq"] + 1)
+        self.billed_ms += self.covered.add(start, end)
+        self.segments += 1
+        self.last_receive_ts = seg["ts"]
+        out.append(self.usage(seg["ts"]))
+        if seg["end"] and self.is_open:
+            self.closed_reason, self.closed_ts, self.end_ms = "end", seg["ts"], seg["end_ms"]
+            out.append(self.usage(seg["ts"]))
+        return out
+
+    def snapshot(self) -> dict[str, Any]:
+        """A plain copy of the state, for tests and debugging."""
+        return {
+            "session_id": self.session_id,
+            "status": "open" if self.is_open else "closed",
+            "closed_reason": self.closed_reason,
+            "closed_ts": self.closed_ts,
+            "billed_ms": self.billed_ms,
+            "segments": self.segments,
+            "seqs": self.seqs.runs(),
+            "covered": None if self.covered is None else self.covered.runs(),
+            "version": self.version,
+        }
