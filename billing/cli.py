@@ -58,8 +58,14 @@ def add_rule_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def rule_overrides(args: argparse.Namespace) -> dict[str, int]:
-    names = ("attribution_window_ms", "report_interval_ms", "max_segment_ms", "clock_skew_ms",
-             "idle_timeout_factor", "late_grace_ms")
+    names = (
+        "attribution_window_ms",
+        "report_interval_ms",
+        "max_segment_ms",
+        "clock_skew_ms",
+        "idle_timeout_factor",
+        "late_grace_ms",
+    )
     return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
 
 

@@ -12,5 +12,3 @@ def register(sub: Any) -> None:
     d.add_argument("--port", type=int, default=8000)
     d.add_argument("--seconds", type=float, default=0, help="stop after this long (0: Ctrl-C)")
     d.set_defaults(func=lambda args: demo.run(args))
-
-

@@ -22,12 +22,14 @@ def stream_entry_to_event(entry_id: str, fields: dict[str, str]) -> dict[str, An
 def iter_log(client: redis.Redis, keys: Keys, chunk: int = 5000) -> Iterator[dict[str, Any]]:
     start = "-"
     while True:
-        entries = client.xrange(keys.events, min=start, max="+", count=chunk)
-        for entry_id, fields in entries:  # type: ignore[union-attr]
+        entries: list[tuple[str, dict[str, str]]] = client.xrange(  # type: ignore[assignment]
+            keys.events, min=start, max="+", count=chunk
+        )
+        for entry_id, fields in entries:
             yield stream_entry_to_event(entry_id, fields)
-        if len(entries) < chunk:  # type: ignore[arg-type]
+        if len(entries) < chunk:
             return
-        start = "(" + entries[-1][0]  # type: ignore[index]
+        start = "(" + entries[-1][0]
 
 
 def export(client: redis.Redis, keys: Keys, out: IO[str]) -> int:

@@ -19,8 +19,9 @@ from ingest_api.tokens import ShareTokens
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
-ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]],
-                   Awaitable[None]]
+ASGIApp = Callable[
+    [Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]
+]
 
 
 class BodyLimit:
@@ -88,7 +89,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         client = aioredis.Redis.from_url(
-            settings.redis_url, decode_responses=True, socket_timeout=5,
+            settings.redis_url,
+            decode_responses=True,
+            socket_timeout=5,
             socket_connect_timeout=2,
         )
         keys = Keys(settings.key_prefix)

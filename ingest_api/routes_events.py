@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from billing.events import (
@@ -42,19 +42,28 @@ def _plan(event: dict[str, Any], keys: Keys, report_interval_ms: int) -> tuple[A
     if kind == "commission_rule":
         rule_id = event["rule_id"]
         return Append(event, keys.idem("rule", rule_id), "versioned"), lambda a: {
-            "rule_id": rule_id, "ts": a.ts}
+            "rule_id": rule_id,
+            "ts": a.ts,
+        }
     if kind == "tariff":
         tariff_id = event["tariff_id"]
         return Append(event, keys.idem("tariff", tariff_id), "versioned"), lambda a: {
-            "tariff_id": tariff_id, "ts": a.ts}
+            "tariff_id": tariff_id,
+            "ts": a.ts,
+        }
     if kind == "order":
         order_id = event["order_id"]
         return Append(event, keys.idem("order", order_id), "unique"), lambda a: {
-            "order_id": order_id, "ts": a.ts}
+            "order_id": order_id,
+            "ts": a.ts,
+        }
     if kind == "refund":
         refund_id, order_id = event["refund_id"], event["order_id"]
         return Append(event, keys.idem("refund", refund_id), "unique"), lambda a: {
-            "refund_id": refund_id, "order_id": order_id, "ts": a.ts}
+            "refund_id": refund_id,
+            "order_id": order_id,
+            "ts": a.ts,
+        }
     if kind == "session_start":
         session_id = event.get("session_id") or ulid("ses-")
         full = {**event, "session_id": session_id, "report_interval_ms": report_interval_ms}
@@ -76,7 +85,10 @@ def _plan(event: dict[str, Any], keys: Keys, report_interval_ms: int) -> tuple[A
     if kind == "segment":
         session_id, seq = event["session_id"], event["seq"]
         return Append(event, keys.idem("segment", f"{session_id}:{seq}"), "unique"), lambda a: {
-            "session_id": session_id, "seq": seq, "ts": a.ts}
+            "session_id": session_id,
+            "seq": seq,
+            "ts": a.ts,
+        }
     raise ValueError(kind)
 
 
@@ -92,9 +104,7 @@ async def _append_one(
     try:
         (done,) = await appender.append([plan])
     except Conflict as exc:
-        raise Problem(
-            409, "Conflict", "this id was already used with a different body"
-        ) from exc
+        raise Problem(409, "Conflict", "this id was already used with a different body") from exc
     except Missing as exc:
         raise _missing(exc, "") from exc
     return JSONResponse(answer(done), status_code=202 if done.new else 200)
@@ -106,7 +116,10 @@ def _event(kind: str, body: Any, **ids: Any) -> dict[str, Any]:
 
 @router.put("/commission-rules/{rule_id}", status_code=202)
 async def put_commission_rule(
-    rule_id: Id, body: CommissionRuleBody, appender: AppenderDep, keys: KeysDep,
+    rule_id: Id,
+    body: CommissionRuleBody,
+    appender: AppenderDep,
+    keys: KeysDep,
     settings: SettingsDep,
 ) -> JSONResponse:
     """A new version of the rule (the same body as the current version: 200, no new version)."""
@@ -147,7 +160,10 @@ async def post_session(
 
 @router.post("/sessions/{session_id}/segments", status_code=202)
 async def post_segment(
-    session_id: Id, body: SegmentBody, appender: AppenderDep, keys: KeysDep,
+    session_id: Id,
+    body: SegmentBody,
+    appender: AppenderDep,
+    keys: KeysDep,
     settings: SettingsDep,
 ) -> JSONResponse:
     """One heartbeat segment. Unknown sessions are the engine's to reject (`unknown_session`)."""
@@ -156,8 +172,14 @@ async def post_segment(
     )
 
 
-_BATCH_TYPES = (BatchCommissionRule, BatchTariff, BatchOrder, BatchRefund, BatchSessionStart,
-                BatchSegment)
+_BATCH_TYPES = (
+    BatchCommissionRule,
+    BatchTariff,
+    BatchOrder,
+    BatchRefund,
+    BatchSessionStart,
+    BatchSegment,
+)
 
 
 @router.post("/events", status_code=202)

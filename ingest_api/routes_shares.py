@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from billing.events import Id, ScanBody, ShareBody, to_log_dict
 from ingest_api import qr
 from ingest_api.appender import Append, Conflict
-from ingest_api.deps import AppenderDep, KeysDep, RedisDep, Reader, SettingsDep, TokensDep, Writer
+from ingest_api.deps import AppenderDep, KeysDep, Reader, RedisDep, SettingsDep, TokensDep, Writer
 from ingest_api.ids import ulid
 from ingest_api.problems import Problem
 from ingest_api.tokens import InvalidToken, SharePayload, ShareTokens
@@ -42,7 +42,10 @@ def _share_answer(share_id: str, token: str, settings: SettingsDep) -> dict[str,
 
 @router.post("/v1/shares", status_code=202, dependencies=[Writer])
 async def post_share(
-    body: ShareBody, appender: AppenderDep, keys: KeysDep, tokens: TokensDep,
+    body: ShareBody,
+    appender: AppenderDep,
+    keys: KeysDep,
+    tokens: TokensDep,
     settings: SettingsDep,
 ) -> JSONResponse:
     """Create a share: writes the `share` event and answers its sealed token and QR links."""
@@ -64,7 +67,7 @@ async def post_share(
 
 
 async def _share_token(share_id: str, redis: RedisDep, keys: KeysDep) -> str:
-    mark = await redis.get(keys.idem("share", share_id))
+    mark: str | None = await redis.get(keys.idem("share", share_id))  # type: ignore[assignment]
     if mark is None:
         raise Problem(404, "Unknown share", f"share {share_id!r} does not exist")
     return str(mark.split("|", 2)[2])
@@ -77,8 +80,13 @@ QrLevel = Annotated[qr.ErrorCorrection, Query(description="error correction leve
 
 @router.get("/v1/shares/{share_id}/qr.png", dependencies=[Reader])
 async def share_qr_png(
-    share_id: Id, redis: RedisDep, keys: KeysDep, settings: SettingsDep,
-    ec: QrLevel = "M", size: QrSize = 8, border: QrBorder = 4,
+    share_id: Id,
+    redis: RedisDep,
+    keys: KeysDep,
+    settings: SettingsDep,
+    ec: QrLevel = "M",
+    size: QrSize = 8,
+    border: QrBorder = 4,
 ) -> Response:
     token = await _share_token(share_id, redis, keys)
     url = _share_answer(share_id, token, settings)["scan_url"]
@@ -87,8 +95,13 @@ async def share_qr_png(
 
 @router.get("/v1/shares/{share_id}/qr.svg", dependencies=[Reader])
 async def share_qr_svg(
-    share_id: Id, redis: RedisDep, keys: KeysDep, settings: SettingsDep,
-    ec: QrLevel = "M", size: QrSize = 8, border: QrBorder = 4,
+    share_id: Id,
+    redis: RedisDep,
+    keys: KeysDep,
+    settings: SettingsDep,
+    ec: QrLevel = "M",
+    size: QrSize = 8,
+    border: QrBorder = 4,
 ) -> Response:
     token = await _share_token(share_id, redis, keys)
     url = _share_answer(share_id, token, settings)["scan_url"]
@@ -126,9 +139,11 @@ async def _write_scan(payload: SharePayload, scanner_id: str | None, appender: A
     return scan_id
 
 
-@router.api_route("/s/{token}", methods=["GET", "HEAD"], include_in_schema=True)
 async def scan_page(
-    token: str, request: Request, appender: AppenderDep, tokens: TokensDep,
+    token: str,
+    request: Request,
+    appender: AppenderDep,
+    tokens: TokensDep,
     settings: SettingsDep,
 ) -> Response:
     """The public intermediate page: log the scan, then 302 to the activity page.
@@ -151,6 +166,16 @@ async def scan_page(
     )
 
 
+router.add_api_route("/s/{token}", scan_page, methods=["GET"], operation_id="scan_page")
+router.add_api_route(
+    "/s/{token}",
+    scan_page,
+    methods=["HEAD"],
+    operation_id="scan_page_head",
+    include_in_schema=False,
+)
+
+
 @router.post("/v1/scans", status_code=202, dependencies=[Writer])
 async def post_scan(body: ScanBody, appender: AppenderDep, tokens: TokensDep) -> JSONResponse:
     """An in-app scan: the same scan record as the page, and the redirect URL."""
@@ -164,5 +189,3 @@ async def post_scan(body: ScanBody, appender: AppenderDep, tokens: TokensDep) ->
         },
         status_code=202,
     )
-
-

@@ -66,7 +66,10 @@ def _unpack(raw: bytes) -> SharePayload:
             raise InvalidToken("trailing bytes")
     except (IndexError, struct.error, UnicodeDecodeError) as exc:
         raise InvalidToken("malformed token") from exc
-    return SharePayload(*texts, expires_at=None if expiry == 0 else expiry - 1)
+    share_id, item_id, sharer_id, activity_url = texts
+    return SharePayload(
+        share_id, item_id, sharer_id, activity_url, None if expiry == 0 else expiry - 1
+    )
 
 
 class ShareTokens:

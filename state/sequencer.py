@@ -125,9 +125,9 @@ class Sequencer:
             quantities = {}
             for line in lines:
                 if line["item_id"] in items:
-                    quantities[line["item_id"]] = (
-                        quantities.get(line["item_id"]) or 0
-                    ) + line["quantity"]
+                    quantities[line["item_id"]] = (quantities.get(line["item_id"]) or 0) + line[
+                        "quantity"
+                    ]
         for item_id, quantity in quantities.items():
             routed.append((f"item:{item_id}", ("refund", event, quantity)))
 
