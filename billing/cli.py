@@ -39,36 +39,6 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_rule_flags(parser: argparse.ArgumentParser) -> None:
-    defaults = Settings.model_fields
-    for name in (
-        "attribution_window_ms",
-        "report_interval_ms",
-        "max_segment_ms",
-        "clock_skew_ms",
-        "idle_timeout_factor",
-        "late_grace_ms",
-    ):
-        parser.add_argument(
-            "--" + name.replace("_", "-"),
-            type=int,
-            default=None,
-            help=f"default: BILLING_{name.upper()} or {defaults[name].default}",
-        )
-
-
-def rule_overrides(args: argparse.Namespace) -> dict[str, int]:
-    names = (
-        "attribution_window_ms",
-        "report_interval_ms",
-        "max_segment_ms",
-        "clock_skew_ms",
-        "idle_timeout_factor",
-        "late_grace_ms",
-    )
-    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="billing", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)

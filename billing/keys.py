@@ -46,5 +46,6 @@ class Keys:
     def sharer_applied(self, sharer_id: str) -> str:
         return f"{self.prefix}billing:view:sharer-applied:{sharer_id}"
 
-    def reject_counts(self) -> str:
-        return f"{self.prefix}billing:view:rejects"
+    @property
+    def flows_heartbeat(self) -> str:
+        return f"{self.prefix}billing:flows:heartbeat"

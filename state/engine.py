@@ -24,7 +24,7 @@ class Engine:
     def _route(self, routed: list[tuple[str, tuple[Any, ...]]]) -> list[Output]:
         out: list[Output] = []
         for key, message in routed:
-            state, produced = ledgers.apply(key, self.keys.get(key), message, self.rules)
+            state, produced = ledgers.apply(self.keys.get(key), message, self.rules)
             if state is not None:
                 self.keys[key] = state
             out.extend(produced)

@@ -1,6 +1,6 @@
 """Per-key state behind the sequencer: one `ItemLedger` or `Session` per key.
 
-`apply(state, message)` is the whole keyed step: the flows call it from a
+`apply(state, message, rules)` is the whole keyed step: the flows call it from a
 bytewax `StatefulLogic`, and `state.engine` calls it from a plain loop.
 """
 
@@ -16,11 +16,15 @@ from state.outputs import Output, reject
 KeyState = ItemLedger | Session | None
 
 
+ITEM_MESSAGES = frozenset({"scan", "order_line", "refund"})
+
+
 def apply(
-    key: str, state: KeyState, message: tuple[Any, ...], rules: RuleSettings
+    state: KeyState, message: tuple[Any, ...], rules: RuleSettings
 ) -> tuple[KeyState, list[Output]]:
+    """One routed message for one key; the message kind tells item from session keys."""
     kind = message[0]
-    if key.startswith("item:"):
+    if kind in ITEM_MESSAGES:
         ledger = state if isinstance(state, ItemLedger) else ItemLedger(rules.attribution_window_ms)
         if kind == "scan":
             return ledger, ledger.on_scan(message[1])

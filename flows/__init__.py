@@ -1,0 +1,1 @@
+"""Bytewax dataflows: they only wire `state/` to bytewax, Redis and files."""

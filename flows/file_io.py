@@ -1,0 +1,143 @@
+"""Replay I/O: a JSON Lines log file in, JSON Lines outputs out."""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import IO, Any
+
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from pydantic import ValidationError
+
+from billing.events import parse_log_event
+from state.outputs import Output
+
+
+class LogLineError(ValueError):
+    def __init__(self, line_no: int, reason: str) -> None:
+        super().__init__(f"line {line_no}: {reason}")
+        self.line_no = line_no
+
+
+def parse_line(line: str, line_no: int) -> tuple[str, dict[str, Any]] | None:
+    """(position, event) for one log line; None for a blank line."""
+    if not line.strip():
+        return None
+    try:
+        raw = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise LogLineError(line_no, f"not JSON ({exc.msg} at column {exc.colno})") from exc
+    if not isinstance(raw, dict):
+        raise LogLineError(line_no, "not a JSON object")
+    try:
+        event = parse_log_event(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise LogLineError(line_no, f"invalid event: {where}: {first['msg']}") from exc
+    # An exported live log keeps its stream ids, so its outputs keep their live ids.
+    log_id = raw.get("log_id")
+    return (str(log_id) if isinstance(log_id, str) else f"L{line_no}"), event
+
+
+@dataclass
+class ReplayStatus:
+    """Shared with the caller: the first bad line stops the run and is reported here."""
+
+    error: LogLineError | None = None
+    bytes_read: int = 0
+    events: int = 0
+    max_ts: int = 0
+    on_progress: Any = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class _FilePartition(StatefulSourcePartition[tuple[Any, ...], int]):
+    def __init__(self, path: str, status: ReplayStatus, batch_size: int, resume: int | None):
+        self._file = open(path, "rb")  # noqa: SIM115 - closed in close()
+        self._status = status
+        self._batch_size = batch_size
+        self._line_no = 0
+        self._last_ts = -1
+        if resume:
+            for _ in range(resume):
+                self._file.readline()
+            self._line_no = resume
+
+    def next_batch(self) -> list[tuple[Any, ...]]:
+        batch: list[tuple[Any, ...]] = []
+        start = self._file.tell()
+        for _ in range(self._batch_size):
+            raw = self._file.readline()
+            if not raw:
+                break
+            self._line_no += 1
+            try:
+                parsed = parse_line(raw.decode("utf-8", errors="strict"), self._line_no)
+            except (LogLineError, UnicodeDecodeError) as exc:
+                self._status.error = (
+                    exc if isinstance(exc, LogLineError) else LogLineError(self._line_no, str(exc))
+                )
+                raise StopIteration() from exc
+            if parsed is None:
+                continue
+            ts = parsed[1]["ts"]
+            if ts < self._last_ts:
+                self._status.error = LogLineError(
+                    self._line_no, f"ts {ts} is earlier than the line before; not in log order"
+                )
+                raise StopIteration()
+            self._last_ts = ts
+            batch.append(("event", parsed[0], parsed[1]))
+        with self._status.lock:
+            self._status.bytes_read += self._file.tell() - start
+            self._status.events += len(batch)
+            if self._status.on_progress is not None:
+                self._status.on_progress(self._file.tell() - start)
+        if not batch and not raw:
+            raise StopIteration()
+        return batch
+
+    def next_awake(self) -> datetime | None:
+        return None
+
+    def snapshot(self) -> int:
+        return self._line_no
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class JsonLinesSource(FixedPartitionedSource[tuple[Any, ...], int]):
+    def __init__(self, path: str, status: ReplayStatus, batch_size: int = 2000) -> None:
+        self.path, self.status, self.batch_size = path, status, batch_size
+
+    def list_parts(self) -> list[str]:
+        return ["log"]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _FilePartition:
+        return _FilePartition(self.path, self.status, self.batch_size, resume_state)
+
+
+class _WriterPartition(StatelessSinkPartition[Output]):
+    def __init__(self, out: IO[str], lock: threading.Lock) -> None:
+        self._out, self._lock = out, lock
+
+    def write_batch(self, items: list[Output]) -> None:
+        text = "".join(json.dumps(o, separators=(",", ":")) + "\n" for o in items)
+        with self._lock:
+            self._out.write(text)
+
+
+class JsonLinesSink(DynamicSink[Output]):
+    """All workers of the process append to one text stream, a batch at a time."""
+
+    def __init__(self, out: IO[str]) -> None:
+        self.out = out
+        self.lock = threading.Lock()
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _WriterPartition:
+        return _WriterPartition(self.out, self.lock)

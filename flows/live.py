@@ -1,0 +1,122 @@
+"""`billing flows`: the live dataflow, Redis in and out, with recovery and a supervisor.
+
+bytewax ends every process of a cluster when one dies, so with several processes
+a supervisor restarts the whole cluster; with recovery on, it resumes from the
+last snapshot (stream position and state), re-emitting at most one epoch of
+outputs, which carry the same `output_id`s and leave the views unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from bytewax.recovery import RecoveryConfig, init_db_dir
+from bytewax.run import cli_main
+
+from billing.keys import Keys
+from billing.redis_runtime import client
+from billing.settings import Settings
+from flows.dataflow import build_flow
+from flows.redis_io import RedisOutputSink, RedisStreamSource
+
+RECOVERY_PARTITIONS = 4
+
+
+def live_flow(settings: Settings):  # type: ignore[no-untyped-def]
+    keys = Keys(settings.key_prefix)
+    source = RedisStreamSource(settings.redis_url, keys, lag_ms=settings.watermark_lag_ms)
+    return build_flow(source, RedisOutputSink(settings.redis_url, keys), settings.rules())
+
+
+def recovery_config(settings: Settings) -> RecoveryConfig | None:
+    if not settings.recovery_dir:
+        return None
+    directory = Path(settings.recovery_dir)
+    if not any(directory.glob("part-*.sqlite3")):
+        directory.mkdir(parents=True, exist_ok=True)
+        init_db_dir(directory, RECOVERY_PARTITIONS)
+    return RecoveryConfig(directory)
+
+
+def run_process(
+    settings: Settings, workers: int, process_id: int | None = None,
+    addresses: list[str] | None = None,
+) -> int:
+    cli_main(
+        live_flow(settings),
+        workers_per_process=workers,
+        process_id=process_id,
+        addresses=addresses,
+        epoch_interval=timedelta(milliseconds=settings.epoch_interval_ms),
+        recovery_config=recovery_config(settings),
+    )
+    return 0
+
+
+def _free_ports(count: int) -> list[int]:
+    socks = [socket.socket() for _ in range(count)]
+    for sock in socks:
+        sock.bind(("127.0.0.1", 0))
+    ports = [int(sock.getsockname()[1]) for sock in socks]
+    for sock in socks:
+        sock.close()
+    return ports
+
+
+def run_cluster(settings: Settings, workers: int, processes: int) -> int:
+    if processes <= 1:
+        return run_process(settings, workers)
+    stopping = False
+
+    def _stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    while not stopping:
+        addresses = [f"127.0.0.1:{port}" for port in _free_ports(processes)]
+        children = [
+            subprocess.Popen(
+                [sys.executable, "-m", "flows.live", str(workers), str(i), ",".join(addresses)],
+                env=dict(os.environ),
+            )
+            for i in range(processes)
+        ]
+        while not stopping and all(child.poll() is None for child in children):
+            time.sleep(0.2)
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+        for child in children:
+            try:
+                child.wait(10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        if not stopping:
+            print("flows: a cluster process exited; restarting the cluster", file=sys.stderr)
+            time.sleep(1)
+    return 0
+
+
+def healthy(settings: Settings, max_age_s: float) -> bool:
+    """The source beats once a second with Redis's clock; stale means stuck or dead."""
+    conn = client(settings.redis_url)
+    beat = conn.get(Keys(settings.key_prefix).flows_heartbeat)
+    if beat is None:
+        return False
+    seconds, micros = conn.time()  # type: ignore[misc]
+    return (seconds * 1000 + micros // 1000) - int(beat) <= max_age_s * 1000  # type: ignore[arg-type]
+
+
+if __name__ == "__main__":
+    # Cluster member: `python -m flows.live WORKERS PROCESS_ID ADDR,ADDR,...`
+    _workers, _pid, _addrs = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3].split(",")
+    sys.exit(run_process(Settings(), _workers, _pid, _addrs))
