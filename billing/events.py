@@ -173,6 +173,8 @@ class BatchBody(Body):
 class LogModel(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
     ts: TimeMs
+    # Set by `billing export`: the live stream id, kept so replayed outputs keep live ids.
+    log_id: Annotated[str, StringConstraints(max_length=64)] | None = None
 
 
 class LogCommissionRule(LogModel, CommissionRuleBody):
@@ -255,5 +257,17 @@ def to_log_dict(model: BaseModel) -> dict[str, Any]:
 
 
 def parse_log_event(raw: dict[str, Any]) -> dict[str, Any]:
-    """Validate one log line; raises pydantic.ValidationError."""
-    return to_log_dict(LOG_EVENT.validate_python(raw))
+    """Validate one decoded log event; raises pydantic.ValidationError."""
+    event = to_log_dict(LOG_EVENT.validate_python(raw))
+    event.pop("log_id", None)
+    return event
+
+
+def parse_log_line(line: bytes | str) -> tuple[str | None, dict[str, Any]]:
+    """Validate one JSON log line (parsed in Rust, which is what makes replay fast).
+
+    Returns (log_id or None, event). Raises pydantic.ValidationError, whose first
+    error has type `json_invalid` for text that is not JSON.
+    """
+    event = to_log_dict(LOG_EVENT.validate_json(line))
+    return event.pop("log_id", None), event

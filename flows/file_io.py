@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any
 
+import orjson
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from pydantic import ValidationError
 
-from billing.events import parse_log_event
+from billing.events import parse_log_line
 from state.outputs import Output
 
 
@@ -22,25 +22,22 @@ class LogLineError(ValueError):
         self.line_no = line_no
 
 
-def parse_line(line: str, line_no: int) -> tuple[str, dict[str, Any]] | None:
+def parse_line(line: bytes | str, line_no: int) -> tuple[str, dict[str, Any]] | None:
     """(position, event) for one log line; None for a blank line."""
     if not line.strip():
         return None
     try:
-        raw = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise LogLineError(line_no, f"not JSON ({exc.msg} at column {exc.colno})") from exc
-    if not isinstance(raw, dict):
-        raise LogLineError(line_no, "not a JSON object")
-    try:
-        event = parse_log_event(raw)
+        log_id, event = parse_log_line(line)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
+        if first["type"] == "json_invalid":
+            raise LogLineError(line_no, f"not JSON ({first['msg']})") from exc
+        if first["type"] == "dict_type" and not first["loc"]:
+            raise LogLineError(line_no, "not a JSON object") from exc
+        where = ".".join(str(p) for p in first["loc"]) or "type"
         raise LogLineError(line_no, f"invalid event: {where}: {first['msg']}") from exc
     # An exported live log keeps its stream ids, so its outputs keep their live ids.
-    log_id = raw.get("log_id")
-    return (str(log_id) if isinstance(log_id, str) else f"L{line_no}"), event
+    return (log_id or f"L{line_no}"), event
 
 
 @dataclass
@@ -76,11 +73,9 @@ class _FilePartition(StatefulSourcePartition[tuple[Any, ...], int]):
                 break
             self._line_no += 1
             try:
-                parsed = parse_line(raw.decode("utf-8", errors="strict"), self._line_no)
-            except (LogLineError, UnicodeDecodeError) as exc:
-                self._status.error = (
-                    exc if isinstance(exc, LogLineError) else LogLineError(self._line_no, str(exc))
-                )
+                parsed = parse_line(raw, self._line_no)
+            except LogLineError as exc:
+                self._status.error = exc
                 raise StopIteration() from exc
             if parsed is None:
                 continue
@@ -91,7 +86,7 @@ class _FilePartition(StatefulSourcePartition[tuple[Any, ...], int]):
                 )
                 raise StopIteration()
             self._last_ts = ts
-            batch.append(("event", parsed[0], parsed[1]))
+            batch.append(("log", ("event", parsed[0], parsed[1])))
         with self._status.lock:
             self._status.bytes_read += self._file.tell() - start
             self._status.events += len(batch)
@@ -122,17 +117,17 @@ class JsonLinesSource(FixedPartitionedSource[tuple[Any, ...], int]):
         return _FilePartition(self.path, self.status, self.batch_size, resume_state)
 
 
-class _WriterPartition(StatelessSinkPartition[Output]):
+class _WriterPartition(StatelessSinkPartition[tuple[str, Output]]):
     def __init__(self, out: IO[str], lock: threading.Lock) -> None:
         self._out, self._lock = out, lock
 
-    def write_batch(self, items: list[Output]) -> None:
-        text = "".join(json.dumps(o, separators=(",", ":")) + "\n" for o in items)
+    def write_batch(self, items: list[tuple[str, Output]]) -> None:
+        text = b"".join(orjson.dumps(o) + b"\n" for _key, o in items).decode()
         with self._lock:
             self._out.write(text)
 
 
-class JsonLinesSink(DynamicSink[Output]):
+class JsonLinesSink(DynamicSink[tuple[str, Output]]):
     """All workers of the process append to one text stream, a batch at a time."""
 
     def __init__(self, out: IO[str]) -> None:

@@ -18,8 +18,8 @@ from state.config import RuleSettings
 from state.outputs import Output, reject
 from state.sequencer import Sequencer
 
-# Items between steps: ("out", output) for the sink, ("route", key, message) for a ledger.
-Item = tuple[Any, ...]
+# The sequencer emits an output (a dict) for the sink, or ("route", key, message) for a ledger.
+Item = Output | tuple[Any, ...]
 
 
 class SequencerLogic(StatefulBatchLogic[tuple[Any, ...], Item, bytes]):
@@ -35,12 +35,12 @@ class SequencerLogic(StatefulBatchLogic[tuple[Any, ...], Item, bytes]):
                 outputs: list[Output] = []
             elif value[0] == "bad":
                 # An entry that is not a valid SPEC event: reported, never billed.
-                emitted.append(("out", reject("invalid_event", value[2], value[1])))
+                emitted.append(reject("invalid_event", value[2], value[1]))
                 continue
             else:
                 outputs, routed = sequencer.on_event(value[2], value[1])
             emitted.extend(("route", key, message) for key, message in routed)
-            emitted.extend(("out", output) for output in outputs)
+            emitted.extend(outputs)
         return emitted, False
 
     def on_eof(self) -> tuple[Iterable[Item], bool]:

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from pydantic import ValidationError
 
-from billing.events import parse_log_event
+from billing.events import parse_log_line
 from billing.keys import Keys
 from billing.redis_runtime import client
 from state.outputs import Output
@@ -19,7 +19,7 @@ from state.outputs import Output
 HEARTBEAT_EVERY_S = 1.0
 
 
-class _StreamPartition(StatefulSourcePartition[tuple[Any, ...], str]):
+class _StreamPartition(StatefulSourcePartition[tuple[str, Any], str]):
     """Reads one stream from `last_id` on, never blocking; its snapshot is `last_id`.
 
     When a read drains the stream it also emits a watermark tick: Redis's clock,
@@ -38,19 +38,19 @@ class _StreamPartition(StatefulSourcePartition[tuple[Any, ...], str]):
         self._last_tick = -1
         self._last_beat = 0.0
 
-    def next_batch(self) -> list[tuple[Any, ...]]:
+    def next_batch(self) -> list[tuple[str, Any]]:
         self._awake = None
         seconds, micros = self.r.time()  # type: ignore[misc]
         server_ms = seconds * 1000 + micros // 1000
         reply: Any = self.r.xread({self.stream: self.last_id}, count=self.batch)
         entries = reply[0][1] if reply else []
-        items: list[tuple[Any, ...]] = [self._item(eid, fields) for eid, fields in entries]
+        items: list[tuple[str, Any]] = [("log", self._item(eid, f)) for eid, f in entries]
         if entries:
             self.last_id = entries[-1][0]
         if len(entries) < self.batch:
             watermark = server_ms - self.lag_ms
             if watermark > self._last_tick:
-                items.append(("tick", watermark))
+                items.append(("log", ("tick", watermark)))
                 self._last_tick = watermark
             self._awake = datetime.now(UTC) + timedelta(seconds=self.poll_s)
         now = time.monotonic()
@@ -61,11 +61,15 @@ class _StreamPartition(StatefulSourcePartition[tuple[Any, ...], str]):
 
     def _item(self, entry_id: str, fields: dict[str, str]) -> tuple[Any, ...]:
         ts = int(entry_id.split("-", 1)[0])
+        data = fields.get("data", "")
         try:
-            raw = json.loads(fields["data"])
-            raw["ts"] = ts
-            return ("event", entry_id, parse_log_event(raw))
-        except (KeyError, ValueError, ValidationError, TypeError):
+            if not data.endswith("}"):
+                raise ValueError("not a JSON object")
+            # `ts` is the entry id's; splicing it in lets pydantic parse the JSON itself.
+            _log_id, event = parse_log_line(f'{data[:-1]},"ts":{ts}}}')
+            event["ts"] = ts
+            return ("event", entry_id, event)
+        except (ValueError, ValidationError):
             # Ingest validates everything; a bad entry here was written around it.
             # It becomes a reject rather than a poison pill that stops billing.
             return ("bad", entry_id, {"raw": fields.get("data"), "ts": ts})
@@ -80,7 +84,7 @@ class _StreamPartition(StatefulSourcePartition[tuple[Any, ...], str]):
         self.r.close()
 
 
-class RedisStreamSource(FixedPartitionedSource[tuple[Any, ...], str]):
+class RedisStreamSource(FixedPartitionedSource[tuple[str, Any], str]):
     def __init__(self, url: str, keys: Keys, *, batch: int = 2000, poll_s: float = 0.02,
                  lag_ms: int = 2000) -> None:
         self.url, self.keys = url, keys
@@ -95,64 +99,67 @@ class RedisStreamSource(FixedPartitionedSource[tuple[Any, ...], str]):
                                 self.poll_s, self.lag_ms)
 
 
-# Views are written so that a replayed output (at-least-once recovery) changes nothing:
-# a session view only moves to a higher version; an order view is keyed by output_id;
-# a sharer's totals count each output_id once.
-_VIEWS = """
-local kind = ARGV[1]
-if kind == 'usage' then
-  local cur = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
-  if tonumber(ARGV[2]) > cur then
-    redis.call('HSET', KEYS[1], 'version', ARGV[2], 'data', ARGV[3])
-  end
-elseif kind == 'commission' then
-  redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
-  if redis.call('SADD', KEYS[2], ARGV[2]) == 1 then
-    local field = ARGV[4] .. ':' .. ARGV[5]
-    redis.call('HINCRBY', KEYS[3], field, ARGV[6])
-    redis.call('HINCRBY', KEYS[3], field .. '_count', 1)
+# One script call per batch appends every output to its public stream and updates
+# the views, written so that a replayed output (at-least-once recovery) changes
+# nothing: a session view only moves to a higher version, an order view is keyed by
+# output_id, and a sharer's totals count each output_id once. (Keys travel in ARGV:
+# this is a single-node deployment; a cluster would need one call per hash slot.)
+_WRITE = """
+local i = 1
+while i <= #ARGV do
+  local kind, stream, output_id, data = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  redis.call('XADD', stream, '*', 'output_id', output_id, 'data', data)
+  if kind == 'usage' then
+    local view, version = ARGV[i + 4], tonumber(ARGV[i + 5])
+    local cur = tonumber(redis.call('HGET', view, 'version') or '0')
+    if version > cur then
+      redis.call('HSET', view, 'version', version, 'data', data)
+    end
+    i = i + 6
+  elseif kind == 'commission' then
+    local order_view, applied, sharer_view = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
+    redis.call('HSET', order_view, output_id, data)
+    if redis.call('SADD', applied, output_id) == 1 then
+      redis.call('HINCRBY', sharer_view, ARGV[i + 7], ARGV[i + 8])
+      redis.call('HINCRBY', sharer_view, ARGV[i + 7] .. '_count', 1)
+    end
+    i = i + 9
+  else
+    i = i + 4
   end
 end
 return 1
 """
 
 
-class _RedisWriter(StatelessSinkPartition[Output]):
+class _RedisWriter(StatelessSinkPartition[tuple[str, Output]]):
     def __init__(self, url: str, keys: Keys) -> None:
         self.r = client(url)
         self.keys = keys
-        self.views = self.r.register_script(_VIEWS)
+        self.write = self.r.register_script(_WRITE)
 
-    def write_batch(self, items: list[Output]) -> None:
-        pipe = self.r.pipeline(transaction=False)
+    def write_batch(self, items: list[tuple[str, Output]]) -> None:
         keys = self.keys
-        for out in items:
-            data = json.dumps(out, separators=(",", ":"))
+        args: list[str | int] = []
+        for _key, out in items:
             kind = out["type"]
-            pipe.xadd(keys.output_stream(kind), {"output_id": out["output_id"], "data": data})
+            data = orjson.dumps(out).decode()
+            args += [kind, keys.output_stream(kind), out["output_id"], data]
             if kind == "usage":
-                self.views(
-                    keys=[keys.session_view(out["session_id"])],
-                    args=["usage", out["version"], data],
-                    client=pipe,
-                )
+                args += [keys.session_view(out["session_id"]), out["version"]]
             elif kind == "commission":
                 field = "accrued" if out["kind"] == "accrual" else "reversed"
-                self.views(
-                    keys=[keys.order_view(out["order_id"]),
-                          keys.sharer_applied(out["sharer_id"]),
-                          keys.sharer_view(out["sharer_id"])],
-                    args=["commission", out["output_id"], data, out["currency"], field,
-                          out["commission_minor"]],
-                    client=pipe,
-                )
-        pipe.execute()
+                args += [keys.order_view(out["order_id"]), keys.sharer_applied(out["sharer_id"]),
+                         keys.sharer_view(out["sharer_id"]), f"{out['currency']}:{field}",
+                         out["commission_minor"]]
+        if args:
+            self.write(args=args)
 
     def close(self) -> None:
         self.r.close()
 
 
-class RedisOutputSink(DynamicSink[Output]):
+class RedisOutputSink(DynamicSink[tuple[str, Output]]):
     def __init__(self, url: str, keys: Keys) -> None:
         self.url, self.keys = url, keys
 

@@ -26,6 +26,8 @@ def replay(
 
     Raises LogLineError (with the line number) for a malformed or out-of-order line.
     """
+    with open(input_path, "rb"):
+        pass  # a missing or unreadable file is a clear OSError here, not a dataflow crash
     status = ReplayStatus()
     bar = None
     if progress:

@@ -19,14 +19,14 @@ from state.config import RuleSettings
 
 
 def flows_env(redis_url: str, prefix: str, recovery_dir: Path, rules: RuleSettings,
-              lag_ms: int) -> dict[str, str]:
+              lag_ms: int, epoch_ms: int = 100) -> dict[str, str]:
     env = dict(os.environ)
     env.update({
         "REDIS_URL": redis_url,
         "BILLING_KEY_PREFIX": prefix,
         "BILLING_RECOVERY_DIR": str(recovery_dir),
         "BILLING_WATERMARK_LAG_MS": str(lag_ms),
-        "BILLING_EPOCH_INTERVAL_MS": "100",
+        "BILLING_EPOCH_INTERVAL_MS": str(epoch_ms),
         "BILLING_ATTRIBUTION_WINDOW_MS": str(rules.attribution_window_ms),
         "BILLING_MAX_SEGMENT_MS": str(rules.max_segment_ms),
         "BILLING_CLOCK_SKEW_MS": str(rules.clock_skew_ms),

@@ -20,9 +20,11 @@ from tests.logs import engine_outputs, final_state, positioned
 
 def flow_outputs(items, rules=SMALL_RULES, recovery=None):
     out: list = []
-    flow = build_flow(TestingSource(items, batch_size=7), TestingSink(out), rules)
+    keyed = [item if isinstance(item, (TestingSource.ABORT, TestingSource.EOF)) else ("log", item)
+             for item in items]
+    flow = build_flow(TestingSource(keyed, batch_size=7), TestingSink(out), rules)
     run_main(flow, epoch_interval=timedelta(0), recovery_config=recovery)
-    return out
+    return [output for _key, output in out]
 
 
 def source_items(events):

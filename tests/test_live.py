@@ -91,8 +91,8 @@ def test_views_never_go_backwards(redis_client, keys):
     older = {"type": "usage", "output_id": "usage:s:1", "session_id": "s", "version": 1}
     commission = {"type": "commission", "output_id": "commission:accrual:o:i", "kind": "accrual",
                   "order_id": "o", "sharer_id": "al", "currency": "USD", "commission_minor": 7}
-    writer.write_batch([newer, older, commission])
-    writer.write_batch([older, commission])  # a replay after a crash
+    writer.write_batch([("k", newer), ("k", older), ("k", commission)])
+    writer.write_batch([("k", older), ("k", commission)])  # a replay after a crash
     assert redis_client.hget(keys.session_view("s"), "version") == "2"
     assert redis_client.hgetall(keys.sharer_view("al")) == {"USD:accrued": "7",
                                                             "USD:accrued_count": "1"}
