@@ -25,6 +25,7 @@ from billing.redis_runtime import client
 from billing.settings import Settings
 from flows.dataflow import build_flow
 from flows.redis_io import RedisOutputSink, RedisStreamSource
+from flows.runtime import tune_gc
 
 RECOVERY_PARTITIONS = 4
 
@@ -49,6 +50,7 @@ def run_process(
     settings: Settings, workers: int, process_id: int | None = None,
     addresses: list[str] | None = None,
 ) -> int:
+    tune_gc()
     cli_main(
         live_flow(settings),
         workers_per_process=workers,

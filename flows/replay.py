@@ -12,6 +12,7 @@ from bytewax.testing import run_main
 
 from flows.dataflow import build_flow
 from flows.file_io import JsonLinesSink, JsonLinesSource, LogLineError, ReplayStatus
+from flows.runtime import tune_gc
 from state.config import RuleSettings
 
 
@@ -28,6 +29,7 @@ def replay(
     """
     with open(input_path, "rb"):
         pass  # a missing or unreadable file is a clear OSError here, not a dataflow crash
+    tune_gc()
     status = ReplayStatus()
     bar = None
     if progress:
