@@ -46,6 +46,14 @@ class Keys:
     def sharer_applied(self, sharer_id: str) -> str:
         return f"{self.prefix}billing:view:sharer-applied:{sharer_id}"
 
+    def stats(self, name: str) -> str:
+        return f"{self.prefix}billing:stats:{name}"
+
+    @property
+    def flows_position(self) -> str:
+        """The last input entry id the live source has read."""
+        return f"{self.prefix}billing:flows:position"
+
     @property
     def flows_heartbeat(self) -> str:
         return f"{self.prefix}billing:flows:heartbeat"

@@ -16,7 +16,7 @@ from billing.keys import Keys
 from billing.redis_runtime import client
 from state.outputs import Output
 
-HEARTBEAT_EVERY_S = 1.0
+HEARTBEAT_EVERY_S = 0.25  # also how fresh the flow-lag metric is
 
 
 class _StreamPartition(StatefulSourcePartition[tuple[str, Any], str]):
@@ -55,7 +55,10 @@ class _StreamPartition(StatefulSourcePartition[tuple[str, Any], str]):
             self._awake = datetime.now(UTC) + timedelta(seconds=self.poll_s)
         now = time.monotonic()
         if now - self._last_beat >= HEARTBEAT_EVERY_S:
-            self.r.set(self.keys.flows_heartbeat, str(server_ms))
+            pipe = self.r.pipeline(transaction=False)
+            pipe.set(self.keys.flows_heartbeat, str(server_ms))
+            pipe.set(self.keys.flows_position, self.last_id)
+            pipe.execute()
             self._last_beat = now
         return items
 
@@ -105,10 +108,12 @@ class RedisStreamSource(FixedPartitionedSource[tuple[str, Any], str]):
 # output_id, and a sharer's totals count each output_id once. (Keys travel in ARGV:
 # this is a single-node deployment; a cluster would need one call per hash slot.)
 _WRITE = """
-local i = 1
+local outputs, rejects = ARGV[1], ARGV[2]
+local i = 3
 while i <= #ARGV do
   local kind, stream, output_id, data = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   redis.call('XADD', stream, '*', 'output_id', output_id, 'data', data)
+  redis.call('HINCRBY', outputs, kind, 1)
   if kind == 'usage' then
     local view, version = ARGV[i + 4], tonumber(ARGV[i + 5])
     local cur = tonumber(redis.call('HGET', view, 'version') or '0')
@@ -125,7 +130,8 @@ while i <= #ARGV do
     end
     i = i + 9
   else
-    i = i + 4
+    redis.call('HINCRBY', rejects, ARGV[i + 4], 1)
+    i = i + 5
   end
 end
 return 1
@@ -140,7 +146,7 @@ class _RedisWriter(StatelessSinkPartition[tuple[str, Output]]):
 
     def write_batch(self, items: list[tuple[str, Output]]) -> None:
         keys = self.keys
-        args: list[str | int] = []
+        args: list[str | int] = [keys.stats("outputs"), keys.stats("rejects")]
         for _key, out in items:
             kind = out["type"]
             data = orjson.dumps(out).decode()
@@ -152,7 +158,9 @@ class _RedisWriter(StatelessSinkPartition[tuple[str, Output]]):
                 args += [keys.order_view(out["order_id"]), keys.sharer_applied(out["sharer_id"]),
                          keys.sharer_view(out["sharer_id"]), f"{out['currency']}:{field}",
                          out["commission_minor"]]
-        if args:
+            else:
+                args.append(out["reason"])
+        if len(args) > 2:
             self.write(args=args)
 
     def close(self) -> None:

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 
 from billing.keys import Keys
 from billing.settings import Settings
-from ingest_api import problems, routes_events, routes_shares
+from ingest_api import problems, routes_events, routes_pages, routes_read, routes_shares
 from ingest_api.appender import Appender
 from ingest_api.deps import RedisDep
 from ingest_api.tokens import ShareTokens
@@ -98,7 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.redis = client
         app.state.keys = keys
-        app.state.appender = Appender(client, keys.events)
+        app.state.appender = Appender(client, keys.events, keys.stats("ingested"))
         app.state.tokens = ShareTokens(settings.share_key_pairs) if settings.share_keys else None
         try:
             yield
@@ -115,5 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health)
     app.include_router(routes_events.router)
     app.include_router(routes_shares.router)
+    app.include_router(routes_read.router)
+    app.include_router(routes_pages.router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app

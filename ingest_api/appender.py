@@ -26,7 +26,7 @@ _SCRIPT = """
 local n = tonumber(ARGV[1])
 local seen = {}
 for i = 0, n - 1 do
-  local b = 2 + i * 6
+  local b = 2 + i * 7
   local key, hash, mode, need = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 5]
   if need ~= '' and redis.call('EXISTS', need) == 0 and not seen[need] then
     return {'missing', tostring(i), need}
@@ -42,7 +42,7 @@ end
 local res = {'ok'}
 local done = {}
 for i = 0, n - 1 do
-  local b = 2 + i * 6
+  local b = 2 + i * 7
   local key, hash, mode, data, extra = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4]
   local cur = false
   if mode ~= 'none' then cur = done[key] or redis.call('GET', key) end
@@ -50,6 +50,7 @@ for i = 0, n - 1 do
     res[#res + 1] = 'repeat|' .. cur
   else
     local id = redis.call('XADD', KEYS[1], '*', 'data', data)
+    redis.call('HINCRBY', KEYS[2], ARGV[b + 6], 1)
     local val = hash .. '|' .. id .. '|' .. extra
     if mode ~= 'none' then
       redis.call('SET', key, val)
@@ -103,17 +104,19 @@ class Missing(Exception):
 
 
 class Appender:
-    def __init__(self, client: aioredis.Redis, stream: str) -> None:
+    def __init__(self, client: aioredis.Redis, stream: str, counters: str) -> None:
         self.client = client
         self.stream = stream
+        self.counters = counters  # events appended per type, for /metrics
         self._script = client.register_script(_SCRIPT)
 
     async def append(self, items: list[Append]) -> list[Appended]:
         argv: list[str] = [str(len(items))]
         for item in items:
             data = json.dumps(item.event, separators=(",", ":"))
-            argv += [item.idem_key, item.body_hash, item.mode, data, item.extra, item.requires]
-        reply = await self._script(keys=[self.stream], args=argv)
+            argv += [item.idem_key, item.body_hash, item.mode, data, item.extra, item.requires,
+                     item.event["type"]]
+        reply = await self._script(keys=[self.stream, self.counters], args=argv)
         status = reply[0]
         if status == "conflict":
             raise Conflict(int(reply[1]), reply[2])

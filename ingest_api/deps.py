@@ -69,7 +69,9 @@ def require_writer(request: Request, settings: SettingsDep) -> None:
 
 def require_reader(request: Request, settings: SettingsDep) -> None:
     # A write key may read too: whoever can write the log may see what it bills.
-    if not _matches(_bearer(request), settings.read_key_list + settings.api_key_list):
+    # `?key=` is for EventSource and <img>, which cannot send an Authorization header.
+    offered = _bearer(request) or request.query_params.get("key", "")
+    if not _matches(offered, settings.read_key_list + settings.api_key_list):
         raise _unauthorized("read endpoints need Authorization: Bearer <read key>")
 
 

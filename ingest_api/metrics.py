@@ -1,0 +1,63 @@
+"""Prometheus metrics, read from counters that the ingest script and the flows keep in
+Redis, so they are the same whichever API replica is scraped.
+
+Output and reject counters count what the sink wrote: after a crash, recovery may
+write the last epoch's outputs again, and those repeats are counted too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from billing.keys import Keys
+
+
+class _Snapshot:
+    def __init__(self, families: list[Any]) -> None:
+        self.families = families
+
+    def collect(self) -> list[Any]:
+        return self.families
+
+
+def _ms(entry_id: str | None) -> int | None:
+    return int(entry_id.split("-", 1)[0]) if entry_id else None
+
+
+async def render(redis: Any, keys: Keys) -> bytes:
+    ingested = await redis.hgetall(keys.stats("ingested"))
+    outputs = await redis.hgetall(keys.stats("outputs"))
+    rejects = await redis.hgetall(keys.stats("rejects"))
+    newest = await redis.xrevrange(keys.events, count=1)
+    processed = await redis.get(keys.flows_position)
+
+    families: list[Any] = []
+    fam = CounterMetricFamily("billing_events_ingested", "Events appended to the log, by type",
+                              labels=["type"])
+    for kind, count in sorted(ingested.items()):
+        fam.add_metric([kind], int(count))
+    families.append(fam)
+    fam = CounterMetricFamily("billing_outputs", "Outputs written by the flows, by type",
+                              labels=["type"])
+    for kind, count in sorted(outputs.items()):
+        fam.add_metric([kind], int(count))
+    families.append(fam)
+    fam = CounterMetricFamily("billing_rejects", "Rejects written by the flows, by reason",
+                              labels=["reason"])
+    for reason, count in sorted(rejects.items()):
+        fam.add_metric([reason], int(count))
+    families.append(fam)
+    newest_ms = _ms(newest[0][0]) if newest else None
+    processed_ms = _ms(processed)
+    lag = GaugeMetricFamily(
+        "billing_flow_lag_ms", "Newest input ts minus the newest ts the flows have read"
+    )
+    if newest_ms is not None:
+        lag.add_metric([], max(0, newest_ms - (processed_ms or 0)))
+    families.append(lag)
+    registry = CollectorRegistry()
+    registry.register(_Snapshot(families))  # type: ignore[arg-type]
+    return generate_latest(registry)
