@@ -46,6 +46,11 @@ class Keys:
     def sharer_applied(self, sharer_id: str) -> str:
         return f"{self.prefix}billing:view:sharer-applied:{sharer_id}"
 
+    @property
+    def output_sequence(self) -> str:
+        """Where the sink keeps the id sequence shared by the three output streams."""
+        return f"{self.prefix}billing:outputs:sequence"
+
     def stats(self, name: str) -> str:
         return f"{self.prefix}billing:stats:{name}"
 

@@ -107,12 +107,22 @@ class RedisStreamSource(FixedPartitionedSource[tuple[str, Any], str]):
 # nothing: a session view only moves to a higher version, an order view is keyed by
 # output_id, and a sharer's totals count each output_id once. (Keys travel in ARGV:
 # this is a single-node deployment; a cluster would need one call per hash slot.)
+#
+# Entry ids come from one sequence shared by the three output streams (Redis's clock,
+# then a counter within the millisecond), so an id names one output across all three
+# and their merge is totally ordered: `/v1/stream` resumes from a single id.
 _WRITE = """
-local outputs, rejects = ARGV[1], ARGV[2]
-local i = 3
+local outputs, rejects, seqkey = ARGV[1], ARGV[2], ARGV[3]
+local t = redis.call('TIME')
+local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local last = redis.call('HMGET', seqkey, 'ms', 'seq')
+local last_ms, seq = tonumber(last[1] or '0'), tonumber(last[2] or '-1')
+if ms > last_ms then seq = -1 else ms = last_ms end
+local i = 4
 while i <= #ARGV do
   local kind, stream, output_id, data = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  redis.call('XADD', stream, '*', 'output_id', output_id, 'data', data)
+  seq = seq + 1
+  redis.call('XADD', stream, ms .. '-' .. seq, 'output_id', output_id, 'data', data)
   redis.call('HINCRBY', outputs, kind, 1)
   if kind == 'usage' then
     local view, version = ARGV[i + 4], tonumber(ARGV[i + 5])
@@ -134,6 +144,7 @@ while i <= #ARGV do
     i = i + 5
   end
 end
+redis.call('HSET', seqkey, 'ms', ms, 'seq', seq)
 return 1
 """
 
@@ -146,7 +157,8 @@ class _RedisWriter(StatelessSinkPartition[tuple[str, Output]]):
 
     def write_batch(self, items: list[tuple[str, Output]]) -> None:
         keys = self.keys
-        args: list[str | int] = [keys.stats("outputs"), keys.stats("rejects")]
+        args: list[str | int] = [keys.stats("outputs"), keys.stats("rejects"),
+                                 keys.output_sequence]
         for _key, out in items:
             kind = out["type"]
             data = orjson.dumps(out).decode()
@@ -160,7 +172,7 @@ class _RedisWriter(StatelessSinkPartition[tuple[str, Output]]):
                          out["commission_minor"]]
             else:
                 args.append(out["reason"])
-        if len(args) > 2:
+        if len(args) > 3:
             self.write(args=args)
 
     def close(self) -> None:

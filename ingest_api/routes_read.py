@@ -77,35 +77,33 @@ def _id_key(entry_id: str) -> tuple[int, int]:
 
 async def _events(
     request: Request, redis: Any, streams: list[str], after: str,
-    sharer_id: str | None, session_id: str | None, poll_s: float,
+    sharer_id: str | None, session_id: str | None, poll_s: float, batch: int = 1000,
 ) -> AsyncIterator[bytes]:
     """Entries of the output streams merged in id order, from just after `after`.
 
-    The three streams share Redis's clock, so an entry appended after a moment T has
-    an id at or after T. Entries are held back until the clock has passed their
-    millisecond: then no stream can still get an entry with a smaller id, and an
-    event id (the entry's own stream id) is a complete resume point.
+    The sink gives the three streams ids from one sequence, so ids are unique across
+    them and grow in write order. One XREAD reads all of them atomically; when a
+    stream's reply is cut by COUNT, entries of the other streams past its last id
+    wait for the next read, so nothing is sent ahead of an entry not yet read.
     """
     cursors = dict.fromkeys(streams, after)
     held: list[tuple[tuple[int, int], str, dict[str, str]]] = []
-    last_sent = _id_key(after)
     yield b"retry: 1000\n\n"
     while not await request.is_disconnected():
-        seconds, micros = await redis.time()
-        now_ms = seconds * 1000 + micros // 1000
-        reply = await redis.xread(cursors, count=1000)
+        reply = await redis.xread(cursors, count=batch)
+        limit: tuple[int, int] | None = None
         for stream, entries in reply or []:
             for entry_id, fields in entries:
-                cursors[stream] = entry_id
                 held.append((_id_key(entry_id), entry_id, fields))
+            cursors[stream] = entries[-1][0]
+            if len(entries) == batch:
+                cut = _id_key(entries[-1][0])
+                limit = cut if limit is None else min(limit, cut)
         held.sort(key=lambda h: h[0])
-        ready = [h for h in held if h[0][0] < now_ms]
-        held = [h for h in held if h[0][0] >= now_ms]
+        ready = held if limit is None else [h for h in held if h[0] <= limit]
+        held = held[len(ready):]
         chunk = []
-        for key, entry_id, fields in ready:
-            if key <= last_sent:
-                continue
-            last_sent = key
+        for _key, entry_id, fields in ready:
             out = json.loads(fields["data"])
             if _matches(out, sharer_id, session_id):
                 chunk.append(f"id: {entry_id}\nevent: {out['type']}\ndata: {fields['data']}\n\n")
