@@ -1,0 +1,112 @@
+"""The heartbeat SDK against a running API, the live flows and injected network faults."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+
+import httpx
+import pytest
+
+from sdk import ApiError, BillingClient
+from tests.conftest import WRITE_KEY
+from tests.gen import SMALL_RULES
+from tests.live_helpers import flows_env, kill, start_flows, wait_for
+from tests.server import running_api
+
+
+class FlakyTransport(httpx.HTTPTransport):
+    """Fails a share of requests: before sending (lost request) or after (lost answer)."""
+
+    def __init__(self, failure_rate: float, seed: int) -> None:
+        super().__init__()
+        self.rng = random.Random(seed)
+        self.failure_rate = failure_rate
+        self.lock = threading.Lock()
+        self.failures = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        with self.lock:
+            roll = self.rng.random()
+        if roll < self.failure_rate / 2:
+            self.failures += 1
+            raise httpx.ConnectError("injected: request lost", request=request)
+        response = super().handle_request(request)
+        if roll < self.failure_rate:
+            response.read()
+            self.failures += 1
+            raise httpx.ReadError("injected: answer lost", request=request)
+        return response
+
+
+@pytest.fixture
+def stack(settings, redis_url, prefix, tmp_path):
+    fast = settings.model_copy(update={"report_interval_ms": 200})
+    flows = start_flows(flows_env(redis_url, prefix, tmp_path / "rec", SMALL_RULES, lag_ms=200))
+    try:
+        with running_api(fast) as base:
+            yield base
+    finally:
+        kill(flows)
+
+
+def usage_of(redis_client, keys, session_id):
+    raw = redis_client.hget(keys.session_view(session_id), "data")
+    return json.loads(raw) if raw else None
+
+
+@pytest.mark.parametrize("failure_rate", [0.0, 0.3])
+def test_session_bills_the_time_it_ran_within_one_interval(stack, redis_client, keys,
+                                                           failure_rate):
+    transport = FlakyTransport(failure_rate, seed=7)
+    client = BillingClient(stack, WRITE_KEY, transport=transport, timeout=2)
+    BillingClient(stack, WRITE_KEY).put_tariff("t", currency="USD", unit_ms=100, price_minor=1)
+    session = client.start_session("u1", "svc", "t")
+    assert session.wait_started(10)
+    started = time.monotonic()
+    time.sleep(2.0)
+    call = time.monotonic()
+    session.stop()
+    assert time.monotonic() - call < 0.05, "stop() must not wait on the network"
+    ran_ms = (time.monotonic() - started) * 1000
+    assert session.join(30)
+    assert session.error is None and session.dropped == []
+    if failure_rate:
+        assert transport.failures > 0
+
+    def closed():
+        usage = usage_of(redis_client, keys, session.session_id)
+        return usage is not None and usage["status"] == "closed"
+
+    wait_for(closed, timeout=30)
+    usage = usage_of(redis_client, keys, session.session_id)
+    assert usage["closed_reason"] == "end"
+    assert abs(usage["billed_ms"] - ran_ms) <= session.interval_ms, (usage, ran_ms)
+    assert usage["fee_minor"] == -(-usage["billed_ms"] // 100)
+
+
+def test_start_never_blocks_even_when_the_server_is_down(settings):
+    client = BillingClient("http://127.0.0.1:9", WRITE_KEY, timeout=0.2)
+    began = time.monotonic()
+    session = client.start_session("u", "v", "t", give_up_after_s=0.5)
+    session.stop()
+    assert time.monotonic() - began < 0.1
+    assert session.join(5)
+    assert session.error is not None
+
+
+def test_client_helpers(stack, redis_client, keys):
+    client = BillingClient(stack, WRITE_KEY)
+    share = client.create_share("i", "alice", "https://shop.example/p")
+    assert client.scan_link(share["token"]) == share["scan_url"]
+    scan = client.in_app_scan(share["token"], "bob")
+    assert scan["redirect_url"].endswith(scan["scan_id"])
+    client.post_order("o1", "bob", "USD", [{"item_id": "i", "quantity": 1,
+                                            "unit_price_minor": 100}], scan_id=scan["scan_id"])
+    client.post_refund("f1", "o1")
+    with pytest.raises(ApiError) as err:
+        client.post_order("o1", "eve", "USD", [{"item_id": "i", "quantity": 1,
+                                                "unit_price_minor": 100}])
+    assert err.value.status == 409
