@@ -20,7 +20,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from ingest_api.app import create_app
 
-    uvicorn.run(create_app(_settings()), host=args.host, port=args.port, log_level="info")
+    uvicorn.run(create_app(_settings()), host=args.host, port=args.port,
+                log_level=args.log_level, access_log=args.log_level in ("debug", "info"))
     return 0
 
 
@@ -46,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the HTTP API")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--log-level", default="info",
+                       choices=["critical", "error", "warning", "info", "debug"])
     serve.set_defaults(func=cmd_serve)
 
     export = sub.add_parser("export", help="write the live input stream as a log file")

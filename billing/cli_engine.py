@@ -98,4 +98,6 @@ def register(sub: Any) -> None:
     d = sub.add_parser("demo", help="the whole system on an embedded default")
     d.add_argument("--port", type=int, default=8000)
     d.add_argument("--seconds", type=float, default=0, help="stop after this long (0: Ctrl-C)")
+    d.add_argument("--sessions", type=int, default=30, help="concurrent metered sessions")
+    d.add_argument("--summary-every", type=float, default=5.0, help="seconds between summaries")
     d.set_defaults(func=lambda args: demo.run(args))

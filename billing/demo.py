@@ -1,8 +1,9 @@
-"""`billing demo`: the system on an embedded default.
+"""`billing demo`: the whole system on an embedded default, with simulated users.
 
-Starts (or finds) Redis, then the API and the live flows as child processes, and
-stops them all on Ctrl-C or after `--seconds`. Keys that are not configured are
-made up for the run and printed, so a fresh clone needs no set-up.
+Starts (or finds) Redis, then the API and the live flows as child processes, drives
+a workload through the public API, prints the dashboard URL and a live summary, and
+stops everything on Ctrl-C (or after `--seconds`): workload first, then the children,
+then an embedded Redis. Keys that are not configured are made up for the run.
 """
 
 from __future__ import annotations
@@ -10,22 +11,23 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import httpx
 
 from billing.redis_runtime import EmbeddedRedis, resolve_url
+from billing.workload import Workload
 
 
 def _child(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "billing.cli", *args],
-        env=env,
-        start_new_session=True,  # our own Ctrl-C handling stops them in order
-    )
+    # Own process group: a terminal's Ctrl-C reaches only us, and we stop them in order.
+    return subprocess.Popen([sys.executable, "-m", "billing.cli", *args], env=env,
+                            start_new_session=True)
 
 
 def _stop(children: list[subprocess.Popen[bytes]]) -> None:
@@ -41,21 +43,24 @@ def _stop(children: list[subprocess.Popen[bytes]]) -> None:
             proc.wait()
 
 
-def run(args: argparse.Namespace) -> int:
-    embedded: list[EmbeddedRedis] = []
-    redis_url = resolve_url(embedded)
+def _environment(port: int, redis_url: str, shared_server: bool, recovery: str
+                 ) -> dict[str, str]:
     env = dict(os.environ)
     env["REDIS_URL"] = redis_url
     env.setdefault("BILLING_API_KEYS", "demo-write-" + secrets.token_urlsafe(12))
     env.setdefault("BILLING_READ_KEYS", "demo-read-" + secrets.token_urlsafe(12))
     env.setdefault("BILLING_SHARE_KEYS", "k1:" + secrets.token_urlsafe(24))
-    base = f"http://127.0.0.1:{args.port}"
-    env.setdefault("BILLING_PUBLIC_BASE_URL", base)
-    if not os.environ.get("BILLING_KEY_PREFIX") and not embedded:
-        # A shared server: keep the demo's keys apart from anything else on it.
+    env.setdefault("BILLING_PUBLIC_BASE_URL", f"http://127.0.0.1:{port}")
+    env.setdefault("BILLING_REPORT_INTERVAL_MS", "2000")  # a lively demo
+    env.setdefault("BILLING_WATERMARK_LAG_MS", "1000")
+    env.setdefault("BILLING_RECOVERY_DIR", recovery)
+    if shared_server and not env.get("BILLING_KEY_PREFIX"):
+        # Someone else's server: keep the demo's keys apart from anything on it.
         env["BILLING_KEY_PREFIX"] = f"demo:{secrets.token_hex(4)}:"
+    return env
 
-    children = [_child(["serve", "--port", str(args.port)], env)]
+
+def run(args: argparse.Namespace) -> int:
     stop = {"now": False}
 
     def _on_signal(signum: int, frame: object) -> None:
@@ -63,30 +68,83 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
+    embedded: list[EmbeddedRedis] = []
+    redis_url = resolve_url(embedded)
+    recovery = tempfile.mkdtemp(prefix="billing-demo-recovery-")
+    env = _environment(args.port, redis_url, not embedded, recovery)
+    base = env["BILLING_PUBLIC_BASE_URL"]
+    read_key = env["BILLING_READ_KEYS"].split(",")[0]
+    children = [_child(["serve", "--port", str(args.port), "--log-level", "warning"], env),
+                _child(["flows"], env)]
+    workload: Workload | None = None
     try:
         _wait_ready(base, children)
-        print(f"redis:     {redis_url}  (prefix {env.get('BILLING_KEY_PREFIX', '')!r})")
-        print(f"api:       {base}  (OpenAPI at {base}/docs)")
-        print(f"write key: {env['BILLING_API_KEYS'].split(',')[0]}")
-        print(f"read key:  {env['BILLING_READ_KEYS'].split(',')[0]}")
+        print(f"redis:     {redis_url}" + (" (embedded)" if embedded else ""))
+        print(f"api:       {base}  (OpenAPI: {base}/docs)")
+        print(f"dashboard: {base}/dashboard?key={read_key}")
+        print(f"children:  {' '.join(str(p.pid) for p in children)}"
+              + (f" redis={embedded[0].proc.pid}" if embedded else ""))
         print("Ctrl-C stops everything.", flush=True)
-        started = time.monotonic()
+        workload = Workload(base, env["BILLING_API_KEYS"].split(",")[0],
+                            env.get("BILLING_SCANNER_HEADER", "X-User-Id"),
+                            sessions=args.sessions)
+        workload.start()
+        started = last = time.monotonic()
         while not stop["now"]:
             if args.seconds and time.monotonic() - started >= args.seconds:
                 break
             if any(proc.poll() is not None for proc in children):
                 print("a child process exited; stopping", file=sys.stderr)
                 return 1
+            if time.monotonic() - last >= args.summary_every:
+                last = time.monotonic()
+                print(_summary(base, read_key, workload), flush=True)
             time.sleep(0.2)
         return 0
     finally:
+        if workload is not None:
+            workload.stop()
         _stop(children)
+        if not embedded and env.get("BILLING_KEY_PREFIX", "").startswith("demo:") \
+                and not os.environ.get("BILLING_KEY_PREFIX"):
+            _delete_prefix(redis_url, env["BILLING_KEY_PREFIX"])
         for server in embedded:
             server.stop()
+        shutil.rmtree(recovery, ignore_errors=True)
+        print("stopped.", flush=True)
+
+
+def _delete_prefix(redis_url: str, prefix: str) -> None:
+    """The demo made up this prefix on someone else's server: leave nothing behind."""
+    from billing.redis_runtime import client
+
+    conn = client(redis_url)
+    for key in conn.scan_iter(match=f"{prefix}*", count=1000):
+        conn.delete(key)
+    conn.close()
+
+
+def _summary(base: str, read_key: str, workload: Workload) -> str:
+    counts = " ".join(f"{k}={v}" for k, v in workload.counts.items())
+    try:
+        text = httpx.get(f"{base}/metrics", headers={"Authorization": f"Bearer {read_key}"},
+                         timeout=2).text
+    except httpx.HTTPError:
+        return f"sent: {counts}"
+    outputs = {}
+    lag = "?"
+    for line in text.splitlines():
+        if line.startswith("billing_outputs_total{"):
+            kind = line.split('"')[1]
+            outputs[kind] = int(float(line.rsplit(" ", 1)[1]))
+        elif line.startswith("billing_flow_lag_ms "):
+            lag = str(int(float(line.rsplit(" ", 1)[1])))
+    produced = " ".join(f"{k}={v}" for k, v in sorted(outputs.items()))
+    return f"sent: {counts} | outputs: {produced or 'none yet'} | flow lag: {lag} ms"
 
 
 def _wait_ready(base: str, children: list[subprocess.Popen[bytes]]) -> None:
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if any(proc.poll() is not None for proc in children):
             raise RuntimeError("a child process exited during start-up")

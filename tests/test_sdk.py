@@ -3,42 +3,16 @@
 from __future__ import annotations
 
 import json
-import random
-import threading
 import time
 
-import httpx
 import pytest
 
 from sdk import ApiError, BillingClient
+from sdk.faults import FlakyTransport
 from tests.conftest import WRITE_KEY
 from tests.gen import SMALL_RULES
 from tests.live_helpers import flows_env, kill, start_flows, wait_for
 from tests.server import running_api
-
-
-class FlakyTransport(httpx.HTTPTransport):
-    """Fails a share of requests: before sending (lost request) or after (lost answer)."""
-
-    def __init__(self, failure_rate: float, seed: int) -> None:
-        super().__init__()
-        self.rng = random.Random(seed)
-        self.failure_rate = failure_rate
-        self.lock = threading.Lock()
-        self.failures = 0
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        with self.lock:
-            roll = self.rng.random()
-        if roll < self.failure_rate / 2:
-            self.failures += 1
-            raise httpx.ConnectError("injected: request lost", request=request)
-        response = super().handle_request(request)
-        if roll < self.failure_rate:
-            response.read()
-            self.failures += 1
-            raise httpx.ReadError("injected: answer lost", request=request)
-        return response
 
 
 @pytest.fixture

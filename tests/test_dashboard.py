@@ -1,0 +1,95 @@
+"""The dashboard in a real headless Chromium, fed by the live flows."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+
+from sdk import BillingClient
+from tests.conftest import READ_KEY, WRITE_KEY
+from tests.gen import SMALL_RULES
+from tests.live_helpers import flows_env, kill, start_flows
+from tests.server import running_api
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+@pytest.fixture
+def browser():
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu",
+                 "--disable-background-networking", "--disable-dev-shm-usage",
+                 "--disable-component-update", "--disable-sync", "--no-first-run",
+                 "--window-size=1280,1000"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    yield driver
+    driver.quit()
+
+
+def text_of(driver, element_id: str) -> str:
+    return driver.find_element(By.ID, element_id).text
+
+
+def wait_text(driver, element_id: str, wanted: str, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if wanted in text_of(driver, element_id):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{wanted!r} not in #{element_id}: {text_of(driver, element_id)!r}")
+
+
+def test_dashboard_shows_new_figures_live(browser, settings, redis_url, prefix, tmp_path):
+    flows = start_flows(flows_env(redis_url, prefix, tmp_path / "rec", SMALL_RULES, lag_ms=200))
+    try:
+        with running_api(settings.model_copy(update={"report_interval_ms": 60_000})) as base:
+            browser.get(f"{base}/dashboard?key={READ_KEY}")
+            wait_text(browser, "status", "live")
+            client = BillingClient(base, WRITE_KEY)
+            client.put_commission_rule("r", kind="percent", bps=1000)
+            share = client.create_share("lamp", "ana", "https://shop.example/lamp")
+            scan = client.in_app_scan(share["token"], "zoe")
+            client.post_order("o-1", "zoe", "USD", [{"item_id": "lamp", "quantity": 2,
+                                                     "unit_price_minor": 4999}],
+                              scan_id=scan["scan_id"])
+            client.put_tariff("t", currency="EUR", unit_ms=1000, price_minor=7)
+            session = client.start_session("u-9", "render", "t", session_id="sess-dash")
+            assert session.wait_started(10)
+            client.post_refund("f-1", "nope")  # -> reject unknown_order
+            # 10 % of 99.98 = 10.00 accrued; the open session; the reject.
+            wait_text(browser, "commission-totals", "USD 10.00 0.00 10.00")
+            wait_text(browser, "latest-commissions", "o-1 lamp ana accrual 10.00 USD")
+            wait_text(browser, "rejects", "unknown_order 1")
+            # The session's first heartbeat comes a report interval (60 s) later, so post
+            # one now, as the SDK would, to see it counted while open.
+            time.sleep(1.2)
+            start = session.server_start_ms
+            resp = client.http.post("/v1/sessions/sess-dash/segments",
+                                    json={"seq": 99, "start_ms": start,
+                                          "end_ms": session.server_now_ms(), "end": False})
+            assert resp.status_code == 202, resp.text
+            deadline = time.monotonic() + 15
+            while (usage := client.http.get("/v1/sessions/sess-dash")).status_code != 200:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            billed, fee = usage.json()["billed_ms"], usage.json()["fee_minor"]
+            assert 1200 <= billed < 3000 and fee == 7 * -(-billed // 1000)
+            wait_text(browser, "open-sessions",
+                      f"sess-dash u-9 render 0h 00m 0{billed // 1000}s {fee / 100:.2f} EUR")
+            client.post_refund("f-2", "o-1")
+            wait_text(browser, "commission-totals", "USD 10.00 -10.00 0.00")
+            ARTIFACTS.mkdir(exist_ok=True)
+            browser.save_screenshot(str(ARTIFACTS / "dashboard.png"))
+            assert os.path.getsize(ARTIFACTS / "dashboard.png") > 10_000
+            session.stop()
+            session.join(10)
+    finally:
+        kill(flows)
