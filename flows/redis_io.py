@@ -88,7 +88,7 @@ class _StreamPartition(StatefulSourcePartition[tuple[str, Any], str]):
 
 
 class RedisStreamSource(FixedPartitionedSource[tuple[str, Any], str]):
-    def __init__(self, url: str, keys: Keys, *, batch: int = 2000, poll_s: float = 0.02,
+    def __init__(self, url: str, keys: Keys, *, batch: int = 2000, poll_s: float = 0.01,
                  lag_ms: int = 2000) -> None:
         self.url, self.keys = url, keys
         self.batch, self.poll_s, self.lag_ms = batch, poll_s, lag_ms

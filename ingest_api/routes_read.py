@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
@@ -90,7 +89,9 @@ async def _events(
     held: list[tuple[tuple[int, int], str, dict[str, str]]] = []
     yield b"retry: 1000\n\n"
     while not await request.is_disconnected():
-        reply = await redis.xread(cursors, count=batch)
+        # Blocking (briefly) on this client's own connection wakes us as soon as any of
+        # the streams grows, instead of on the next poll.
+        reply = await redis.xread(cursors, count=batch, block=int(poll_s * 1000))
         limit: tuple[int, int] | None = None
         for stream, entries in reply or []:
             for entry_id, fields in entries:
@@ -111,7 +112,6 @@ async def _events(
             yield "".join(chunk).encode()
         elif not reply:
             yield b": keep-alive\n\n"
-            await asyncio.sleep(poll_s)
 
 
 @router.get("/stream")
@@ -138,7 +138,7 @@ async def stream(
     kinds = type or ["commission", "usage", "reject"]
     streams = [keys.output_stream(kind) for kind in kinds]
     return StreamingResponse(
-        _events(request, redis, streams, start, sharer_id, session_id, poll_s=0.05),
+        _events(request, redis, streams, start, sharer_id, session_id, poll_s=1.0),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
