@@ -11,8 +11,17 @@ from typing import Any
 from state.config import RuleSettings
 from state.engine import run
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "examples"
 GOLDEN = Path(__file__).resolve().parent / "golden"
+_SHARED = Path(__file__).resolve().parents[2] / "shared" / "examples"
+# SPEC's worked examples: from ../shared when it is there (it is the contract), else the
+# copies kept beside our own golden logs (`spec-*`), so a lone clone still tests them.
+SHARED = _SHARED if _SHARED.is_dir() else GOLDEN
+SPEC_EXAMPLE_PREFIX = "" if _SHARED.is_dir() else "spec-"
+
+
+def spec_example(name: str) -> Path:
+    """Path of SPEC's worked example log `name` (commissions or metering)."""
+    return SHARED / f"{SPEC_EXAMPLE_PREFIX}{name}.jsonl"
 
 
 def rule(rule_id: str, ts: int = 0, **fields: Any) -> dict[str, Any]:

@@ -54,7 +54,7 @@ def test_engine_matches_oracle_with_default_settings(seed):
 
 
 def test_worked_examples_match_oracle():
-    from tests.logs import SHARED, read_jsonl
+    from tests.logs import read_jsonl, spec_example
 
     for name in ("commissions", "metering"):
-        _check(read_jsonl(SHARED / f"{name}.jsonl"), RuleSettings())
+        _check(read_jsonl(spec_example(name)), RuleSettings())

@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from billing.redis_runtime import EmbeddedRedis, answers
-from tests.logs import SHARED, final_state, read_jsonl
+from tests.logs import final_state, read_jsonl, spec_example
 
 
 def billing(*args: str, env: dict[str, str] | None = None, **kw) -> subprocess.CompletedProcess:
@@ -48,7 +48,7 @@ def test_replay_reports_the_bad_line(tmp_path: Path, lines, message):
 
 
 def test_replay_to_stdout_with_setting_flags(tmp_path: Path):
-    log = SHARED / "metering.jsonl"
+    log = spec_example("metering")
     default = billing("replay", str(log))
     assert default.returncode == 0
     outs = [json.loads(line) for line in default.stdout.splitlines()]
@@ -62,7 +62,7 @@ def test_replay_to_stdout_with_setting_flags(tmp_path: Path):
 
 def test_replay_flags_from_environment(tmp_path: Path):
     env = {**os.environ, "BILLING_CLOCK_SKEW_MS": "10000"}
-    result = billing("replay", str(SHARED / "metering.jsonl"), env=env)
+    result = billing("replay", str(spec_example("metering")), env=env)
     outs = [json.loads(line) for line in result.stdout.splitlines()]
     assert "future" not in final_state(outs)["rejects"]
 
@@ -74,7 +74,7 @@ def test_replay_missing_file_is_a_clear_error(tmp_path: Path):
 
 def test_export_then_replay_reproduces_the_log(redis_client, keys, redis_url, prefix,
                                                tmp_path: Path):
-    events = read_jsonl(SHARED / "commissions.jsonl")
+    events = read_jsonl(spec_example("commissions"))
     for event in events:
         body = {k: v for k, v in event.items() if k != "ts"}
         redis_client.xadd(keys.events, {"data": json.dumps(body)}, id=f"{event['ts']}-*")

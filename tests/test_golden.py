@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from state.config import RuleSettings
-from tests.logs import GOLDEN, SHARED, engine_outputs, final_state, read_jsonl
+from tests.logs import GOLDEN, engine_outputs, final_state, read_jsonl, spec_example
 
-CASES = [SHARED / "commissions", SHARED / "metering", GOLDEN / "attribution",
-         GOLDEN / "metering"]
+CASES = [spec_example("commissions").with_suffix(""), spec_example("metering").with_suffix(""),
+         GOLDEN / "attribution", GOLDEN / "metering"]
 
 
 def as_expected_format(outputs, expected):
