@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -22,7 +21,7 @@ import time
 
 import httpx
 
-from billing.redis_runtime import EmbeddedRedis, client, resolve_url
+from bench.common import scratch_redis
 from tests.server import free_port
 
 KEY = "bench-key"
@@ -39,9 +38,11 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=5000)
     parser.add_argument("--seconds", type=float, default=20)
     args = parser.parse_args()
-    embedded: list[EmbeddedRedis] = []
-    url = resolve_url(embedded)
-    prefix = f"bench:{secrets.token_hex(4)}:"
+    with scratch_redis() as (url, prefix):
+        run(url, prefix, args.rate, args.seconds)
+
+
+def run(url: str, prefix: str, rate: int, seconds: float) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {**os.environ, "REDIS_URL": url, "BILLING_KEY_PREFIX": prefix,
@@ -71,7 +72,7 @@ def main() -> None:
 
         def load() -> None:
             seqs = [0] * len(sessions)
-            batch = max(1, args.rate // 20)
+            batch = max(1, rate // 20)
             next_at = time.monotonic()
             while not stop.is_set():
                 events = []
@@ -108,7 +109,7 @@ def main() -> None:
         time.sleep(1)
         started, count0 = time.monotonic(), sent[0]
         seq = 0
-        while time.monotonic() - started < args.seconds:
+        while time.monotonic() - started < seconds:
             start = probe["server_time_ms"] + seq * 10
             sent_at[seq] = time.monotonic()
             http.post("/v1/sessions/probe/segments",
@@ -132,11 +133,6 @@ def main() -> None:
         for proc in procs:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(10)
-        conn = client(url)
-        for key in conn.scan_iter(match=f"{prefix}*", count=1000):
-            conn.delete(key)
-        for server in embedded:
-            server.stop()
 
 
 if __name__ == "__main__":

@@ -11,15 +11,16 @@ embedded server; cleans its keys up afterwards.
 from __future__ import annotations
 
 import argparse
-import secrets
+import json
 import tempfile
 import time
 from pathlib import Path
 
 from bench.bench_replay import make_log
+from bench.common import scratch_redis
 from billing.events import parse_log_event
 from billing.keys import Keys
-from billing.redis_runtime import EmbeddedRedis, client, resolve_url
+from billing.redis_runtime import client
 from state.engine import Engine
 from tests.gen import SMALL_RULES
 from tests.live_helpers import append_positioned, flows_env, kill, start_flows, with_stream_ids
@@ -29,47 +30,36 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=200_000)
     args = parser.parse_args()
-    embedded: list[EmbeddedRedis] = []
-    url = resolve_url(embedded)
-    conn = client(url)
-    prefix = f"bench:{secrets.token_hex(4)}:"
-    keys = Keys(prefix)
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            log = Path(tmp) / "log.jsonl"
-            make_log(str(log), args.events)
-            import json
-
-            events = [parse_log_event(json.loads(line)) for line in log.open()]
-            positioned = with_stream_ids(events)
-            engine = Engine(SMALL_RULES)
-            expected = sum(len(engine.feed(ev, pos)) for pos, ev in positioned)
-            for i in range(0, len(positioned), 10_000):
-                append_positioned(conn, keys, positioned[i:i + 10_000])
-            print(f"loaded {len(positioned)} events; expecting {expected} outputs")
-            env = flows_env(url, prefix, Path(tmp) / "rec", SMALL_RULES, 10**13, epoch_ms=1000)
-            proc = start_flows(env)
-            try:
-                first = None
-                while True:
-                    done = sum(conn.xlen(s) for s in (keys.commissions, keys.usage, keys.rejects))
-                    if done and first is None:
-                        first = time.perf_counter()
-                    if done >= expected:
-                        break
-                    if proc.poll() is not None:
-                        raise SystemExit("flows exited early")
-                    time.sleep(0.02)
-                elapsed = time.perf_counter() - (first or time.perf_counter())
-            finally:
-                kill(proc)
-            print(f"live Redis->flow->Redis: {len(positioned) / elapsed:,.0f} events/s "
-                  f"({elapsed:.1f} s, {expected} outputs with views)")
-    finally:
-        for key in conn.scan_iter(match=f"{prefix}*", count=1000):
-            conn.delete(key)
-        for server in embedded:
-            server.stop()
+    with scratch_redis() as (url, prefix), tempfile.TemporaryDirectory() as tmp:
+        conn = client(url)
+        keys = Keys(prefix)
+        log = Path(tmp) / "log.jsonl"
+        make_log(str(log), args.events)
+        with log.open() as lines:
+            positioned = with_stream_ids([parse_log_event(json.loads(line)) for line in lines])
+        engine = Engine(SMALL_RULES)
+        expected = sum(len(engine.feed(ev, pos)) for pos, ev in positioned)
+        for i in range(0, len(positioned), 10_000):
+            append_positioned(conn, keys, positioned[i:i + 10_000])
+        print(f"loaded {len(positioned)} events; expecting {expected} outputs")
+        env = flows_env(url, prefix, Path(tmp) / "rec", SMALL_RULES, 10**13, epoch_ms=1000)
+        proc = start_flows(env)
+        try:
+            first = None
+            while True:
+                done = sum(conn.xlen(s) for s in (keys.commissions, keys.usage, keys.rejects))
+                if done and first is None:
+                    first = time.perf_counter()
+                if done >= expected:
+                    break
+                if proc.poll() is not None:
+                    raise SystemExit("flows exited early")
+                time.sleep(0.02)
+            elapsed = time.perf_counter() - (first or time.perf_counter())
+        finally:
+            kill(proc)
+        print(f"live Redis->flow->Redis: {len(positioned) / elapsed:,.0f} events/s "
+              f"({elapsed:.1f} s, {expected} outputs with views)")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import time
 
 import httpx
 
-from billing.redis_runtime import EmbeddedRedis, resolve_url
+from billing.redis_runtime import EmbeddedRedis, client, delete_prefix, resolve_url
 from billing.workload import Workload
 
 
@@ -116,11 +116,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _delete_prefix(redis_url: str, prefix: str) -> None:
     """The demo made up this prefix on someone else's server: leave nothing behind."""
-    from billing.redis_runtime import client
-
     conn = client(redis_url)
-    for key in conn.scan_iter(match=f"{prefix}*", count=1000):
-        conn.delete(key)
+    delete_prefix(conn, prefix)
     conn.close()
 
 

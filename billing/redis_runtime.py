@@ -30,6 +30,14 @@ def client(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, decode_responses=True, socket_timeout=5)
 
 
+def delete_prefix(conn: redis.Redis, prefix: str) -> None:
+    """Delete every key under `prefix` (a test's, a demo's or a benchmark's own)."""
+    if not prefix:
+        raise ValueError("refusing to delete every key: empty prefix")
+    for key in conn.scan_iter(match=f"{prefix}*", count=1000):
+        conn.delete(key)
+
+
 def answers(url: str, timeout: float = 0.5) -> bool:
     try:
         probe = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)

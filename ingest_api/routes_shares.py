@@ -78,34 +78,29 @@ QrBorder = Annotated[int, Query(ge=0, le=20, description="quiet zone, in modules
 QrLevel = Annotated[qr.ErrorCorrection, Query(description="error correction level")]
 
 
-@router.get("/v1/shares/{share_id}/qr.png", dependencies=[Reader])
-async def share_qr_png(
-    share_id: Id,
-    redis: RedisDep,
-    keys: KeysDep,
-    settings: SettingsDep,
-    ec: QrLevel = "M",
-    size: QrSize = 8,
-    border: QrBorder = 4,
-) -> Response:
+_QR_FORMATS = {"png": (qr.png, "image/png"), "svg": (qr.svg, "image/svg+xml")}
+
+
+async def _qr(fmt: str, share_id: str, redis: RedisDep, keys: KeysDep, settings: SettingsDep,
+              ec: qr.ErrorCorrection, size: int, border: int) -> Response:
     token = await _share_token(share_id, redis, keys)
     url = _share_answer(share_id, token, settings)["scan_url"]
-    return Response(qr.png(url, ec, size, border), media_type="image/png")
+    render, media_type = _QR_FORMATS[fmt]
+    return Response(render(url, ec, size, border), media_type=media_type)
+
+
+@router.get("/v1/shares/{share_id}/qr.png", dependencies=[Reader])
+async def share_qr_png(share_id: Id, redis: RedisDep, keys: KeysDep, settings: SettingsDep,
+                       ec: QrLevel = "M", size: QrSize = 8, border: QrBorder = 4) -> Response:
+    """The share's QR code (it decodes to `scan_url`) as PNG."""
+    return await _qr("png", share_id, redis, keys, settings, ec, size, border)
 
 
 @router.get("/v1/shares/{share_id}/qr.svg", dependencies=[Reader])
-async def share_qr_svg(
-    share_id: Id,
-    redis: RedisDep,
-    keys: KeysDep,
-    settings: SettingsDep,
-    ec: QrLevel = "M",
-    size: QrSize = 8,
-    border: QrBorder = 4,
-) -> Response:
-    token = await _share_token(share_id, redis, keys)
-    url = _share_answer(share_id, token, settings)["scan_url"]
-    return Response(qr.svg(url, ec, size, border), media_type="image/svg+xml")
+async def share_qr_svg(share_id: Id, redis: RedisDep, keys: KeysDep, settings: SettingsDep,
+                       ec: QrLevel = "M", size: QrSize = 8, border: QrBorder = 4) -> Response:
+    """The share's QR code (it decodes to `scan_url`) as SVG."""
+    return await _qr("svg", share_id, redis, keys, settings, ec, size, border)
 
 
 def _verify(token: str, tokens: ShareTokens) -> SharePayload:

@@ -13,7 +13,7 @@ import redis
 from fastapi.testclient import TestClient
 
 from billing.keys import Keys
-from billing.redis_runtime import EmbeddedRedis, client, resolve_url
+from billing.redis_runtime import EmbeddedRedis, client, delete_prefix, resolve_url
 from billing.settings import Settings
 from ingest_api.app import create_app
 
@@ -49,8 +49,7 @@ def prefix() -> str:
 def redis_client(redis_url: str, prefix: str) -> Iterator[redis.Redis]:
     conn = client(redis_url)
     yield conn
-    for key in conn.scan_iter(match=f"{prefix}*", count=1000):
-        conn.delete(key)
+    delete_prefix(conn, prefix)
     conn.close()
 
 

@@ -1,0 +1,25 @@
+"""What the benchmarks share: a Redis to use and a key prefix that is cleaned up."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from billing.redis_runtime import EmbeddedRedis, client, delete_prefix, resolve_url
+
+
+@contextmanager
+def scratch_redis() -> Iterator[tuple[str, str]]:
+    """(redis url, fresh key prefix): REDIS_URL, else 127.0.0.1:6379, else embedded."""
+    embedded: list[EmbeddedRedis] = []
+    url = resolve_url(embedded)
+    prefix = f"bench:{secrets.token_hex(4)}:"
+    try:
+        yield url, prefix
+    finally:
+        conn = client(url)
+        delete_prefix(conn, prefix)
+        conn.close()
+        for server in embedded:
+            server.stop()
