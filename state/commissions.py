@@ -94,6 +94,8 @@ class ScanLog:
         self.by_scanner: dict[str | None, list[Event]] = {}
 
     def add(self, scan: Event) -> None:
+        # Scans of an item that never sells must not pile up either.
+        self.forget_before(scan["ts"] - self.window_ms)
         self.in_order.append(scan)
         self.by_id[scan["scan_id"]] = scan
         self.by_scanner.setdefault(scan.get("scanner_id"), []).append(scan)

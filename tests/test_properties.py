@@ -128,3 +128,13 @@ def test_reversals_never_exceed_accruals(quantity, price, bps, plan):
         assert reversed_total <= accrual["commission_minor"]
     if refunded == quantity:
         assert reversed_total == accrual["commission_minor"]
+
+
+def test_scans_older_than_the_window_are_forgotten_even_without_orders():
+    ledger = ItemLedger(window_ms=1000)
+    for n in range(10_000):
+        ledger.on_scan({"scan_id": f"c{n}", "ts": n * 10, "share_id": "x", "item_id": "i",
+                        "sharer_id": "s", "scanner_id": f"b{n % 7}"})
+    assert len(ledger.scans.in_order) == 101  # ts within [last - 1000, last]
+    assert len(ledger.scans.by_id) == 101
+    assert sum(len(v) for v in ledger.scans.by_scanner.values()) == 101
