@@ -117,3 +117,12 @@ def test_embedded_redis_dies_with_its_parent(tmp_path: Path):
         for _ in range(50):
             os.kill(int(pid), 0)  # the zombie is reaped by init; wait for it
             time.sleep(0.1)
+
+
+def test_replay_progress_bar_goes_to_stderr(tmp_path: Path):
+    out = tmp_path / "out.jsonl"
+    result = billing("replay", str(spec_example("commissions")), "--output", str(out),
+                     "--progress")
+    assert result.returncode == 0
+    assert "replay" in result.stderr and "100%" in result.stderr
+    assert len(read_jsonl(out)) == 5
