@@ -11,16 +11,12 @@ from billing.keys import Keys
 from billing.settings import Settings
 
 
-def _settings(**overrides: object) -> Settings:
-    return Settings(**overrides)  # type: ignore[arg-type]
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from ingest_api.app import create_app
 
-    uvicorn.run(create_app(_settings()), host=args.host, port=args.port,
+    uvicorn.run(create_app(Settings()), host=args.host, port=args.port,
                 log_level=args.log_level, access_log=args.log_level in ("debug", "info"))
     return 0
 
@@ -29,7 +25,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from billing.export import export
     from billing.redis_runtime import client
 
-    settings = _settings()
+    settings = Settings()
     out = open(args.output, "w") if args.output else sys.stdout  # noqa: SIM115
     try:
         count = export(client(settings.redis_url), Keys(settings.key_prefix), out)

@@ -1,7 +1,7 @@
 """The billing dataflow, the same for live runs and replays.
 
-    input -> key "log" -> sequencer -+-> outputs ----------------------+-> sink
-                                     +-> routed, keyed -> ledgers -----+
+    input ("log", item) -> sequencer -+-> outputs -----------------------+-> sink
+                                      +-> routed, re-keyed -> ledgers ---+
 
 All input enters one partition and one sequencer key, so the sequencer sees the
 log in order. Every routed message leaves that one worker, and bytewax keeps the

@@ -10,12 +10,6 @@ from fastapi.responses import JSONResponse
 
 from billing.events import (
     BatchBody,
-    BatchCommissionRule,
-    BatchOrder,
-    BatchRefund,
-    BatchSegment,
-    BatchSessionStart,
-    BatchTariff,
     CommissionRuleBody,
     Id,
     OrderBody,
@@ -172,16 +166,6 @@ async def post_segment(
     )
 
 
-_BATCH_TYPES = (
-    BatchCommissionRule,
-    BatchTariff,
-    BatchOrder,
-    BatchRefund,
-    BatchSessionStart,
-    BatchSegment,
-)
-
-
 @router.post("/events", status_code=202)
 async def post_events(
     body: BatchBody, appender: AppenderDep, keys: KeysDep, settings: SettingsDep
@@ -191,11 +175,7 @@ async def post_events(
         raise Problem(
             413, "Batch too large", f"at most {settings.max_batch_events} events per batch"
         )
-    plans = [
-        _plan(to_log_dict(item), keys, settings.report_interval_ms)
-        for item in body.events
-        if isinstance(item, _BATCH_TYPES)
-    ]
+    plans = [_plan(to_log_dict(item), keys, settings.report_interval_ms) for item in body.events]
     try:
         done = await appender.append([plan for plan, _ in plans])
     except Conflict as exc:
