@@ -14,6 +14,7 @@ from bytewax.testing import TestingSink, TestingSource, run_main
 
 from flows.dataflow import build_flow
 from flows.replay import replay
+from state.engine import Engine
 from tests.gen import SMALL_RULES, random_log
 from tests.logs import engine_outputs, final_state, positioned
 
@@ -56,9 +57,21 @@ def test_replay_gives_the_same_outputs_for_any_worker_count(tmp_path: Path, work
 
 def test_ticks_close_idle_sessions_between_events():
     events = random_log(5, 200)
-    last_ts = events[-1]["ts"]
-    items = [*source_items(events), ("tick", last_ts + 10**9)]
-    state = final_state(flow_outputs(items))
+    half = len(events) // 2
+    tick = events[half - 1]["ts"] + 50_000
+    events = events[:half] + [{**e, "ts": max(e["ts"], tick)} for e in events[half:]]
+    items = [*source_items(events[:half]), ("tick", tick)]
+    items += [("event", f"L{n}", ev) for n, ev in enumerate(events[half:], half + 1)]
+    items.append(("tick", events[-1]["ts"] + 10**9))
+    engine = Engine(SMALL_RULES)
+    expected = [o for pos, ev in positioned(events[:half]) for o in engine.feed(ev, pos)]
+    expected += engine.advance(tick)
+    expected += [o for n, ev in enumerate(events[half:], half + 1)
+                 for o in engine.feed(ev, f"L{n}")]
+    expected += engine.advance(events[-1]["ts"] + 10**9)
+    got = flow_outputs(items)
+    assert canonical(got) == canonical(expected)
+    state = final_state(got)
     assert state["usage"] and all(u["status"] == "closed" for u in state["usage"].values())
 
 

@@ -138,3 +138,15 @@ def test_scans_older_than_the_window_are_forgotten_even_without_orders():
     assert len(ledger.scans.in_order) == 101  # ts within [last - 1000, last]
     assert len(ledger.scans.by_id) == 101
     assert sum(len(v) for v in ledger.scans.by_scanner.values()) == 101
+
+
+def test_session_snapshot_is_a_copy():
+    session = Session({"session_id": "s", "ts": T0, "user_id": "u", "service_id": "v",
+                       "report_interval_ms": 1000}, Tariff("t", "USD", 1000, 1), RuleSettings())
+    session.on_segment({"session_id": "s", "seq": 0, "ts": T0 + 1000, "start_ms": T0,
+                        "end_ms": T0 + 1000, "end": False}, "p")
+    before = session.snapshot()
+    session.on_segment({"session_id": "s", "seq": 1, "ts": T0 + 2000, "start_ms": T0 + 1000,
+                        "end_ms": T0 + 2000, "end": False}, "p")
+    assert before["covered"] == [(T0, T0 + 1000)] and before["seqs"] == [(0, 1)]
+    assert session.snapshot()["covered"] == [(T0, T0 + 2000)]
