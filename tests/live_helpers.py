@@ -36,9 +36,9 @@ def flows_env(redis_url: str, prefix: str, recovery_dir: Path, rules: RuleSettin
     return env
 
 
-def start_flows(env: dict[str, str]) -> subprocess.Popen[bytes]:
+def start_flows(env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "billing.cli", "flows"], env=env, start_new_session=True,
+        [sys.executable, "-m", "billing.cli", "flows", *args], env=env, start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 
 import pytest
 
@@ -156,3 +158,32 @@ def test_sigkill_at_several_points_loses_nothing_and_bills_nothing_twice(
 def _replay_all(positioned):
     engine = Engine(SMALL_RULES)
     return [o for pos, ev in positioned for o in engine.feed(ev, pos)]
+
+
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(p) for p in f.read().split()]
+
+
+@pytest.mark.parametrize("args", [("--workers", "2"), ("--processes", "2")])
+def test_cluster_shapes_bill_the_same(redis_client, keys, redis_url, prefix, tmp_path, args):
+    positioned = with_stream_ids([parse_log_event(e) for e in random_log(99, 1200)])
+    expected = _replay_all(positioned)
+    proc = start_flows(flows_env(redis_url, prefix, tmp_path / "rec", SMALL_RULES, 10**13),
+                       *args)
+    try:
+        append_positioned(redis_client, keys, positioned[:600])
+        if args[0] == "--processes":
+            # One member dies: the supervisor restarts the whole cluster, which resumes.
+            wait_for(lambda: len(_children(proc.pid)) == 2, timeout=30)
+            wait_for(lambda: redis_client.xlen(keys.rejects) > 0, timeout=60)
+            os.kill(_children(proc.pid)[0], signal.SIGKILL)
+        append_positioned(redis_client, keys, positioned[600:])
+        wanted = {o["output_id"] for o in expected}
+        wait_for(lambda: {o["output_id"] for o in outputs(redis_client, keys)} >= wanted,
+                 timeout=120, every=0.5)
+        got = outputs(redis_client, keys)
+        assert {o["output_id"] for o in got} == wanted
+        assert final_state(got) == final_state(expected)
+    finally:
+        kill(proc, signal.SIGTERM)
