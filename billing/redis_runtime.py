@@ -14,13 +14,14 @@ import ctypes
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import redis
+
+from billing.net import free_ports
 
 DEFAULT_LOCAL_URL = "redis://127.0.0.1:6379/0"
 
@@ -61,17 +62,11 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class EmbeddedRedis:
     """A throwaway redis-server bound to loopback, persisting nothing."""
 
     def __init__(self) -> None:
-        self.port = _free_port()
+        (self.port,) = free_ports(1)
         self.dir = tempfile.mkdtemp(prefix="billing-redis-")
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc = subprocess.Popen(

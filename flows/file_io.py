@@ -45,9 +45,7 @@ class ReplayStatus:
     """Shared with the caller: the first bad line stops the run and is reported here."""
 
     error: LogLineError | None = None
-    bytes_read: int = 0
     events: int = 0
-    max_ts: int = 0
     on_progress: Any = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -88,7 +86,6 @@ class _FilePartition(StatefulSourcePartition[tuple[Any, ...], int]):
             self._last_ts = ts
             batch.append(("log", ("event", parsed[0], parsed[1])))
         with self._status.lock:
-            self._status.bytes_read += self._file.tell() - start
             self._status.events += len(batch)
             if self._status.on_progress is not None:
                 self._status.on_progress(self._file.tell() - start)

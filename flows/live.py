@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
 from billing.keys import Keys
+from billing.net import free_ports
 from billing.redis_runtime import client
 from billing.settings import Settings
 from flows.dataflow import build_flow
@@ -62,16 +62,6 @@ def run_process(
     return 0
 
 
-def _free_ports(count: int) -> list[int]:
-    socks = [socket.socket() for _ in range(count)]
-    for sock in socks:
-        sock.bind(("127.0.0.1", 0))
-    ports = [int(sock.getsockname()[1]) for sock in socks]
-    for sock in socks:
-        sock.close()
-    return ports
-
-
 def run_cluster(settings: Settings, workers: int, processes: int) -> int:
     if processes <= 1:
         return run_process(settings, workers)
@@ -84,7 +74,7 @@ def run_cluster(settings: Settings, workers: int, processes: int) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     while not stopping:
-        addresses = [f"127.0.0.1:{port}" for port in _free_ports(processes)]
+        addresses = [f"127.0.0.1:{port}" for port in free_ports(processes)]
         children = [
             subprocess.Popen(
                 [sys.executable, "-m", "flows.live", str(workers), str(i), ",".join(addresses)],
@@ -109,7 +99,7 @@ def run_cluster(settings: Settings, workers: int, processes: int) -> int:
 
 
 def healthy(settings: Settings, max_age_s: float) -> bool:
-    """The source beats once a second with Redis's clock; stale means stuck or dead."""
+    """The source beats every 0.25 s with Redis's clock; stale means stuck or dead."""
     conn = client(settings.redis_url)
     beat = conn.get(Keys(settings.key_prefix).flows_heartbeat)
     if beat is None:

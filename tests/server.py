@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -11,14 +10,13 @@ from contextlib import contextmanager
 import httpx
 import uvicorn
 
+from billing.net import free_ports
 from billing.settings import Settings
 from ingest_api.app import create_app
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
 
 
 @contextmanager
