@@ -27,6 +27,8 @@ RULE_FLAGS = (
     "clock_skew_ms",
     "idle_timeout_factor",
     "late_grace_ms",
+    "holding_period_ms",
+    "retention_ms",
 )
 
 
@@ -59,7 +61,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_flows(args: argparse.Namespace) -> int:
     from flows.live import run_cluster
 
-    return run_cluster(settings_from(args), args.workers, args.processes)
+    try:
+        settings = settings_from(args)
+    except ValueError as exc:
+        print(f"billing flows: {exc}", file=sys.stderr)
+        return 2
+    return run_cluster(settings, args.workers, args.processes)
 
 
 def cmd_flows_health(args: argparse.Namespace) -> int:

@@ -20,14 +20,29 @@ from pydantic import (
     StrictInt,
     StringConstraints,
     TypeAdapter,
+    ValidationError,
     model_validator,
 )
 
+# Bounds (README "Input bounds"): chosen so that every value the rules form stays
+# within int64, the widest integer orjson writes and Redis's HINCRBY takes:
+#   base = quantity x unit_price <= MAX_BASE_MINOR, and base x bps <= 10^18;
+#   a flat commission = amount x quantity <= MAX_FLAT_MINOR x MAX_QUANTITY = MAX_BASE_MINOR;
+#   a fee = ceil(billed / unit_ms) x price <= INT64_MAX (checked per tariff, as
+#   billed time is at most MAX_TIME_MS).
+INT64_MAX = 2**63 - 1
+MAX_TIME_MS = 2**47  # year 6429: far past any real timestamp, and JS-safe
+MAX_QUANTITY = 1_000_000
+MAX_BASE_MINOR = 10**14
+MAX_FLAT_MINOR = MAX_BASE_MINOR // MAX_QUANTITY
+MAX_SEQ = 2**53 - 1
+MAX_INTERVAL_MS = 86_400_000
+
 Id = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
-NonNegInt = Annotated[StrictInt, Field(ge=0)]
-PosInt = Annotated[StrictInt, Field(gt=0)]
-TimeMs = Annotated[StrictInt, Field(ge=0, le=2**53)]
+Money = Annotated[StrictInt, Field(ge=0, le=MAX_BASE_MINOR)]
+TimeMs = Annotated[StrictInt, Field(ge=0, le=MAX_TIME_MS)]
+Quantity = Annotated[StrictInt, Field(ge=1, le=MAX_QUANTITY)]
 
 
 def _http_url(value: str) -> str:
@@ -47,9 +62,9 @@ class Body(BaseModel):
 class CommissionRuleBody(Body):
     kind: Literal["percent", "flat"]
     bps: Annotated[StrictInt, Field(ge=0, le=10_000)] | None = None
-    amount_minor: NonNegInt | None = None
+    amount_minor: Annotated[StrictInt, Field(ge=0, le=MAX_FLAT_MINOR)] | None = None
     currency: Currency | None = None
-    cap_minor: NonNegInt | None = None
+    cap_minor: Money | None = None
     sharer_id: Id | None = None
     item_id: Id | None = None
     active: StrictBool = True
@@ -65,16 +80,32 @@ class CommissionRuleBody(Body):
 
 class TariffBody(Body):
     currency: Currency
-    unit_ms: PosInt
-    price_minor: NonNegInt
-    free_ms: NonNegInt = 0
-    min_charge_minor: NonNegInt = 0
+    unit_ms: Annotated[StrictInt, Field(gt=0, le=MAX_TIME_MS)]
+    price_minor: Money
+    free_ms: TimeMs = 0
+    min_charge_minor: Money = 0
+
+    @model_validator(mode="after")
+    def _fee_fits(self) -> TariffBody:
+        # The largest fee this tariff can bill: every ms up to MAX_TIME_MS covered.
+        if self.price_minor * -(-MAX_TIME_MS // self.unit_ms) > INT64_MAX:
+            raise ValueError(
+                f"price_minor / unit_ms is too high: a fee could pass 2^63-1 "
+                f"(at most {INT64_MAX // -(-MAX_TIME_MS // self.unit_ms)} for this unit_ms)"
+            )
+        return self
 
 
 class OrderLine(Body):
     item_id: Id
-    quantity: Annotated[StrictInt, Field(ge=1, le=1_000_000)]
-    unit_price_minor: NonNegInt
+    quantity: Quantity
+    unit_price_minor: Money
+
+    @model_validator(mode="after")
+    def _base_fits(self) -> OrderLine:
+        if self.quantity * self.unit_price_minor > MAX_BASE_MINOR:
+            raise ValueError(f"quantity x unit_price_minor must be at most {MAX_BASE_MINOR}")
+        return self
 
 
 class OrderBody(Body):
@@ -94,7 +125,7 @@ class OrderBody(Body):
 
 class RefundLine(Body):
     item_id: Id
-    quantity: Annotated[StrictInt, Field(ge=1, le=1_000_000)]
+    quantity: Quantity
 
 
 class RefundBody(Body):
@@ -111,7 +142,7 @@ class SessionBody(Body):
 
 
 class SegmentBody(Body):
-    seq: NonNegInt
+    seq: Annotated[StrictInt, Field(ge=0, le=MAX_SEQ)]
     start_ms: TimeMs
     end_ms: TimeMs
     end: StrictBool = False
@@ -223,7 +254,7 @@ class LogSessionStart(LogModel):
     user_id: Id
     service_id: Id
     tariff_id: Id
-    report_interval_ms: PosInt
+    report_interval_ms: Annotated[StrictInt, Field(gt=0, le=MAX_INTERVAL_MS)]
 
 
 class LogSegment(LogModel, SegmentBody):
@@ -261,6 +292,28 @@ def parse_log_event(raw: dict[str, Any]) -> dict[str, Any]:
     event = to_log_dict(LOG_EVENT.validate_python(raw))
     event.pop("log_id", None)
     return event
+
+
+def int64_safe(value: Any) -> Any:
+    """A decoded JSON value with every integer outside int64 turned into its text,
+    so that a rejected entry can still be written out as the reject's `event`."""
+    if isinstance(value, dict):
+        return {k: int64_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [int64_safe(v) for v in value]
+    if type(value) is int and not -(2**63) <= value <= INT64_MAX:
+        return str(value)
+    return value
+
+
+def validation_summary(exc: ValidationError, most: int = 3) -> str:
+    """A short, bounded account of why an entry is not a valid event."""
+    parts = []
+    for err in exc.errors()[:most]:
+        where = ".".join(str(p) for p in err["loc"]) or "event"
+        parts.append(f"{where}: {err['msg']}")
+    more = exc.error_count() - most
+    return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
 
 
 def parse_log_line(line: bytes | str) -> tuple[str | None, dict[str, Any]]:

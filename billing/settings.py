@@ -6,11 +6,13 @@ unset key list means the matching endpoints refuse every request.
 
 from __future__ import annotations
 
+from dataclasses import fields
 from functools import cached_property
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from billing.events import MAX_INTERVAL_MS
 from state.config import RuleSettings
 
 
@@ -39,11 +41,13 @@ class Settings(BaseSettings):
     max_batch_events: int = Field(1000, gt=0)
 
     attribution_window_ms: int = Field(604_800_000, ge=0)
-    report_interval_ms: int = Field(10_000, gt=0)
+    report_interval_ms: int = Field(10_000, gt=0, le=MAX_INTERVAL_MS)
     max_segment_ms: int = Field(600_000, gt=0)
     clock_skew_ms: int = Field(5_000, ge=0)
     idle_timeout_factor: int = Field(3, gt=0)
     late_grace_ms: int = Field(300_000, ge=0)
+    holding_period_ms: int = Field(2_592_000_000, ge=0)
+    retention_ms: int = Field(3_024_000_000, ge=0)
 
     # Live flows: how far the watermark trails the server clock, so that no event
     # with an earlier ts can still be in flight when a session is closed as idle.
@@ -69,11 +73,10 @@ class Settings(BaseSettings):
             pairs.append((kid, secret))
         return pairs
 
+    @model_validator(mode="after")
+    def _rules_are_consistent(self) -> Settings:
+        self.rules()  # SPEC: a retention shorter than a window it covers is refused here
+        return self
+
     def rules(self) -> RuleSettings:
-        return RuleSettings(
-            attribution_window_ms=self.attribution_window_ms,
-            max_segment_ms=self.max_segment_ms,
-            clock_skew_ms=self.clock_skew_ms,
-            idle_timeout_factor=self.idle_timeout_factor,
-            late_grace_ms=self.late_grace_ms,
-        )
+        return RuleSettings(**{f.name: getattr(self, f.name) for f in fields(RuleSettings)})

@@ -21,28 +21,34 @@ from bytewax.outputs import Sink
 
 from flows.logic import LedgerLogic, SequencerLogic
 from state.config import RuleSettings
+from state.messages import KeyMessage, Route
 from state.outputs import Output
 
 
-def _rekey(item: tuple[str, Any]) -> tuple[str, tuple[Any, ...]]:
-    _route, key, message = item[1]
-    return key, message
+def _rekey(item: tuple[str, Output | Route]) -> tuple[str, KeyMessage]:
+    route = item[1]
+    assert type(route) is Route  # the branch sent only routes this way
+    return route.key, route.message
 
 
-def build_flow(source: Source[Any], sink: Sink[tuple[str, Output]], rules: RuleSettings
+def build_flow(source: Source[Any], sink: Sink[tuple[str, Output]], settings: RuleSettings
                ) -> Dataflow:
-    """`source` yields ("log", item) pairs; `sink` takes (key, output) pairs.
+    """`source` yields ("log", SequencerInput) pairs; `sink` takes (key, output) pairs.
 
     The shapes avoid a Python call per item for keying and unkeying, which is most
-    of what bytewax costs here.
+    of what bytewax costs here. `settings` were validated when they were built
+    (RuleSettings refuses a retention shorter than the windows it must cover),
+    so a bad setting stops here, before any event is read.
     """
     flow = Dataflow("billing")
     in_log = op.input("input", flow, source)
     sequenced = op.stateful_batch(
-        "sequencer", in_log, lambda resume: SequencerLogic(rules, resume)  # type: ignore[arg-type]
+        "sequencer", in_log, lambda resume: SequencerLogic(settings, resume)  # type: ignore[arg-type]
     )
-    split = op.branch("split", sequenced, lambda kv: type(kv[1]) is tuple)
+    split = op.branch("split", sequenced, lambda kv: type(kv[1]) is Route)
     routed = op.map("route", split.trues, _rekey)
-    ledger_out = op.stateful_batch("ledgers", routed, lambda resume: LedgerLogic(rules, resume))
+    ledger_out = op.stateful_batch(
+        "ledgers", routed, lambda resume: LedgerLogic(settings, resume)  # type: ignore[arg-type]
+    )
     op.output("output", op.merge("outputs", split.falses, ledger_out), sink)  # type: ignore[misc]
     return flow

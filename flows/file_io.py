@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any
 
-import orjson
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from pydantic import ValidationError
 
-from billing.events import parse_log_line
+from billing.events import int64_safe, parse_log_line, validation_summary
+from flows.encoding import encode
+from state.messages import BadEntry, LogEvent, SequencerInput
 from state.outputs import Output
 
 
@@ -22,8 +24,14 @@ class LogLineError(ValueError):
         self.line_no = line_no
 
 
-def parse_line(line: bytes | str, line_no: int) -> tuple[str, dict[str, Any]] | None:
-    """(position, event) for one log line; None for a blank line."""
+def parse_line(line: bytes | str, line_no: int) -> LogEvent | BadEntry | None:
+    """One log line as a sequencer input; None for a blank line.
+
+    A line that is not a JSON object means the file is not a log: LogLineError.
+    A JSON object that is not a valid event (a bad field, an integer out of
+    bounds) is what a live stream can hold too: it becomes an `invalid_event`
+    reject, as it does live, and the replay goes on.
+    """
     if not line.strip():
         return None
     try:
@@ -34,10 +42,12 @@ def parse_line(line: bytes | str, line_no: int) -> tuple[str, dict[str, Any]] | 
             raise LogLineError(line_no, f"not JSON ({first['msg']})") from exc
         if first["type"] == "dict_type" and not first["loc"]:
             raise LogLineError(line_no, "not a JSON object") from exc
-        where = ".".join(str(p) for p in first["loc"]) or "type"
-        raise LogLineError(line_no, f"invalid event: {where}: {first['msg']}") from exc
+        raw = int64_safe(json.loads(line))
+        given = raw.get("log_id")
+        position = given if isinstance(given, str) and len(given) <= 64 else f"L{line_no}"
+        return BadEntry(position, raw, validation_summary(exc))
     # An exported live log keeps its stream ids, so its outputs keep their live ids.
-    return (log_id or f"L{line_no}"), event
+    return LogEvent(log_id or f"L{line_no}", event)
 
 
 @dataclass
@@ -50,7 +60,7 @@ class ReplayStatus:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-class _FilePartition(StatefulSourcePartition[tuple[Any, ...], int]):
+class _FilePartition(StatefulSourcePartition[tuple[str, SequencerInput], int]):
     def __init__(self, path: str, status: ReplayStatus, batch_size: int, resume: int | None):
         self._file = open(path, "rb")  # noqa: SIM115 - closed in close()
         self._status = status
@@ -62,8 +72,8 @@ class _FilePartition(StatefulSourcePartition[tuple[Any, ...], int]):
                 self._file.readline()
             self._line_no = resume
 
-    def next_batch(self) -> list[tuple[Any, ...]]:
-        batch: list[tuple[Any, ...]] = []
+    def next_batch(self) -> list[tuple[str, SequencerInput]]:
+        batch: list[tuple[str, SequencerInput]] = []
         start = self._file.tell()
         for _ in range(self._batch_size):
             raw = self._file.readline()
@@ -77,14 +87,15 @@ class _FilePartition(StatefulSourcePartition[tuple[Any, ...], int]):
                 raise StopIteration() from exc
             if parsed is None:
                 continue
-            ts = parsed[1]["ts"]
-            if ts < self._last_ts:
-                self._status.error = LogLineError(
-                    self._line_no, f"ts {ts} is earlier than the line before; not in log order"
-                )
-                raise StopIteration()
-            self._last_ts = ts
-            batch.append(("log", ("event", parsed[0], parsed[1])))
+            if isinstance(parsed, LogEvent):
+                ts = parsed.event["ts"]
+                if ts < self._last_ts:
+                    self._status.error = LogLineError(
+                        self._line_no, f"ts {ts} is earlier than the line before; not in log order"
+                    )
+                    raise StopIteration()
+                self._last_ts = ts
+            batch.append(("log", parsed))
         with self._status.lock:
             self._status.events += len(batch)
             if self._status.on_progress is not None:
@@ -103,7 +114,7 @@ class _FilePartition(StatefulSourcePartition[tuple[Any, ...], int]):
         self._file.close()
 
 
-class JsonLinesSource(FixedPartitionedSource[tuple[Any, ...], int]):
+class JsonLinesSource(FixedPartitionedSource[tuple[str, SequencerInput], int]):
     def __init__(self, path: str, status: ReplayStatus, batch_size: int = 2000) -> None:
         self.path, self.status, self.batch_size = path, status, batch_size
 
@@ -119,7 +130,7 @@ class _WriterPartition(StatelessSinkPartition[tuple[str, Output]]):
         self._out, self._lock = out, lock
 
     def write_batch(self, items: list[tuple[str, Output]]) -> None:
-        text = b"".join(orjson.dumps(o) + b"\n" for _key, o in items).decode()
+        text = b"".join(encode(o)[1] + b"\n" for _key, o in items).decode()
         with self._lock:
             self._out.write(text)
 

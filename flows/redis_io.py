@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from pydantic import ValidationError
 
-from billing.events import parse_log_line
+from billing.events import int64_safe, parse_log_line, validation_summary
 from billing.keys import Keys
 from billing.redis_runtime import client
+from flows.encoding import encode, unwritable
+from state.messages import BadEntry, LogEvent, SequencerInput, Watermark
 from state.outputs import Output
 
 HEARTBEAT_EVERY_S = 0.25  # also how fresh the flow-lag metric is
 
 
-class _StreamPartition(StatefulSourcePartition[tuple[str, Any], str]):
+class _StreamPartition(StatefulSourcePartition[tuple[str, SequencerInput], str]):
     """Reads one stream from `last_id` on, never blocking; its snapshot is `last_id`.
 
     When a read drains the stream it also emits a watermark tick: Redis's clock,
@@ -38,19 +40,21 @@ class _StreamPartition(StatefulSourcePartition[tuple[str, Any], str]):
         self._last_tick = -1
         self._last_beat = 0.0
 
-    def next_batch(self) -> list[tuple[str, Any]]:
+    def next_batch(self) -> list[tuple[str, SequencerInput]]:
         self._awake = None
         seconds, micros = self.r.time()  # type: ignore[misc]
         server_ms = seconds * 1000 + micros // 1000
         reply: Any = self.r.xread({self.stream: self.last_id}, count=self.batch)
         entries = reply[0][1] if reply else []
-        items: list[tuple[str, Any]] = [("log", self._item(eid, f)) for eid, f in entries]
+        items: list[tuple[str, SequencerInput]] = [
+            ("log", self._item(eid, f)) for eid, f in entries
+        ]
         if entries:
             self.last_id = entries[-1][0]
         if len(entries) < self.batch:
             watermark = server_ms - self.lag_ms
             if watermark > self._last_tick:
-                items.append(("log", ("tick", watermark)))
+                items.append(("log", Watermark(watermark)))
                 self._last_tick = watermark
             self._awake = datetime.now(UTC) + timedelta(seconds=self.poll_s)
         now = time.monotonic()
@@ -62,7 +66,7 @@ class _StreamPartition(StatefulSourcePartition[tuple[str, Any], str]):
             self._last_beat = now
         return items
 
-    def _item(self, entry_id: str, fields: dict[str, str]) -> tuple[Any, ...]:
+    def _item(self, entry_id: str, fields: dict[str, str]) -> LogEvent | BadEntry:
         ts = int(entry_id.split("-", 1)[0])
         data = fields.get("data", "")
         try:
@@ -71,11 +75,19 @@ class _StreamPartition(StatefulSourcePartition[tuple[str, Any], str]):
             # `ts` is the entry id's; splicing it in lets pydantic parse the JSON itself.
             _log_id, event = parse_log_line(f'{data[:-1]},"ts":{ts}}}')
             event["ts"] = ts
-            return ("event", entry_id, event)
-        except (ValueError, ValidationError):
-            # Ingest validates everything; a bad entry here was written around it.
-            # It becomes a reject rather than a poison pill that stops billing.
-            return ("bad", entry_id, {"raw": fields.get("data"), "ts": ts})
+            return LogEvent(entry_id, event)
+        except ValidationError as exc:
+            error = validation_summary(exc)
+        except ValueError as exc:
+            error = str(exc)
+        # Ingest validates everything; a bad entry here was written around it.
+        # It becomes a reject rather than a poison pill that stops billing.
+        try:
+            raw = int64_safe(json.loads(data))
+        except ValueError:
+            raw = None
+        event = {**raw, "ts": ts} if isinstance(raw, dict) else {"raw": data, "ts": ts}
+        return BadEntry(entry_id, event, error)
 
     def next_awake(self) -> datetime | None:
         return self._awake
@@ -87,7 +99,7 @@ class _StreamPartition(StatefulSourcePartition[tuple[str, Any], str]):
         self.r.close()
 
 
-class RedisStreamSource(FixedPartitionedSource[tuple[str, Any], str]):
+class RedisStreamSource(FixedPartitionedSource[tuple[str, SequencerInput], str]):
     def __init__(self, url: str, keys: Keys, *, batch: int = 2000, poll_s: float = 0.01,
                  lag_ms: int = 2000) -> None:
         self.url, self.keys = url, keys
@@ -104,33 +116,65 @@ class RedisStreamSource(FixedPartitionedSource[tuple[str, Any], str]):
 
 # One script call per batch appends every output to its public stream and updates
 # the views, written so that a replayed output (at-least-once recovery) changes
-# nothing: a session view only moves to a higher version, an order view is keyed by
-# output_id, and a sharer's totals count each output_id once. (Keys travel in ARGV:
-# this is a single-node deployment; a cluster would need one call per hash slot.)
+# nothing: a session view only moves to a later (started_ts, version), an order
+# view is keyed by output_id, and a sharer's totals count each output_id once.
+# (Keys travel in ARGV: this is a single-node deployment; a cluster would need
+# one call per hash slot.)
 #
-# Entry ids come from one sequence shared by the three output streams (Redis's clock,
-# then a counter within the millisecond), so an id names one output across all three
-# and their merge is totally ordered: `/v1/stream` resumes from a single id.
+# The script checks everything that can fail before it writes anything: a Lua
+# error does not undo the writes before it, so a late failure would leave an
+# output marked applied but never counted. The one write that can fail is a
+# sharer total passing int64 (HINCRBY refuses); that output is named in the
+# answer and the sink writes it as a reject instead.
+#
+# Entry ids come from one sequence shared by the output streams (Redis's clock,
+# then a counter within the millisecond), so an id names one output across all
+# of them and their merge is totally ordered: `/v1/stream` resumes from a single id.
 _WRITE = """
 local outputs, rejects, seqkey = ARGV[1], ARGV[2], ARGV[3]
+local LIMIT = 9.2e18  -- below 2^63 by far more than a double's error at this size
+local pending = {}
+local i = 4
+while i <= #ARGV do
+  local kind = ARGV[i]
+  if kind == 'usage' then
+    i = i + 7
+  elseif kind == 'commission' then
+    local output_id, applied, sharer_view = ARGV[i + 2], ARGV[i + 5], ARGV[i + 6]
+    if redis.call('SISMEMBER', applied, output_id) == 0 then
+      local slot = sharer_view .. '\0' .. ARGV[i + 7]
+      if pending[slot] == nil then
+        pending[slot] = tonumber(redis.call('HGET', sharer_view, ARGV[i + 7]) or '0') or 0
+      end
+      pending[slot] = pending[slot] + tonumber(ARGV[i + 8])
+      if math.abs(pending[slot]) > LIMIT then
+        return {'overflow', output_id}
+      end
+    end
+    i = i + 9
+  else
+    i = i + 5
+  end
+end
 local t = redis.call('TIME')
 local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local last = redis.call('HMGET', seqkey, 'ms', 'seq')
 local last_ms, seq = tonumber(last[1] or '0'), tonumber(last[2] or '-1')
 if ms > last_ms then seq = -1 else ms = last_ms end
-local i = 4
+i = 4
 while i <= #ARGV do
   local kind, stream, output_id, data = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   seq = seq + 1
   redis.call('XADD', stream, ms .. '-' .. seq, 'output_id', output_id, 'data', data)
   redis.call('HINCRBY', outputs, kind, 1)
   if kind == 'usage' then
-    local view, version = ARGV[i + 4], tonumber(ARGV[i + 5])
-    local cur = tonumber(redis.call('HGET', view, 'version') or '0')
-    if version > cur then
-      redis.call('HSET', view, 'version', version, 'data', data)
+    local view, started, version = ARGV[i + 4], tonumber(ARGV[i + 5]), tonumber(ARGV[i + 6])
+    local cur = redis.call('HMGET', view, 'started_ts', 'version')
+    local cur_started, cur_version = tonumber(cur[1] or '-1'), tonumber(cur[2] or '0')
+    if started > cur_started or (started == cur_started and version > cur_version) then
+      redis.call('HSET', view, 'started_ts', started, 'version', version, 'data', data)
     end
-    i = i + 6
+    i = i + 7
   elseif kind == 'commission' then
     local order_view, applied, sharer_view = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
     redis.call('HSET', order_view, output_id, data)
@@ -145,7 +189,7 @@ while i <= #ARGV do
   end
 end
 redis.call('HSET', seqkey, 'ms', ms, 'seq', seq)
-return 1
+return {'ok'}
 """
 
 
@@ -156,15 +200,29 @@ class _RedisWriter(StatelessSinkPartition[tuple[str, Output]]):
         self.write = self.r.register_script(_WRITE)
 
     def write_batch(self, items: list[tuple[str, Output]]) -> None:
+        outputs = [out for _key, out in items]
+        while outputs:
+            answer: Any = self.write(args=self._args(outputs))
+            if answer[0] == "ok":
+                return
+            # Nothing was written: stand a reject in for the output named, and retry.
+            bad = answer[1]
+            outputs = [
+                unwritable(o, "the sharer's total would pass 2^63-1")
+                if o["output_id"] == bad else o
+                for o in outputs
+            ]
+
+    def _args(self, outputs: list[Output]) -> list[str | int]:
         keys = self.keys
         args: list[str | int] = [keys.stats("outputs"), keys.stats("rejects"),
                                  keys.output_sequence]
-        for _key, out in items:
+        for original in outputs:
+            out, data = encode(original)
             kind = out["type"]
-            data = orjson.dumps(out).decode()
-            args += [kind, keys.output_stream(kind), out["output_id"], data]
+            args += [kind, keys.output_stream(kind), out["output_id"], data.decode()]
             if kind == "usage":
-                args += [keys.session_view(out["session_id"]), out["version"]]
+                args += [keys.session_view(out["session_id"]), out["started_ts"], out["version"]]
             elif kind == "commission":
                 field = "accrued" if out["kind"] == "accrual" else "reversed"
                 args += [keys.order_view(out["order_id"]), keys.sharer_applied(out["sharer_id"]),
@@ -172,8 +230,7 @@ class _RedisWriter(StatelessSinkPartition[tuple[str, Output]]):
                          out["commission_minor"]]
             else:
                 args.append(out["reason"])
-        if len(args) > 3:
-            self.write(args=args)
+        return args
 
     def close(self) -> None:
         self.r.close()

@@ -3,6 +3,7 @@
 An `ItemLedger` holds, for one item, the scans still inside the attribution
 window and the attributed order lines that a refund could still reverse. Global
 facts (duplicate ids, known orders, rule versions) are the `Sequencer`'s.
+Settings are passed in, never kept: a snapshot holds state only.
 """
 
 from __future__ import annotations
@@ -10,8 +11,11 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
+from state.config import RuleSettings
+from state.messages import Event
 from state.money import round_half_up
-from state.outputs import Event, Output, commission
+from state.outputs import Output, commission
+from state.retention import Recent
 
 Rule = dict[str, Any]
 
@@ -83,37 +87,49 @@ def reversal_total(accrued: int, refunded: int, quantity: int) -> int:
 
 
 class ScanLog:
-    """One item's scans in log order, forgetting those older than the window."""
+    """One item's scans inside the attribution window, in log order.
 
-    __slots__ = ("by_id", "by_scanner", "in_order", "window_ms")
+    Matching is O(1) however many scans an item holds: the hint is a dict lookup,
+    and last touch only needs each scanner's best scan, the greatest (ts, scan_id)
+    among its scans of another sharer's share. Scans arrive in log order, so when
+    a scanner's best scan leaves the window, all its other scans have left too.
+    Forgetting pops from the front of a deque: O(1) amortised.
+    """
 
-    def __init__(self, window_ms: int) -> None:
-        self.window_ms = window_ms
+    __slots__ = ("best_by_scanner", "by_id", "in_order")
+
+    def __init__(self) -> None:
         self.in_order: deque[Event] = deque()
         self.by_id: dict[str, Event] = {}
-        self.by_scanner: dict[str | None, list[Event]] = {}
+        self.best_by_scanner: dict[str, Event] = {}
+
+    def __len__(self) -> int:
+        return len(self.in_order)
 
     def add(self, scan: Event) -> None:
-        # Scans of an item that never sells must not pile up either.
-        self.forget_before(scan["ts"] - self.window_ms)
         self.in_order.append(scan)
         self.by_id[scan["scan_id"]] = scan
-        self.by_scanner.setdefault(scan.get("scanner_id"), []).append(scan)
+        scanner = scan.get("scanner_id")
+        if scanner is None or scanner == scan["sharer_id"]:
+            return  # never a last touch: no buyer is null, and self-referral never earns
+        best = self.best_by_scanner.get(scanner)
+        if best is None or (scan["ts"], scan["scan_id"]) > (best["ts"], best["scan_id"]):
+            self.best_by_scanner[scanner] = scan
 
     def forget_before(self, oldest_ts: int) -> None:
         """Drop scans with ts < oldest_ts: no later order can use them (ts only grows)."""
-        while self.in_order and self.in_order[0]["ts"] < oldest_ts:
-            scan = self.in_order.popleft()
-            del self.by_id[scan["scan_id"]]
-            same = self.by_scanner[scan.get("scanner_id")]
-            same.pop(0)
-            if not same:
-                del self.by_scanner[scan.get("scanner_id")]
+        in_order = self.in_order
+        while in_order and in_order[0]["ts"] < oldest_ts:
+            scan = in_order.popleft()
+            if self.by_id.get(scan["scan_id"]) is scan:
+                del self.by_id[scan["scan_id"]]
+            scanner = scan.get("scanner_id")
+            if scanner is not None and self.best_by_scanner.get(scanner) is scan:
+                del self.best_by_scanner[scanner]
 
     def match(self, order: Event) -> Event | None:
-        """SPEC "Matching": the hint, else last touch, else nothing."""
+        """SPEC "Matching", over scans already cut to the window: hint, else last touch."""
         buyer = order["buyer_id"]
-        self.forget_before(order["ts"] - self.window_ms)
         hint = order.get("scan_id")
         if hint is not None:
             scan = self.by_id.get(hint)
@@ -123,24 +139,26 @@ class ScanLog:
                 and scan.get("scanner_id") in (None, buyer)
             ):
                 return scan
-        best: Event | None = None
-        for scan in self.by_scanner.get(buyer, ()):
-            if scan["sharer_id"] == buyer:
-                continue
-            if best is None or (scan["ts"], scan["scan_id"]) > (best["ts"], best["scan_id"]):
-                best = scan
-        return best
+        return self.best_by_scanner.get(buyer)
 
 
 class ItemLedger:
-    """All commission state for one item_id."""
+    """All commission state for one item_id: scans in the window, and attributed
+    lines with something left to reverse, until their order is forgotten (R)."""
 
     __slots__ = ("lines", "scans")
 
-    def __init__(self, window_ms: int) -> None:
-        self.scans = ScanLog(window_ms)
+    def __init__(self) -> None:
+        self.scans = ScanLog()
         # order_id -> attributed line with accrued amount and refunded quantity so far
-        self.lines: dict[str, dict[str, Any]] = {}
+        self.lines: Recent[dict[str, Any]] = Recent()
+
+    def is_empty(self) -> bool:
+        return not self.scans and not self.lines
+
+    def forget(self, log_time: int, settings: RuleSettings) -> None:
+        self.scans.forget_before(log_time - settings.attribution_window_ms)
+        self.lines.forget_before(log_time - settings.retention_ms)
 
     def on_scan(self, scan: Event) -> list[Output]:
         self.scans.add(scan)
@@ -154,6 +172,7 @@ class ItemLedger:
         accrued = commission_amount(rule, line["quantity"], line["unit_price_minor"])
         record = {
             "order_id": order["order_id"],
+            "order_ts": order["ts"],
             "item_id": line["item_id"],
             "buyer_id": order["buyer_id"],
             "sharer_id": scan["sharer_id"],
@@ -169,7 +188,7 @@ class ItemLedger:
         }
         if accrued > 0:
             # Nothing can ever be reversed from a zero accrual, so it need not be kept.
-            self.lines[order["order_id"]] = record
+            self.lines.add(order["order_id"], order["ts"], record)
         return [commission("accrual", record, accrued, order["ts"])]
 
     def on_refund(self, refund: Event, quantity: int | None) -> list[Output]:
@@ -182,7 +201,7 @@ class ItemLedger:
         total = reversal_total(record["accrued"], record["refunded"], q)
         delta = total - record["reversed"]
         if record["refunded"] >= q:
-            del self.lines[refund["order_id"]]
+            self.lines.discard(refund["order_id"])
         if delta <= 0:
             return []
         record["reversed"] = total

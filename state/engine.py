@@ -7,44 +7,51 @@ one thread, in log order, with no bytewax.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Any
 
 from state import ledgers
 from state.config import RuleSettings
-from state.outputs import Event, Output
+from state.messages import Event, LogEvent, Route, SequencerInput
+from state.outputs import Output
 from state.sequencer import Sequencer
 
 
 class Engine:
-    def __init__(self, rules: RuleSettings | None = None) -> None:
-        self.rules = rules or RuleSettings()
-        self.sequencer = Sequencer(self.rules)
+    def __init__(self, settings: RuleSettings | None = None) -> None:
+        self.settings = settings or RuleSettings()
+        self.sequencer = Sequencer()
         self.keys: dict[str, ledgers.KeyState] = {}
 
-    def _route(self, routed: list[tuple[str, tuple[Any, ...]]]) -> list[Output]:
+    def _route(self, routes: list[Route]) -> list[Output]:
         out: list[Output] = []
-        for key, message in routed:
-            state, produced = ledgers.apply(self.keys.get(key), message, self.rules)
-            if state is not None:
-                self.keys[key] = state
+        keys = self.keys
+        for route in routes:
+            state, produced = ledgers.apply(keys.get(route.key), route.message, self.settings)
+            if ledgers.is_empty(state):
+                keys.pop(route.key, None)
+            else:
+                keys[route.key] = state
             out.extend(produced)
         return out
 
-    def feed(self, event: Event, position: str) -> list[Output]:
-        outputs, routed = self.sequencer.on_event(event, position)
-        # Ticks from the time advance come first in `routed`, so idle closes
+    def on_input(self, entry: SequencerInput) -> list[Output]:
+        outputs, routes = self.sequencer.on_input(entry, self.settings)
+        # Ticks from the time advance come first in `routes`, so idle closes
         # precede the event's own effects, as SPEC orders them.
-        return self._route(routed) + outputs
+        return self._route(routes) + outputs
+
+    def feed(self, event: Event, position: str) -> list[Output]:
+        return self.on_input(LogEvent(position, event))
 
     def advance(self, log_time: int) -> list[Output]:
-        return self._route(self.sequencer.advance(log_time))
+        return self._route(self.sequencer.advance(log_time, self.settings))
 
     def finish(self) -> list[Output]:
         return self._route(self.sequencer.finish())
 
 
-def run(events: Iterable[tuple[str, Event]], rules: RuleSettings | None = None) -> Iterator[Output]:
-    engine = Engine(rules)
+def run(events: Iterable[tuple[str, Event]], settings: RuleSettings | None = None
+        ) -> Iterator[Output]:
+    engine = Engine(settings)
     for position, event in events:
         yield from engine.feed(event, position)
     yield from engine.finish()

@@ -5,8 +5,8 @@ Memory: a session keeps its interval union until the log's time passes
 union can never change, so it is compacted to a tombstone holding only what the
 reject checks still need: the accepted seqs (as ranges: a retransmit is a
 `duplicate`, which is checked before `late`) and `closed_ts`. Tombstones are kept
-for ever, since a segment may arrive any time later and must still be told
-`duplicate` or `late` rather than `unknown_session`.
+until the session is forgotten (SPEC "Retention": `closed_ts < log time - R`);
+after that a segment is `unknown_session` and a start under its id is new.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from typing import Any
 
 from state.config import RuleSettings
 from state.intervals import IntervalSet
+from state.messages import Event
 from state.money import ceil_div
-from state.outputs import Event, Output, reject
+from state.outputs import Output, reject
 
 
 @dataclass(frozen=True)
@@ -49,16 +50,19 @@ class Tariff:
 
 
 class Session:
-    """One session's state: accepted seqs, covered time, open or closed."""
+    """One session's state: accepted seqs, covered time, open or closed.
 
-    def __init__(self, start: Event, tariff: Tariff, rules: RuleSettings) -> None:
+    Settings are arguments of every call, never attributes, so a snapshot holds
+    no settings and a restart applies the new ones.
+    """
+
+    def __init__(self, start: Event, tariff: Tariff) -> None:
         self.session_id: str = start["session_id"]
-        self.start_ts: int = start["ts"]
+        self.started_ts: int = start["ts"]
         self.user_id: str = start["user_id"]
         self.service_id: str = start["service_id"]
         self.tariff = tariff
-        self.idle_timeout_ms = rules.idle_timeout_factor * start["report_interval_ms"]
-        self.rules = rules
+        self.report_interval_ms: int = start["report_interval_ms"]
         self.seqs = IntervalSet()
         self.covered: IntervalSet | None = IntervalSet()  # None once compacted
         self.segments = 0
@@ -77,8 +81,9 @@ class Session:
         self.version += 1
         return {
             "type": "usage",
-            "output_id": f"usage:{self.session_id}:{self.version}",
+            "output_id": f"usage:{self.session_id}:{self.started_ts}:{self.version}",
             "session_id": self.session_id,
+            "started_ts": self.started_ts,
             "user_id": self.user_id,
             "service_id": self.service_id,
             "tariff_id": self.tariff.tariff_id,
@@ -92,48 +97,53 @@ class Session:
             "ts": ts,
         }
 
-    def advance(self, log_time: int) -> list[Output]:
-        """Move the log's time to `log_time`: idle close, and compaction past the grace."""
+    def advance(self, log_time: int, settings: RuleSettings) -> tuple[list[Output], bool]:
+        """Move the log's time to `log_time`: idle close, compaction past the grace,
+        and SPEC "Retention". Returns the outputs and whether the session is now
+        forgotten (`closed_ts < log_time - R`), after which it no longer exists."""
         out: list[Output] = []
-        idle_at = self.last_receive_ts + self.idle_timeout_ms
+        idle_at = self.last_receive_ts + settings.idle_timeout_ms(self.report_interval_ms)
         if self.is_open and log_time > idle_at:
             self.closed_reason, self.closed_ts = "idle", idle_at
             out.append(self.usage(idle_at))
-        if (
-            self.covered is not None
-            and self.closed_ts is not None
-            and log_time > self.closed_ts + self.rules.late_grace_ms
-        ):
+        if self.closed_ts is None:
+            return out, False
+        if self.covered is not None and log_time > self.closed_ts + settings.late_grace_ms:
             self.covered = None
-        return out
+        return out, self.closed_ts < log_time - settings.retention_ms
 
-    def check(self, seg: Event) -> tuple[str | None, int, int]:
+    def check(self, seg: Event, settings: RuleSettings) -> tuple[str | None, int, int]:
         """SPEC's ordered segment checks: (reject reason or None, clipped start, end)."""
         seq, ts, start, end = seg["seq"], seg["ts"], seg["start_ms"], seg["end_ms"]
         if seq in self.seqs:
             return "duplicate", start, end
-        if end <= start or end - start > self.rules.max_segment_ms:
+        if end <= start or end - start > settings.max_segment_ms:
             return "invalid_interval", start, end
-        if end > ts + self.rules.clock_skew_ms:
+        if end > ts + settings.clock_skew_ms:
             return "future", start, end
-        if self.closed_ts is not None and ts > self.closed_ts + self.rules.late_grace_ms:
+        if self.closed_ts is not None and ts > self.closed_ts + settings.late_grace_ms:
             return "late", start, end
-        if end <= self.start_ts:
+        if end <= self.started_ts:
             return "before_start", start, end
-        start = max(start, self.start_ts)
+        start = max(start, self.started_ts)
         if self.end_ms is not None:
             end = min(end, self.end_ms)
             if end <= start:
                 return "after_end", start, end
         return None, start, end
 
-    def on_segment(self, seg: Event, position: str) -> list[Output]:
-        out = self.advance(seg["ts"])
-        reason, start, end = self.check(seg)
+    def on_segment(self, seg: Event, position: str, settings: RuleSettings) -> list[Output]:
+        """A segment for this session, after `advance(seg.ts)` left it in existence."""
+        out: list[Output] = []
+        reason, start, end = self.check(seg, settings)
         if reason is not None:
             out.append(reject(reason, seg, position))
             return out
-        assert self.covered is not None, "compacted sessions only reject (late)"
+        if self.covered is None:
+            # Compaction happens only past the grace, where every segment is `late`;
+            # reaching here means the settings changed (a longer grace) since then.
+            out.append(reject("late", seg, position))
+            return out
         self.seqs.add(seg["seq"], seg["seq"] + 1)
         self.billed_ms += self.covered.add(start, end)
         self.segments += 1
@@ -148,6 +158,7 @@ class Session:
         """A plain copy of the state, for tests and debugging."""
         return {
             "session_id": self.session_id,
+            "started_ts": self.started_ts,
             "status": "open" if self.is_open else "closed",
             "closed_reason": self.closed_reason,
             "closed_ts": self.closed_ts,

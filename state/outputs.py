@@ -1,25 +1,37 @@
 """SPEC output records, each with an `output_id` that only depends on the input.
 
-Ids: accruals by (order, item), reversals by (refund, item), usage by (session,
-version), rejects by the rejected event's log position. Processing the same log
-again, after a crash or on another worker count, yields the same ids.
+Ids: accruals by (order, its ts, item), reversals by (refund, its ts, item), usage
+by (session, its start's ts, version), rejects by the rejected entry's log
+position. The `ts` parts keep ids apart when Retention lets an id come back.
+Processing the same log again, after a crash or on another worker count, yields
+the same ids.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-Event = dict[str, Any]
+from state.messages import Event
+
 Output = dict[str, Any]
 
 
-def reject(reason: str, event: Event, position: str) -> Output:
-    return {
+def reject(reason: str, event: Event, position: str, error: str | None = None) -> Output:
+    out: Output = {
         "type": "reject",
         "output_id": f"reject:{position}",
         "reason": reason,
         "event": event,
     }
+    if error is not None:
+        out["error"] = error
+    return out
+
+
+def invalid_event(event: Event, position: str, error: BaseException | str) -> Output:
+    """An entry the engine could not process: reported, never a reason to stop."""
+    text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    return reject("invalid_event", event, position, text[:500])
 
 
 def commission(
@@ -31,9 +43,9 @@ def commission(
 ) -> Output:
     """`line` is an attributed order line as kept by the item ledger."""
     if kind == "accrual":
-        output_id = f"commission:accrual:{line['order_id']}:{line['item_id']}"
+        output_id = f"commission:accrual:{line['order_id']}:{line['order_ts']}:{line['item_id']}"
     else:
-        output_id = f"commission:reversal:{refund_id}:{line['item_id']}"
+        output_id = f"commission:reversal:{refund_id}:{ts}:{line['item_id']}"
     return {
         "type": "commission",
         "output_id": output_id,

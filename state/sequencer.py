@@ -1,155 +1,239 @@
 """The log-ordered front of the engine: global facts and routing to keyed ledgers.
 
-The `Sequencer` sees every event in log order. It owns what cannot be split by
+The `Sequencer` sees every entry in log order. It owns what cannot be split by
 key: duplicate ids, known orders, rule and tariff versions, and the log's time.
-It emits rejects and *routed messages* `(key, message)` for the per-key ledgers
-(`item:<item_id>`, `session:<session_id>`), in log order.
+It emits rejects and `Route`s for the per-key ledgers (`item:<item_id>`,
+`session:<session_id>`), in log order.
 
-Memory: rule and tariff catalogs are small. Seen share, scan, order and refund
-ids are kept for ever, because SPEC rejects a repeated id whenever it comes; for
-orders the item list is kept too, to route refunds. Per-session timers are kept
-only until the session has been told to close and, a grace later, to compact.
+Memory (SPEC "Retention"): ids and orders are forgotten once the log's time
+passes their first use + R, oldest first, so they follow the last R of traffic.
+Rule and tariff catalogs are small and kept. Each session has a clock here, a
+hint of when it needs a `Tick` (idle close, then compaction past the grace, then
+forgetting past R); the clock stores the inputs of each deadline, not the
+deadline, so a restart with new settings recomputes them.
 """
 
 from __future__ import annotations
 
 import heapq
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 from state.commissions import candidate_rules
 from state.config import RuleSettings
+from state.messages import (
+    BadEntry,
+    Event,
+    LogEvent,
+    OrderLine,
+    Refund,
+    Route,
+    Scan,
+    Segment,
+    SequencerInput,
+    Start,
+    Tick,
+)
 from state.metering import Tariff
-from state.outputs import Event, Output, reject
-
-Routed = tuple[str, tuple[Any, ...]]
+from state.outputs import Output, invalid_event, reject
+from state.retention import Recent
 
 ID_FIELDS = {"share": "share_id", "scan": "scan_id", "order": "order_id", "refund": "refund_id"}
 
+# A session clock: [phase, base_ts, report_interval_ms, hinted_due]. Phases, in order:
+OPEN, CLOSED, COMPACTED = 0, 1, 2
+
 
 class Sequencer:
-    def __init__(self, rules: RuleSettings) -> None:
-        self.rules = rules
+    def __init__(self) -> None:
         self.log_time = 0
         self.tariffs: dict[str, Tariff] = {}
         # Replaced, never mutated, so that routed order lines can share it safely.
         self.commission_rules: dict[str, dict[str, Any]] = {}
-        self.seen: dict[str, set[str]] = {kind: set() for kind in ID_FIELDS if kind != "order"}
-        self.orders: dict[str, tuple[str, ...]] = {}
-        self.session_idle_ms: dict[str, int] = {}
-        self.session_due: dict[str, int] = {}
+        self.seen: dict[str, Recent[None]] = {
+            kind: Recent() for kind in ID_FIELDS if kind != "order"
+        }
+        self.orders: Recent[tuple[str, ...]] = Recent()  # order_id -> its items
+        self.clocks: dict[str, list[int]] = {}
         self.timers: list[tuple[int, str]] = []
 
-    def advance(self, log_time: int) -> list[Routed]:
-        """Move the log's time forward; tell sessions whose timer passed to check."""
+    # -- the log's time ---------------------------------------------------------
+
+    def advance(self, log_time: int, settings: RuleSettings) -> list[Route]:
+        """Move the log's time forward: forget what passed R, tick sessions due."""
         if log_time <= self.log_time:
             return []
         self.log_time = log_time
-        routed: list[Routed] = []
-        while self.timers and self.timers[0][0] < log_time:
-            due, session_id = heapq.heappop(self.timers)
-            if self.session_due.get(session_id) != due:
-                continue  # superseded by a later segment
-            routed.append((f"session:{session_id}", ("tick", log_time)))
-            idle_ms = self.session_idle_ms.get(session_id)
-            if idle_ms is None:
-                del self.session_due[session_id]  # that was the compaction tick
-            else:
-                # The close tick is sent; one more after the grace lets it compact.
-                del self.session_idle_ms[session_id]
-                self._schedule(session_id, due + self.rules.late_grace_ms)
-        return routed
+        oldest = log_time - settings.retention_ms
+        self.orders.forget_before(oldest)
+        for seen in self.seen.values():
+            seen.forget_before(oldest)
+        routes: list[Route] = []
+        timers, clocks = self.timers, self.clocks
+        while timers and timers[0][0] < log_time:
+            hinted, session_id = heapq.heappop(timers)
+            clock = clocks.get(session_id)
+            if clock is None or clock[3] != hinted:
+                continue  # superseded by a later hint
+            due = self._due(clock, settings)
+            if due >= log_time:  # settings changed since the hint: not due yet
+                self._hint(session_id, clock, due)
+                continue
+            routes.append(Route(f"session:{session_id}", Tick(log_time)))
+            if clock[0] == COMPACTED:
+                del clocks[session_id]  # the session forgets itself on that tick
+                continue
+            if clock[0] == OPEN:
+                clock[1] = due  # the idle close: later ticks count from it
+            clock[0] += 1
+            self._hint(session_id, clock, self._due(clock, settings))
+        return routes
 
-    def finish(self) -> list[Routed]:
-        """End of input: the log's time stays at the greatest ts; every session that
-        may still be open (its close tick not sent) gets a tick to close if its own,
-        possibly earlier, deadline has passed."""
-        return [
-            (f"session:{session_id}", ("tick", self.log_time))
-            for session_id in sorted(self.session_idle_ms)
-        ]
+    @staticmethod
+    def _due(clock: list[int], settings: RuleSettings) -> int:
+        phase, base = clock[0], clock[1]
+        if phase == OPEN:
+            return base + settings.idle_timeout_ms(clock[2])
+        if phase == CLOSED:
+            return base + settings.late_grace_ms
+        return base + settings.retention_ms
 
-    def _schedule(self, session_id: str, due: int) -> None:
-        self.session_due[session_id] = due
+    def _hint(self, session_id: str, clock: list[int], due: int) -> None:
+        clock[3] = due
         heapq.heappush(self.timers, (due, session_id))
 
-    def on_event(self, event: Event, position: str) -> tuple[list[Output], list[Routed]]:
-        routed = self.advance(event["ts"])
-        kind = event["type"]
-        handler = getattr(self, f"_on_{kind}")
-        outputs: list[Output] = []
-        id_field = ID_FIELDS.get(kind)
-        if id_field is not None and self._is_repeat(kind, event[id_field]):
-            outputs.append(reject("duplicate", event, position))
-            return outputs, routed
-        handler(event, position, outputs, routed)
-        return outputs, routed
+    def finish(self) -> list[Route]:
+        """End of input: the log's time stays at the greatest ts; every session that
+        may still be open gets a tick, to close if its own deadline has passed."""
+        return [
+            Route(f"session:{session_id}", Tick(self.log_time))
+            for session_id, clock in sorted(self.clocks.items())
+            if clock[0] == OPEN
+        ]
 
-    def _is_repeat(self, kind: str, ident: str) -> bool:
+    # -- entries ----------------------------------------------------------------
+
+    def on_input(self, entry: SequencerInput, settings: RuleSettings
+                 ) -> tuple[list[Output], list[Route]]:
+        if isinstance(entry, LogEvent):
+            return self.on_event(entry.event, entry.position, settings)
+        if isinstance(entry, BadEntry):
+            return [invalid_event(entry.raw, entry.position, entry.error)], []
+        return [], self.advance(entry.log_time, settings)
+
+    def on_event(self, event: Event, position: str, settings: RuleSettings
+                 ) -> tuple[list[Output], list[Route]]:
+        """Ticks from moving the log's time come first in the routes, so idle
+        closes precede the event's own effects, as SPEC orders them."""
+        routes = self.advance(event["ts"], settings)
+        kind = event["type"]
+        id_field = ID_FIELDS.get(kind)
+        try:
+            if id_field is not None and self._is_repeat(kind, event[id_field], event["ts"]):
+                return [reject("duplicate", event, position)], routes
+            own: list[Route] = []
+            outputs = self.HANDLERS[kind](self, event, position, settings, own)
+        except Exception as exc:
+            return [invalid_event(event, position, exc)], routes
+        routes.extend(own)
+        return outputs, routes
+
+    def _is_repeat(self, kind: str, ident: str, ts: int) -> bool:
         if kind == "order":
             return ident in self.orders
         seen = self.seen[kind]
         if ident in seen:
             return True
         # Seen means seen in the log: a refund rejected as unknown_order still uses its id.
-        seen.add(ident)
+        seen.add(ident, ts, None)
         return False
 
-    def _on_commission_rule(self, event: Event, position: str, outputs: list, routed: list) -> None:
+    def _on_commission_rule(self, event: Event, position: str, settings: RuleSettings,
+                            routes: list[Route]) -> list[Output]:
         self.commission_rules = {**self.commission_rules, event["rule_id"]: event}
+        return []
 
-    def _on_tariff(self, event: Event, position: str, outputs: list, routed: list) -> None:
+    def _on_tariff(self, event: Event, position: str, settings: RuleSettings,
+                   routes: list[Route]) -> list[Output]:
         self.tariffs[event["tariff_id"]] = Tariff.from_event(event)
+        return []
 
-    def _on_share(self, event: Event, position: str, outputs: list, routed: list) -> None:
-        pass  # only its id matters to billing; the scan carries item and sharer
+    def _on_share(self, event: Event, position: str, settings: RuleSettings,
+                  routes: list[Route]) -> list[Output]:
+        return []  # only its id matters to billing; the scan carries item and sharer
 
-    def _on_scan(self, event: Event, position: str, outputs: list, routed: list) -> None:
-        routed.append((f"item:{event['item_id']}", ("scan", event)))
+    def _on_scan(self, event: Event, position: str, settings: RuleSettings,
+                 routes: list[Route]) -> list[Output]:
+        routes.append(Route(f"item:{event['item_id']}", Scan(event, position)))
+        return []
 
-    def _on_order(self, event: Event, position: str, outputs: list, routed: list) -> None:
+    def _on_order(self, event: Event, position: str, settings: RuleSettings,
+                  routes: list[Route]) -> list[Output]:
         lines = event["lines"]
-        self.orders[event["order_id"]] = tuple(line["item_id"] for line in lines)
+        self.orders.add(event["order_id"], event["ts"], tuple(ln["item_id"] for ln in lines))
         for line in lines:
             rules = candidate_rules(self.commission_rules, line["item_id"], event["currency"])
-            routed.append((f"item:{line['item_id']}", ("order_line", event, line, rules)))
+            routes.append(Route(f"item:{line['item_id']}", OrderLine(event, line, rules, position)))
+        return []
 
-    def _on_refund(self, event: Event, position: str, outputs: list, routed: list) -> None:
+    def _on_refund(self, event: Event, position: str, settings: RuleSettings,
+                   routes: list[Route]) -> list[Output]:
         items = self.orders.get(event["order_id"])
-        if items is None:
-            outputs.append(reject("unknown_order", event, position))
-            return
+        if items is None:  # never seen, or forgotten (SPEC "Retention")
+            return [reject("unknown_order", event, position)]
         lines = event.get("lines")
+        quantities: dict[str, int | None]
         if lines is None:
-            quantities: dict[str, int | None] = dict.fromkeys(items)
+            quantities = dict.fromkeys(items)
         else:
             quantities = {}
             for line in lines:
-                if line["item_id"] in items:
-                    quantities[line["item_id"]] = (quantities.get(line["item_id"]) or 0) + line[
-                        "quantity"
-                    ]
+                item = line["item_id"]
+                if item in items:
+                    quantities[item] = (quantities.get(item) or 0) + line["quantity"]
         for item_id, quantity in quantities.items():
-            routed.append((f"item:{item_id}", ("refund", event, quantity)))
+            routes.append(Route(f"item:{item_id}", Refund(event, item_id, quantity, position)))
+        return []
 
-    def _on_session_start(self, event: Event, position: str, outputs: list, routed: list) -> None:
+    def _on_session_start(self, event: Event, position: str, settings: RuleSettings,
+                          routes: list[Route]) -> list[Output]:
         tariff = self.tariffs.get(event["tariff_id"])
         if tariff is None:
-            outputs.append(reject("unknown_tariff", event, position))
-            return
+            return [reject("unknown_tariff", event, position)]
         session_id = event["session_id"]
-        routed.append((f"session:{session_id}", ("start", event, tariff, position)))
-        if session_id not in self.session_due:
-            self.session_idle_ms[session_id] = (
-                self.rules.idle_timeout_factor * event["report_interval_ms"]
-            )
-            self._schedule(session_id, event["ts"] + self.session_idle_ms[session_id])
+        routes.append(Route(f"session:{session_id}", Start(event, tariff, position)))
+        # Whether the key takes it (a new or forgotten id) or rejects it (a duplicate),
+        # an open clock from now on, with the longer interval, is never too early.
+        clock = self.clocks.get(session_id)
+        interval = event["report_interval_ms"]
+        if clock is not None and clock[0] == OPEN:
+            interval = max(interval, clock[2])
+        clock = [OPEN, event["ts"], interval, 0]
+        self.clocks[session_id] = clock
+        self._hint(session_id, clock, self._due(clock, settings))
+        return []
 
-    def _on_segment(self, event: Event, position: str, outputs: list, routed: list) -> None:
+    def _on_segment(self, event: Event, position: str, settings: RuleSettings,
+                    routes: list[Route]) -> list[Output]:
         session_id = event["session_id"]
-        routed.append((f"session:{session_id}", ("segment", event, position)))
-        idle_ms = self.session_idle_ms.get(session_id)
-        if idle_ms is not None:
+        routes.append(Route(f"session:{session_id}", Segment(event, position)))
+        clock = self.clocks.get(session_id)
+        if clock is not None and clock[0] == OPEN:
             # May be later than the session's true deadline (if this segment is
             # rejected); the session closes itself at its true deadline on any
             # message, so a late tick only delays the output, never changes it.
-            self._schedule(session_id, event["ts"] + idle_ms)
+            clock[1] = event["ts"]
+            self._hint(session_id, clock, self._due(clock, settings))
+        return []
+
+    HANDLERS: ClassVar[dict[str, Callable[[Sequencer, Event, str, RuleSettings, list[Route]],
+                                 list[Output]]]] = {
+        "commission_rule": _on_commission_rule,
+        "tariff": _on_tariff,
+        "share": _on_share,
+        "scan": _on_scan,
+        "order": _on_order,
+        "refund": _on_refund,
+        "session_start": _on_session_start,
+        "segment": _on_segment,
+    }

@@ -92,12 +92,20 @@ def final_state(outputs: Iterable[dict[str, Any]]) -> dict[str, Any]:
         if out["type"] == "commission":
             commissions.append(json.dumps(out, sort_keys=True))
         elif out["type"] == "usage":
-            prev = usage.get(out["session_id"])
+            # After Retention one session_id can name two sessions: told apart by start.
+            key = f"{out['session_id']}@{out['started_ts']}"
+            prev = usage.get(key)
             if prev is None or out["version"] > prev["version"]:
-                usage[out["session_id"]] = out
+                usage[key] = out
         else:
             rejects[out["reason"]] += 1
     return {"commissions": sorted(commissions), "usage": usage, "rejects": dict(rejects)}
+
+
+def usage_for(state: dict[str, Any], session_id: str) -> dict[str, Any] | None:
+    """The last usage of the latest session under `session_id` in a final state."""
+    mine = [u for u in state["usage"].values() if u["session_id"] == session_id]
+    return max(mine, key=lambda u: u["started_ts"]) if mine else None
 
 
 def engine_outputs(events: Iterable[dict[str, Any]], rules: RuleSettings | None = None

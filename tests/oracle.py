@@ -22,7 +22,9 @@ def oracle(log: list[dict[str, Any]], rules: RuleSettings) -> dict[str, Any]:
     commissions: list[dict[str, Any]] = []
     rejects: Counter[str] = Counter()
     usage: dict[str, dict[str, Any]] = {}
-    seen_ids: set[tuple[str, str]] = set()
+    seen_ids: dict[tuple[str, str], int] = {}  # first use's ts
+    accepted_scans: list[dict[str, Any]] = []
+    retention = rules.retention_ms
     orders: dict[str, dict[str, Any]] = {}
     attributed: dict[tuple[str, str], dict[str, Any]] = {}
     tariffs: dict[str, dict[str, Any]] = {}
@@ -39,7 +41,7 @@ def oracle(log: list[dict[str, Any]], rules: RuleSettings) -> dict[str, Any]:
     def emit_usage(sid: str, ts: int) -> None:
         s = sessions[sid]
         s["version"] += 1
-        usage[sid] = {"status": "closed" if s["closed"] else "open",
+        usage[f"{sid}@{s['start']}"] = {"status": "closed" if s["closed"] else "open",
                       "closed_reason": s["closed"], "billed_ms": s["billed"],
                       "fee_minor": fee(s), "segments": s["count"], "version": s["version"],
                       "ts": ts}
@@ -58,20 +60,21 @@ def oracle(log: list[dict[str, Any]], rules: RuleSettings) -> dict[str, Any]:
         key_field = {"share": "share_id", "scan": "scan_id", "order": "order_id",
                      "refund": "refund_id"}.get(kind)
         if key_field:
-            if (kind, ev[key_field]) in seen_ids:
+            first = seen_ids.get((kind, ev[key_field]))
+            if first is not None and first >= ev["ts"] - retention:
                 rejects["duplicate"] += 1
                 continue
-            seen_ids.add((kind, ev[key_field]))
-        if kind == "tariff":
+            seen_ids[(kind, ev[key_field])] = ev["ts"]
+        # Sessions forgotten by this event (closed_ts < ts - R) no longer exist.
+        for sid in [sid for sid, s in sessions.items()
+                    if s["closed_ts"] is not None and s["closed_ts"] < ev["ts"] - retention]:
+            del sessions[sid]
+        if kind == "scan":
+            accepted_scans.append(ev)
+        elif kind == "tariff":
             tariffs[ev["tariff_id"]] = ev
         elif kind == "order":
             orders[ev["order_id"]] = ev
-            first_scan_ids: set[str] = set()
-            accepted_scans = []
-            for e in earlier:
-                if e["type"] == "scan" and e["scan_id"] not in first_scan_ids:
-                    first_scan_ids.add(e["scan_id"])
-                    accepted_scans.append(e)
             rule_versions: dict[str, dict[str, Any]] = {}
             for e in earlier:
                 if e["type"] == "commission_rule":
@@ -112,7 +115,7 @@ def oracle(log: list[dict[str, Any]], rules: RuleSettings) -> dict[str, Any]:
                         amount = chosen["amount_minor"] * line["quantity"]
                     if chosen.get("cap_minor") is not None:
                         amount = min(amount, chosen["cap_minor"])
-                attributed[(ev["order_id"], line["item_id"])] = {
+                attributed[(ev["order_id"], ev["ts"], line["item_id"])] = {
                     "q": line["quantity"], "A": amount, "r": 0, "rev": 0}
                 commissions.append({"kind": "accrual", "order_id": ev["order_id"],
                                     "item_id": line["item_id"], "sharer_id": match["sharer_id"],
@@ -121,7 +124,7 @@ def oracle(log: list[dict[str, Any]], rules: RuleSettings) -> dict[str, Any]:
                                     "commission_minor": amount, "refund_id": None})
         elif kind == "refund":
             order = orders.get(ev["order_id"])
-            if order is None:
+            if order is None or order["ts"] < ev["ts"] - retention:
                 rejects["unknown_order"] += 1
                 continue
             wanted: Counter[str] = Counter()
@@ -129,7 +132,7 @@ def oracle(log: list[dict[str, Any]], rules: RuleSettings) -> dict[str, Any]:
             for rl in ev.get("lines", []):
                 wanted[rl["item_id"]] += rl["quantity"]
             for line in order["lines"]:
-                a = attributed.get((order["order_id"], line["item_id"]))
+                a = attributed.get((order["order_id"], order["ts"], line["item_id"]))
                 if a is None or (not whole and line["item_id"] not in wanted):
                     continue
                 a["r"] = a["q"] if whole else min(a["q"], a["r"] + wanted[line["item_id"]])

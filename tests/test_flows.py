@@ -15,6 +15,7 @@ from bytewax.testing import TestingSink, TestingSource, run_main
 from flows.dataflow import build_flow
 from flows.replay import replay
 from state.engine import Engine
+from state.messages import LogEvent, Watermark
 from tests.gen import SMALL_RULES, random_log
 from tests.logs import engine_outputs, final_state, positioned
 
@@ -29,7 +30,7 @@ def flow_outputs(items, rules=SMALL_RULES, recovery=None):
 
 
 def source_items(events):
-    return [("event", pos, ev) for pos, ev in positioned(events)]
+    return [LogEvent(pos, ev) for pos, ev in positioned(events)]
 
 
 def canonical(outputs):
@@ -60,9 +61,9 @@ def test_ticks_close_idle_sessions_between_events():
     half = len(events) // 2
     tick = events[half - 1]["ts"] + 50_000
     events = events[:half] + [{**e, "ts": max(e["ts"], tick)} for e in events[half:]]
-    items = [*source_items(events[:half]), ("tick", tick)]
-    items += [("event", f"L{n}", ev) for n, ev in enumerate(events[half:], half + 1)]
-    items.append(("tick", events[-1]["ts"] + 10**9))
+    items = [*source_items(events[:half]), Watermark(tick)]
+    items += [LogEvent(f"L{n}", ev) for n, ev in enumerate(events[half:], half + 1)]
+    items.append(Watermark(events[-1]["ts"] + 10**9))
     engine = Engine(SMALL_RULES)
     expected = [o for pos, ev in positioned(events[:half]) for o in engine.feed(ev, pos)]
     expected += engine.advance(tick)

@@ -89,8 +89,11 @@ def test_views_never_go_backwards(redis_client, keys):
 
     writer = _RedisWriter(redis_client.connection_pool.connection_kwargs and
                           _url_of(redis_client), keys)
-    newer = {"type": "usage", "output_id": "usage:s:2", "session_id": "s", "version": 2}
-    older = {"type": "usage", "output_id": "usage:s:1", "session_id": "s", "version": 1}
+    def use(started: int, version: int) -> dict:
+        return {"type": "usage", "output_id": f"usage:s:{started}:{version}", "session_id": "s",
+                "started_ts": started, "version": version}
+
+    newer, older = use(10, 2), use(10, 1)
     commission = {"type": "commission", "output_id": "commission:accrual:o:i", "kind": "accrual",
                   "order_id": "o", "sharer_id": "al", "currency": "USD", "commission_minor": 7}
     writer.write_batch([("k", newer), ("k", older), ("k", commission)])
@@ -98,6 +101,36 @@ def test_views_never_go_backwards(redis_client, keys):
     assert redis_client.hget(keys.session_view("s"), "version") == "2"
     assert redis_client.hgetall(keys.sharer_view("al")) == {"USD:accrued": "7",
                                                             "USD:accrued_count": "1"}
+    # After Retention the id names a new session: its version 1 is newer than the old 2.
+    writer.write_batch([("k", use(99, 1)), ("k", newer)])
+    assert redis_client.hmget(keys.session_view("s"), "started_ts", "version") == ["99", "1"]
+    writer.close()
+
+
+def test_sink_checks_before_it_writes(redis_client, keys):
+    """A sharer total that would pass int64 is refused before anything is written:
+    that output becomes an `invalid_event` reject, the rest of the batch lands whole,
+    and nothing is marked applied without being counted."""
+    from flows.redis_io import _RedisWriter
+
+    writer = _RedisWriter(_url_of(redis_client), keys)
+
+    def accrual(order: str, amount: int) -> dict:
+        return {"type": "commission", "output_id": f"commission:accrual:{order}:1:i",
+                "kind": "accrual", "order_id": order, "sharer_id": "al", "currency": "USD",
+                "commission_minor": amount}
+
+    big = 9_100_000_000_000_000_000  # fits; with `b` the total would pass the check's bound
+    writer.write_batch([("k", accrual("a", big)), ("k", accrual("b", 2 * 10**17)),
+                        ("k", accrual("c", 5))])
+    writer.write_batch([("k", accrual("b", 2 * 10**17))])  # a replay after a crash
+    view = redis_client.hgetall(keys.sharer_view("al"))
+    assert view == {"USD:accrued": str(big + 5), "USD:accrued_count": "2"}
+    assert redis_client.smembers(keys.sharer_applied("al")) == {
+        "commission:accrual:a:1:i", "commission:accrual:c:1:i"}
+    rejects = [json.loads(f["data"]) for _, f in redis_client.xrange(keys.rejects)]
+    assert [(r["reason"], r["output_id"]) for r in rejects] == [
+        ("invalid_event", "reject:output:commission:accrual:b:1:i")] * 2
     writer.close()
 
 
@@ -151,8 +184,13 @@ def test_sigkill_at_several_points_loses_nothing_and_bills_nothing_twice(
         assert by_id.setdefault(out["output_id"], text) == text
     assert final_state(got) == final_state(_replay_all(positioned))
     # Views agree with the final state.
-    for sid, usage in final_state(got)["usage"].items():
-        assert int(redis_client.hget(keys.session_view(sid), "version")) == usage["version"]
+    latest = {}
+    for usage in final_state(got)["usage"].values():
+        if usage["started_ts"] >= latest.get(usage["session_id"], usage)["started_ts"]:
+            latest[usage["session_id"]] = usage
+    for sid, usage in latest.items():
+        view = redis_client.hmget(keys.session_view(sid), "started_ts", "version")
+        assert view == [str(usage["started_ts"]), str(usage["version"])]
 
 
 def _replay_all(positioned):

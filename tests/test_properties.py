@@ -78,14 +78,15 @@ def test_billed_time_is_bounded_by_raw_sum_and_span(raw):
     rules = RuleSettings()
     session = Session({"session_id": "s", "ts": T0, "user_id": "u", "service_id": "v",
                        "report_interval_ms": 1000},
-                      Tariff("t", "USD", 1000, 1), rules)
+                      Tariff("t", "USD", 1000, 1))
     accepted = []
     ts = T0
     for seq, offset, length, advance, end in raw:
         ts += advance
         seg = {"session_id": "s", "seq": seq, "ts": ts, "start_ms": T0 + offset,
                "end_ms": T0 + offset + length, "end": end}
-        outs = session.on_segment(seg, "p")
+        outs, _ = session.advance(ts, rules)
+        outs += session.on_segment(seg, "p", rules)
         if any(o["type"] == "usage" and o["segments"] == len(accepted) + 1 for o in outs):
             accepted.append(seg)
     raw_sum = sum(s["end_ms"] - s["start_ms"] for s in accepted)
@@ -111,7 +112,7 @@ refund_plans = st.lists(
 
 @given(st.integers(1, 10), st.integers(0, 50_000), st.integers(0, 10_000), refund_plans)
 def test_reversals_never_exceed_accruals(quantity, price, bps, plan):
-    ledger = ItemLedger(10**9)
+    ledger = ItemLedger()
     ledger.on_scan({"scan_id": "c", "ts": 1, "share_id": "x", "item_id": "i",
                     "sharer_id": "s", "scanner_id": "b"})
     order = {"order_id": "o", "ts": 2, "buyer_id": "b", "currency": "USD"}
@@ -131,22 +132,26 @@ def test_reversals_never_exceed_accruals(quantity, price, bps, plan):
 
 
 def test_scans_older_than_the_window_are_forgotten_even_without_orders():
-    ledger = ItemLedger(window_ms=1000)
+    settings = RuleSettings(attribution_window_ms=1000)
+    ledger = ItemLedger()
     for n in range(10_000):
+        ledger.forget(n * 10, settings)
         ledger.on_scan({"scan_id": f"c{n}", "ts": n * 10, "share_id": "x", "item_id": "i",
                         "sharer_id": "s", "scanner_id": f"b{n % 7}"})
     assert len(ledger.scans.in_order) == 101  # ts within [last - 1000, last]
     assert len(ledger.scans.by_id) == 101
-    assert sum(len(v) for v in ledger.scans.by_scanner.values()) == 101
+    assert len(ledger.scans.best_by_scanner) == 7  # one best scan per scanner, no lists
+    ledger.forget(10**6, settings)
+    assert ledger.is_empty()
 
 
 def test_session_snapshot_is_a_copy():
     session = Session({"session_id": "s", "ts": T0, "user_id": "u", "service_id": "v",
-                       "report_interval_ms": 1000}, Tariff("t", "USD", 1000, 1), RuleSettings())
+                       "report_interval_ms": 1000}, Tariff("t", "USD", 1000, 1))
     session.on_segment({"session_id": "s", "seq": 0, "ts": T0 + 1000, "start_ms": T0,
-                        "end_ms": T0 + 1000, "end": False}, "p")
+                        "end_ms": T0 + 1000, "end": False}, "p", RuleSettings())
     before = session.snapshot()
     session.on_segment({"session_id": "s", "seq": 1, "ts": T0 + 2000, "start_ms": T0 + 1000,
-                        "end_ms": T0 + 2000, "end": False}, "p")
+                        "end_ms": T0 + 2000, "end": False}, "p", RuleSettings())
     assert before["covered"] == [(T0, T0 + 1000)] and before["seqs"] == [(0, 1)]
     assert session.snapshot()["covered"] == [(T0, T0 + 2000)]

@@ -17,8 +17,8 @@ READ = {"Authorization": f"Bearer {READ_KEY}"}
 
 
 def usage(session_id, version, **extra):
-    return {"type": "usage", "output_id": f"usage:{session_id}:{version}",
-            "session_id": session_id, "user_id": "u", "service_id": "v", "tariff_id": "t",
+    return {"type": "usage", "output_id": f"usage:{session_id}:1000:{version}",
+            "session_id": session_id, "started_ts": 1000, "user_id": "u", "service_id": "v", "tariff_id": "t",
             "status": "open", "closed_reason": None, "billed_ms": 1000 * version,
             "fee_minor": 10 * version, "currency": "USD", "segments": version,
             "version": version, "ts": 1000 + version, **extra}

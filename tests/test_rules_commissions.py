@@ -159,7 +159,7 @@ def test_accrual_record_fields():
               order("o", 4, lines=[("i", 3, 1001)])]
     (acc,) = accruals(events)
     assert acc == {
-        "type": "commission", "output_id": "commission:accrual:o:i", "kind": "accrual",
+        "type": "commission", "output_id": "commission:accrual:o:4:i", "kind": "accrual",
         "order_id": "o", "item_id": "i", "buyer_id": "b", "sharer_id": "s2", "share_id": "x",
         "scan_id": "c", "rule": {"rule_id": "r", "kind": "percent", "bps": 333,
                                  "amount_minor": None, "cap_minor": None},

@@ -6,7 +6,7 @@ import pytest
 
 from state.config import RuleSettings
 from state.metering import Tariff
-from tests.logs import engine_outputs, final_state, seg, start, tariff
+from tests.logs import engine_outputs, final_state, seg, start, tariff, usage_for
 
 T0 = 1_000_000  # session start; report interval 1000 → idle timeout 3000
 
@@ -14,7 +14,7 @@ T0 = 1_000_000  # session start; report interval 1000 → idle timeout 3000
 def run_session(*events, rules=None):
     outputs = engine_outputs([tariff(), start(), *events], rules)
     state = final_state(outputs)
-    return state["usage"].get("s"), state["rejects"], outputs
+    return usage_for(state, "s"), state["rejects"], outputs
 
 
 def reject_of(event, *before):
@@ -78,7 +78,7 @@ def test_second_start_is_duplicate():
 def test_last_tariff_version_before_start_is_billed_for_the_whole_session():
     events = [tariff(price_minor=10), tariff(price_minor=20, ts=5), start(),
               tariff(price_minor=99, ts=T0 + 1), seg(0, T0 + 1000, T0, T0 + 1000)]
-    usage = final_state(engine_outputs(events))["usage"]["s"]
+    usage = usage_for(final_state(engine_outputs(events)), "s")
     assert usage["fee_minor"] == 20
 
 
