@@ -79,6 +79,9 @@ class CommissionRuleBody(Body):
 
 
 class TariffBody(Body):
+    """A tariff version. Besides each field's bounds, `price_minor x ceil(2^47 / unit_ms)`
+    must be at most 2^63-1, so that no fee can pass int64 (422 otherwise)."""
+
     currency: Currency
     unit_ms: Annotated[StrictInt, Field(gt=0, le=MAX_TIME_MS)]
     price_minor: Money
@@ -97,6 +100,9 @@ class TariffBody(Body):
 
 
 class OrderLine(Body):
+    """One order line. Besides each field's bounds, `quantity x unit_price_minor` must be
+    at most 10^14 (422 otherwise), so every commission amount stays within int64."""
+
     item_id: Id
     quantity: Quantity
     unit_price_minor: Money

@@ -16,6 +16,7 @@ from billing.keys import Keys
 from billing.redis_runtime import EmbeddedRedis, client, delete_prefix, resolve_url
 from billing.settings import Settings
 from ingest_api.app import create_app
+from tests.live_helpers import flows_starter
 
 WRITE_KEY = "test-write-key"
 READ_KEY = "test-read-key"
@@ -77,3 +78,9 @@ def api(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings), follow_redirects=False) as test_client:
         test_client.headers["Authorization"] = f"Bearer {WRITE_KEY}"
         yield test_client
+
+
+@pytest.fixture
+def flows_factory(redis_url: str, prefix: str, tmp_path):  # type: ignore[no-untyped-def]
+    """Start `billing flows` on this test's prefix (settings as arguments); killed after."""
+    yield from flows_starter(redis_url, prefix, tmp_path / "recovery")

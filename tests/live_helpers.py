@@ -8,7 +8,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import redis
 
 from billing.keys import Keys
 from state.config import RuleSettings
+from tests.gen import SMALL_RULES
 
 
 def flows_env(redis_url: str, prefix: str, recovery_dir: Path, rules: RuleSettings,
@@ -27,12 +29,9 @@ def flows_env(redis_url: str, prefix: str, recovery_dir: Path, rules: RuleSettin
         "BILLING_RECOVERY_DIR": str(recovery_dir),
         "BILLING_WATERMARK_LAG_MS": str(lag_ms),
         "BILLING_EPOCH_INTERVAL_MS": str(epoch_ms),
-        "BILLING_ATTRIBUTION_WINDOW_MS": str(rules.attribution_window_ms),
-        "BILLING_MAX_SEGMENT_MS": str(rules.max_segment_ms),
-        "BILLING_CLOCK_SKEW_MS": str(rules.clock_skew_ms),
-        "BILLING_IDLE_TIMEOUT_FACTOR": str(rules.idle_timeout_factor),
-        "BILLING_LATE_GRACE_MS": str(rules.late_grace_ms),
     })
+    # Every rule setting, by its SPEC environment name.
+    env.update({f"BILLING_{f.name.upper()}": str(getattr(rules, f.name)) for f in fields(rules)})
     return env
 
 
@@ -52,8 +51,8 @@ def kill(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
 def outputs(conn: redis.Redis, keys: Keys) -> list[dict[str, Any]]:
     result = []
     for stream in (keys.commissions, keys.usage, keys.rejects):
-        for _id, fields in conn.xrange(stream):  # type: ignore[union-attr]
-            result.append(json.loads(fields["data"]))
+        for _id, entry in conn.xrange(stream):  # type: ignore[union-attr]
+            result.append(json.loads(entry["data"]))
     return result
 
 
@@ -84,3 +83,18 @@ def append_positioned(conn: redis.Redis, keys: Keys,
         body = {k: v for k, v in event.items() if k != "ts"}
         pipe.xadd(keys.events, {"data": json.dumps(body)}, id=entry_id)
     pipe.execute()
+
+
+def flows_starter(redis_url: str, prefix: str, recovery_dir: Path
+                  ) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """Body of the `flows_factory` fixture: start `billing flows` processes, kill them after."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(rules: RuleSettings = SMALL_RULES, lag_ms: int = 100) -> subprocess.Popen[bytes]:
+        proc = start_flows(flows_env(redis_url, prefix, recovery_dir, rules, lag_ms))
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        kill(proc)

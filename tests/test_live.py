@@ -23,20 +23,6 @@ from tests.live_helpers import (
 from tests.logs import final_state
 
 
-@pytest.fixture
-def flows_factory(redis_url, prefix, tmp_path):
-    procs = []
-
-    def start(rules=SMALL_RULES, lag_ms=100):
-        proc = start_flows(flows_env(redis_url, prefix, tmp_path / "recovery", rules, lag_ms))
-        procs.append(proc)
-        return proc
-
-    yield start
-    for proc in procs:
-        kill(proc)
-
-
 def test_http_to_outputs_and_views_end_to_end(api, redis_client, keys, flows_factory):
     from state.config import RuleSettings
 
