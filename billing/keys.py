@@ -51,6 +51,14 @@ class Keys:
         """Where the sink keeps the id sequence shared by the three output streams."""
         return f"{self.prefix}billing:outputs:sequence"
 
+    def fact(self, kind: str, ident: str) -> str:
+        """The sequencer's record of the first use of an id (flows.facts_redis)."""
+        return f"{self.prefix}billing:fact:{kind}:{ident}"
+
+    def wakeups(self, bucket: int) -> str:
+        """Sessions to wake in one time bucket (flows.facts_redis)."""
+        return f"{self.prefix}billing:wake:{bucket}"
+
     def stats(self, name: str) -> str:
         return f"{self.prefix}billing:stats:{name}"
 

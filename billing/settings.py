@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     # Live flows: how far the watermark trails the server clock, so that no event
     # with an earlier ts can still be in flight when a session is closed as idle.
     watermark_lag_ms: int = Field(2_000, ge=0)
+    # The sequencer's facts (seen ids, orders' items) live in Redis for R plus this
+    # margin: the flows may lag behind the stream by up to this much without a
+    # fact expiring before the log's time passes its R.
+    facts_ttl_margin_ms: int = Field(86_400_000, ge=0)
     epoch_interval_ms: int = Field(1_000, gt=0)
     recovery_dir: str = ""
 

@@ -16,6 +16,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+from bytewax.dataflow import Dataflow
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
@@ -24,16 +25,23 @@ from billing.net import free_ports
 from billing.redis_runtime import client
 from billing.settings import Settings
 from flows.dataflow import build_flow
+from flows.facts_redis import RedisFacts
 from flows.redis_io import RedisOutputSink, RedisStreamSource
 from flows.runtime import tune_gc
 
 RECOVERY_PARTITIONS = 4
 
 
-def live_flow(settings: Settings):  # type: ignore[no-untyped-def]
+def live_flow(settings: Settings) -> Dataflow:
     keys = Keys(settings.key_prefix)
+    rules = settings.rules()  # refuses inconsistent settings before any event is read
     source = RedisStreamSource(settings.redis_url, keys, lag_ms=settings.watermark_lag_ms)
-    return build_flow(source, RedisOutputSink(settings.redis_url, keys), settings.rules())
+    ttl_ms = rules.retention_ms + settings.facts_ttl_margin_ms
+
+    def facts() -> RedisFacts:
+        return RedisFacts(client(settings.redis_url), keys, ttl_ms)
+
+    return build_flow(source, RedisOutputSink(settings.redis_url, keys), rules, facts)
 
 
 def recovery_config(settings: Settings) -> RecoveryConfig | None:

@@ -15,6 +15,7 @@ from bytewax.operators import StatefulBatchLogic
 
 from state import ledgers
 from state.config import RuleSettings
+from state.facts import Facts
 from state.messages import KeyMessage, Route, SequencerInput
 from state.outputs import Output
 from state.sequencer import Sequencer
@@ -24,17 +25,23 @@ SequencerItem = Output | Route
 
 
 class SequencerLogic(StatefulBatchLogic[SequencerInput, SequencerItem, bytes]):
-    def __init__(self, settings: RuleSettings, resume: bytes | None) -> None:
+    """The one ordered stage. Its fact store (seen ids, orders' items, wake-ups)
+    is not part of the snapshot: in memory for a replay, in Redis live."""
+
+    def __init__(self, settings: RuleSettings, facts: Facts, resume: bytes | None) -> None:
         self.settings = settings
+        self.facts = facts
         self.sequencer: Sequencer = pickle.loads(resume) if resume else Sequencer()
 
     def on_batch(self, values: list[SequencerInput]) -> tuple[Iterable[SequencerItem], bool]:
         emitted: list[SequencerItem] = []
-        on_input, settings = self.sequencer.on_input, self.settings
+        on_input, settings, facts = self.sequencer.on_input, self.settings, self.facts
+        facts.prepare(values)
         for value in values:
-            outputs, routes = on_input(value, settings)
+            outputs, routes = on_input(value, settings, facts)
             emitted.extend(routes)
             emitted.extend(outputs)
+        facts.flush()
         return emitted, False
 
     def on_eof(self) -> tuple[Iterable[SequencerItem], bool]:

@@ -10,14 +10,16 @@ from collections.abc import Iterable, Iterator
 
 from state import ledgers
 from state.config import RuleSettings
+from state.facts import Facts, MemoryFacts
 from state.messages import Event, LogEvent, Route, SequencerInput
 from state.outputs import Output
 from state.sequencer import Sequencer
 
 
 class Engine:
-    def __init__(self, settings: RuleSettings | None = None) -> None:
+    def __init__(self, settings: RuleSettings | None = None, facts: Facts | None = None) -> None:
         self.settings = settings or RuleSettings()
+        self.facts: Facts = facts if facts is not None else MemoryFacts()
         self.sequencer = Sequencer()
         self.keys: dict[str, ledgers.KeyState] = {}
 
@@ -34,7 +36,7 @@ class Engine:
         return out
 
     def on_input(self, entry: SequencerInput) -> list[Output]:
-        outputs, routes = self.sequencer.on_input(entry, self.settings)
+        outputs, routes = self.sequencer.on_input(entry, self.settings, self.facts)
         # Ticks from the time advance come first in `routes`, so idle closes
         # precede the event's own effects, as SPEC orders them.
         return self._route(routes) + outputs
@@ -43,7 +45,7 @@ class Engine:
         return self.on_input(LogEvent(position, event))
 
     def advance(self, log_time: int) -> list[Output]:
-        return self._route(self.sequencer.advance(log_time, self.settings))
+        return self._route(self.sequencer.advance(log_time, self.settings, self.facts))
 
     def finish(self) -> list[Output]:
         return self._route(self.sequencer.finish())

@@ -5,12 +5,14 @@ key: duplicate ids, known orders, rule and tariff versions, and the log's time.
 It emits rejects and `Route`s for the per-key ledgers (`item:<item_id>`,
 `session:<session_id>`), in log order.
 
-Memory (SPEC "Retention"): ids and orders are forgotten once the log's time
-passes their first use + R, oldest first, so they follow the last R of traffic.
-Rule and tariff catalogs are small and kept. Each session has a clock here, a
-hint of when it needs a `Tick` (idle close, then compaction past the grace, then
-forgetting past R); the clock stores the inputs of each deadline, not the
-deadline, so a restart with new settings recomputes them.
+Memory (SPEC "Retention"): seen ids and each order's items live in a `Facts`
+store passed in with the settings (state.facts), never in this object, so its
+snapshot stays small: the log's time, the rule and tariff catalogs, and a clock
+for each session that is open or within its grace. A clock is a hint of when
+the session needs a `Tick` (idle close, then compaction past the grace); it
+stores the inputs of each deadline, not the deadline, so a restart with new
+settings recomputes them. The last tick, to forget a session past R, is asked
+of the store (`wake_at`), which keeps those timers out of the snapshot too.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any, ClassVar
 
 from state.commissions import candidate_rules
 from state.config import RuleSettings
+from state.facts import Facts
 from state.messages import (
     BadEntry,
     Event,
@@ -36,12 +39,11 @@ from state.messages import (
 )
 from state.metering import Tariff
 from state.outputs import Output, invalid_event, reject
-from state.retention import Recent
 
 ID_FIELDS = {"share": "share_id", "scan": "scan_id", "order": "order_id", "refund": "refund_id"}
 
 # A session clock: [phase, base_ts, report_interval_ms, hinted_due]. Phases, in order:
-OPEN, CLOSED, COMPACTED = 0, 1, 2
+OPEN, CLOSED = 0, 1
 
 
 class Sequencer:
@@ -50,24 +52,17 @@ class Sequencer:
         self.tariffs: dict[str, Tariff] = {}
         # Replaced, never mutated, so that routed order lines can share it safely.
         self.commission_rules: dict[str, dict[str, Any]] = {}
-        self.seen: dict[str, Recent[None]] = {
-            kind: Recent() for kind in ID_FIELDS if kind != "order"
-        }
-        self.orders: Recent[tuple[str, ...]] = Recent()  # order_id -> its items
         self.clocks: dict[str, list[int]] = {}
         self.timers: list[tuple[int, str]] = []
 
     # -- the log's time ---------------------------------------------------------
 
-    def advance(self, log_time: int, settings: RuleSettings) -> list[Route]:
+    def advance(self, log_time: int, settings: RuleSettings, facts: Facts) -> list[Route]:
         """Move the log's time forward: forget what passed R, tick sessions due."""
         if log_time <= self.log_time:
             return []
-        self.log_time = log_time
-        oldest = log_time - settings.retention_ms
-        self.orders.forget_before(oldest)
-        for seen in self.seen.values():
-            seen.forget_before(oldest)
+        before, self.log_time = self.log_time, log_time
+        facts.forget_before(log_time - settings.retention_ms)
         routes: list[Route] = []
         timers, clocks = self.timers, self.clocks
         while timers and timers[0][0] < log_time:
@@ -80,13 +75,15 @@ class Sequencer:
                 self._hint(session_id, clock, due)
                 continue
             routes.append(Route(f"session:{session_id}", Tick(log_time)))
-            if clock[0] == COMPACTED:
-                del clocks[session_id]  # the session forgets itself on that tick
-                continue
             if clock[0] == OPEN:
-                clock[1] = due  # the idle close: later ticks count from it
-            clock[0] += 1
-            self._hint(session_id, clock, self._due(clock, settings))
+                clock[0], clock[1] = CLOSED, due  # the idle close: the grace counts from it
+                self._hint(session_id, clock, self._due(clock, settings))
+            else:
+                # Compacted now; the store wakes it once more to forget it past R.
+                del clocks[session_id]
+                facts.wake_at(max(clock[1] + settings.retention_ms, before), session_id)
+        routes.extend(Route(f"session:{session_id}", Tick(log_time))
+                      for session_id in facts.due_between(before, log_time))
         return routes
 
     @staticmethod
@@ -94,9 +91,7 @@ class Sequencer:
         phase, base = clock[0], clock[1]
         if phase == OPEN:
             return base + settings.idle_timeout_ms(clock[2])
-        if phase == CLOSED:
-            return base + settings.late_grace_ms
-        return base + settings.retention_ms
+        return base + settings.late_grace_ms
 
     def _hint(self, session_id: str, clock: list[int], due: int) -> None:
         clock[3] = due
@@ -113,72 +108,66 @@ class Sequencer:
 
     # -- entries ----------------------------------------------------------------
 
-    def on_input(self, entry: SequencerInput, settings: RuleSettings
+    def on_input(self, entry: SequencerInput, settings: RuleSettings, facts: Facts
                  ) -> tuple[list[Output], list[Route]]:
         if isinstance(entry, LogEvent):
-            return self.on_event(entry.event, entry.position, settings)
+            return self.on_event(entry.event, entry.position, settings, facts)
         if isinstance(entry, BadEntry):
             return [invalid_event(entry.raw, entry.position, entry.error)], []
-        return [], self.advance(entry.log_time, settings)
+        return [], self.advance(entry.log_time, settings, facts)
 
-    def on_event(self, event: Event, position: str, settings: RuleSettings
+    def on_event(self, event: Event, position: str, settings: RuleSettings, facts: Facts
                  ) -> tuple[list[Output], list[Route]]:
         """Ticks from moving the log's time come first in the routes, so idle
         closes precede the event's own effects, as SPEC orders them."""
-        routes = self.advance(event["ts"], settings)
+        routes = self.advance(event["ts"], settings, facts)
         kind = event["type"]
         id_field = ID_FIELDS.get(kind)
         try:
-            if id_field is not None and self._is_repeat(kind, event[id_field], event["ts"]):
+            # Seen means seen in the log: a refund rejected as unknown_order still
+            # uses its id. An order keeps its items, to route its refunds.
+            payload = tuple(ln["item_id"] for ln in event["lines"]) if kind == "order" else None
+            if id_field is not None and not facts.first_use(
+                kind, event[id_field], event["ts"], position, settings.retention_ms, payload
+            ):
                 return [reject("duplicate", event, position)], routes
             own: list[Route] = []
-            outputs = self.HANDLERS[kind](self, event, position, settings, own)
+            outputs = self.HANDLERS[kind](self, event, position, settings, facts, own)
         except Exception as exc:
             return [invalid_event(event, position, exc)], routes
         routes.extend(own)
         return outputs, routes
 
-    def _is_repeat(self, kind: str, ident: str, ts: int) -> bool:
-        if kind == "order":
-            return ident in self.orders
-        seen = self.seen[kind]
-        if ident in seen:
-            return True
-        # Seen means seen in the log: a refund rejected as unknown_order still uses its id.
-        seen.add(ident, ts, None)
-        return False
-
     def _on_commission_rule(self, event: Event, position: str, settings: RuleSettings,
-                            routes: list[Route]) -> list[Output]:
+                            facts: Facts, routes: list[Route]) -> list[Output]:
         self.commission_rules = {**self.commission_rules, event["rule_id"]: event}
         return []
 
     def _on_tariff(self, event: Event, position: str, settings: RuleSettings,
-                   routes: list[Route]) -> list[Output]:
+                   facts: Facts, routes: list[Route]) -> list[Output]:
         self.tariffs[event["tariff_id"]] = Tariff.from_event(event)
         return []
 
     def _on_share(self, event: Event, position: str, settings: RuleSettings,
-                  routes: list[Route]) -> list[Output]:
+                  facts: Facts, routes: list[Route]) -> list[Output]:
         return []  # only its id matters to billing; the scan carries item and sharer
 
     def _on_scan(self, event: Event, position: str, settings: RuleSettings,
-                 routes: list[Route]) -> list[Output]:
+                 facts: Facts, routes: list[Route]) -> list[Output]:
         routes.append(Route(f"item:{event['item_id']}", Scan(event, position)))
         return []
 
     def _on_order(self, event: Event, position: str, settings: RuleSettings,
-                  routes: list[Route]) -> list[Output]:
-        lines = event["lines"]
-        self.orders.add(event["order_id"], event["ts"], tuple(ln["item_id"] for ln in lines))
-        for line in lines:
+                  facts: Facts, routes: list[Route]) -> list[Output]:
+        for line in event["lines"]:
             rules = candidate_rules(self.commission_rules, line["item_id"], event["currency"])
             routes.append(Route(f"item:{line['item_id']}", OrderLine(event, line, rules, position)))
         return []
 
     def _on_refund(self, event: Event, position: str, settings: RuleSettings,
-                   routes: list[Route]) -> list[Output]:
-        items = self.orders.get(event["order_id"])
+                   facts: Facts, routes: list[Route]) -> list[Output]:
+        items = facts.lookup("order", event["order_id"], event["ts"], position,
+                             settings.retention_ms)
         if items is None:  # never seen, or forgotten (SPEC "Retention")
             return [reject("unknown_order", event, position)]
         lines = event.get("lines")
@@ -196,7 +185,7 @@ class Sequencer:
         return []
 
     def _on_session_start(self, event: Event, position: str, settings: RuleSettings,
-                          routes: list[Route]) -> list[Output]:
+                          facts: Facts, routes: list[Route]) -> list[Output]:
         tariff = self.tariffs.get(event["tariff_id"])
         if tariff is None:
             return [reject("unknown_tariff", event, position)]
@@ -214,7 +203,7 @@ class Sequencer:
         return []
 
     def _on_segment(self, event: Event, position: str, settings: RuleSettings,
-                    routes: list[Route]) -> list[Output]:
+                    facts: Facts, routes: list[Route]) -> list[Output]:
         session_id = event["session_id"]
         routes.append(Route(f"session:{session_id}", Segment(event, position)))
         clock = self.clocks.get(session_id)
@@ -226,8 +215,8 @@ class Sequencer:
             self._hint(session_id, clock, self._due(clock, settings))
         return []
 
-    HANDLERS: ClassVar[dict[str, Callable[[Sequencer, Event, str, RuleSettings, list[Route]],
-                                 list[Output]]]] = {
+    HANDLERS: ClassVar[dict[str, Callable[[Sequencer, Event, str, RuleSettings, Facts,
+                                           list[Route]], list[Output]]]] = {
         "commission_rule": _on_commission_rule,
         "tariff": _on_tariff,
         "share": _on_share,
