@@ -22,13 +22,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from billing.export import export
+    from billing.export import export, parse_time_ms
     from billing.redis_runtime import client
 
+    try:
+        since = None if args.since is None else parse_time_ms(args.since)
+        until = None if args.until is None else parse_time_ms(args.until)
+    except ValueError as exc:
+        print(f"billing export: {exc}", file=sys.stderr)
+        return 2
     settings = Settings()
     out = open(args.output, "w") if args.output else sys.stdout  # noqa: SIM115
     try:
-        count = export(client(settings.redis_url), Keys(settings.key_prefix), out)
+        count = export(client(settings.redis_url), Keys(settings.key_prefix), out, since, until)
     finally:
         if out is not sys.stdout:
             out.close()
@@ -49,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = sub.add_parser("export", help="write the live input stream as a log file")
     export.add_argument("--output", "-o", default=None)
+    export.add_argument("--since", default=None,
+                        help="first ts to export (ms, or ISO 8601 with zone), inclusive")
+    export.add_argument("--until", default=None,
+                        help="ts to stop before (ms, or ISO 8601 with zone), exclusive")
     export.set_defaults(func=cmd_export)
 
     from billing import cli_engine

@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     # margin: the flows may lag behind the stream by up to this much without a
     # fact expiring before the log's time passes its R.
     facts_ttl_margin_ms: int = Field(86_400_000, ge=0)
+    # Trim the input stream behind the flows, keeping at least retention_ms of log.
+    trim_input: bool = True
     epoch_interval_ms: int = Field(1_000, gt=0)
     recovery_dir: str = ""
 

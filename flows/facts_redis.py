@@ -8,8 +8,10 @@ stream by more than the margin).
 
 Crash safety: bytewax re-runs the input since the last snapshot, and this store
 then already holds what that input wrote. So each fact keeps the log position of
-every first use, and a question asked at position p looks only at uses before p:
-the re-run decides exactly as the first run did. Wake-ups are sorted sets, one
+its first uses (the last two, when Retention lets an id come back), and a
+question asked at position p looks only at uses before p: a re-run that starts
+less than R before the crash (it starts at the last snapshot, an epoch back)
+decides exactly as the first run did. Wake-ups are sorted sets, one
 per time bucket, read by the span of log time the sequencer moves over, and
 never deleted (they expire): a re-run reads the same span again.
 
@@ -32,7 +34,7 @@ WAKE_BUCKET_MS = 60_000
 _NEVER = (2**63, 0)
 
 
-def _position(position: str) -> tuple[int, int]:
+def stream_position(position: str) -> tuple[int, int]:
     """Stream ids (`ms-seq`) in log order."""
     ms, _, seq = position.partition("-")
     try:
@@ -95,26 +97,28 @@ class RedisFacts:
 
     @staticmethod
     def _latest_before(uses: list[list[Any]], at: tuple[int, int]) -> list[Any] | None:
-        earlier = [u for u in uses if _position(u[1]) < at]
-        return max(earlier, key=lambda u: _position(u[1])) if earlier else None
+        earlier = [u for u in uses if stream_position(u[1]) < at]
+        return max(earlier, key=lambda u: stream_position(u[1])) if earlier else None
 
     def first_use(self, kind: str, ident: str, ts: int, position: str,
                   retention_ms: int, payload: Any = None) -> bool:
         key, uses = self._uses(kind, ident)
-        at = _position(position)
+        at = stream_position(position)
         latest = self._latest_before(uses, at)
         if latest is not None and latest[0] >= ts - retention_ms:
             return False
         if not any(u[1] == position for u in uses):
-            # Uses past R can never matter again; later ones (a crashed run's) stay.
-            uses[:] = [u for u in uses if u[0] >= ts - retention_ms or _position(u[1]) > at]
-            uses.append([ts, position, payload])
+            # Keep the use this one supersedes (a re-run that starts before this
+            # position needs it) and any later ones (a crashed run's); older uses
+            # matter only to a re-run reaching back more than R, which cannot be.
+            later = [u for u in uses if stream_position(u[1]) > at]
+            uses[:] = [*([latest] if latest is not None else []), [ts, position, payload], *later]
             self._dirty.add(key)
         return True
 
     def lookup(self, kind: str, ident: str, ts: int, position: str, retention_ms: int) -> Any:
         _key, uses = self._uses(kind, ident)
-        latest = self._latest_before(uses, _position(position))
+        latest = self._latest_before(uses, stream_position(position))
         if latest is None or latest[0] < ts - retention_ms:
             return None
         payload = latest[2]
@@ -137,7 +141,7 @@ class RedisFacts:
         first, last = after // WAKE_BUCKET_MS, (until - 1) // WAKE_BUCKET_MS
         missing = [b for b in range(first, last + 1) if b not in self._wakes]
         if missing:
-            pipe = self.r.pipeline(transaction=False)
+            pipe = self.r.pipeline(transaction=False)  # one round trip for all buckets
             for b in missing:
                 pipe.zrange(self.keys.wakeups(b), 0, -1, withscores=True)
             for b, members in zip(missing, pipe.execute(), strict=True):

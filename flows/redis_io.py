@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import deque
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,10 +16,12 @@ from billing.events import int64_safe, parse_log_line, validation_summary
 from billing.keys import Keys
 from billing.redis_runtime import client
 from flows.encoding import encode, unwritable
+from flows.facts_redis import stream_position
 from state.messages import BadEntry, LogEvent, SequencerInput, Watermark
 from state.outputs import Output
 
 HEARTBEAT_EVERY_S = 0.25  # also how fresh the flow-lag metric is
+TRIM_EVERY_S = 1.0
 
 
 class _StreamPartition(StatefulSourcePartition[tuple[str, SequencerInput], str]):
@@ -28,17 +31,26 @@ class _StreamPartition(StatefulSourcePartition[tuple[str, SequencerInput], str])
     read *before* that XREAD, minus the lag. Entries appended later get ids (so
     `ts`) at or after that clock reading, so the tick never passes an event that
     is still on its way, up to clock steps, which the lag absorbs.
+
+    It also trims the stream (with `trim_ms`, SPEC's retention): entries older
+    than both `trim_ms` of log and the position of the last snapshot but one
+    (a restart resumes at the last snapshot bytewax committed, at most one behind
+    the last taken) can never be read again, so they go. `billing export
+    --since/--until` archives history before that.
     """
 
     def __init__(self, url: str, keys: Keys, stream: str, resume: str | None, batch: int,
-                 poll_s: float, lag_ms: int) -> None:
+                 poll_s: float, lag_ms: int, trim_ms: int | None) -> None:
         self.r = client(url)
         self.keys, self.stream = keys, stream
         self.last_id = resume or "0-0"
         self.batch, self.poll_s, self.lag_ms = batch, poll_s, lag_ms
+        self.trim_ms = trim_ms
         self._awake: datetime | None = None
         self._last_tick = -1
         self._last_beat = 0.0
+        self._last_trim = 0.0
+        self._snapshots: deque[str] = deque(maxlen=2)
 
     def next_batch(self) -> list[tuple[str, SequencerInput]]:
         self._awake = None
@@ -64,7 +76,19 @@ class _StreamPartition(StatefulSourcePartition[tuple[str, SequencerInput], str])
             pipe.set(self.keys.flows_position, self.last_id)
             pipe.execute()
             self._last_beat = now
+        if self.trim_ms is not None and now - self._last_trim >= TRIM_EVERY_S:
+            self._trim(server_ms)
+            self._last_trim = now
         return items
+
+    def _trim(self, server_ms: int) -> None:
+        if len(self._snapshots) < 2:
+            return
+        assert self.trim_ms is not None
+        durable = stream_position(self._snapshots[0])
+        keep_from = min(durable, (server_ms - self.trim_ms, 0))
+        if keep_from > (0, 0):
+            self.r.xtrim(self.stream, minid=f"{keep_from[0]}-{keep_from[1]}", approximate=False)
 
     def _item(self, entry_id: str, fields: dict[str, str]) -> LogEvent | BadEntry:
         ts = int(entry_id.split("-", 1)[0])
@@ -93,6 +117,7 @@ class _StreamPartition(StatefulSourcePartition[tuple[str, SequencerInput], str])
         return self._awake
 
     def snapshot(self) -> str:
+        self._snapshots.append(self.last_id)
         return self.last_id
 
     def close(self) -> None:
@@ -101,9 +126,10 @@ class _StreamPartition(StatefulSourcePartition[tuple[str, SequencerInput], str])
 
 class RedisStreamSource(FixedPartitionedSource[tuple[str, SequencerInput], str]):
     def __init__(self, url: str, keys: Keys, *, batch: int = 2000, poll_s: float = 0.01,
-                 lag_ms: int = 2000) -> None:
+                 lag_ms: int = 2000, trim_ms: int | None = None) -> None:
         self.url, self.keys = url, keys
         self.batch, self.poll_s, self.lag_ms = batch, poll_s, lag_ms
+        self.trim_ms = trim_ms
 
     def list_parts(self) -> list[str]:
         return [self.keys.events]
@@ -111,7 +137,7 @@ class RedisStreamSource(FixedPartitionedSource[tuple[str, SequencerInput], str])
     def build_part(self, step_id: str, for_part: str, resume_state: str | None
                    ) -> _StreamPartition:
         return _StreamPartition(self.url, self.keys, for_part, resume_state, self.batch,
-                                self.poll_s, self.lag_ms)
+                                self.poll_s, self.lag_ms, self.trim_ms)
 
 
 # One script call per batch appends every output to its public stream and updates

@@ -98,7 +98,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.redis = client
         app.state.keys = keys
-        app.state.appender = Appender(client, keys.events, keys.stats("ingested"))
+        app.state.appender = Appender(client, keys.events, keys.stats("ingested"),
+                                        settings.retention_ms)
         app.state.tokens = ShareTokens(settings.share_key_pairs) if settings.share_keys else None
         try:
             yield

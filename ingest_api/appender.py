@@ -9,6 +9,11 @@ whole or not at all.
 `ts` is the stream entry id's millisecond part: Redis's clock, the same for every
 API replica, and never going backwards along the stream, so the stream's order is
 the log order SPEC defines.
+
+Marks of ids that SPEC forgets after `retention_ms` (orders, refunds, shares,
+sessions, segments) expire with it: the same id and body again within R is a
+200 repeat; after R the id is new, at the API as in the engine. Rule and tariff
+marks stand for the current version of a catalog entry and do not expire.
 """
 
 from __future__ import annotations
@@ -23,10 +28,10 @@ import redis.asyncio as aioredis
 Mode = Literal["unique", "versioned", "none"]
 
 _SCRIPT = """
-local n = tonumber(ARGV[1])
+local n, ttl = tonumber(ARGV[1]), ARGV[2]
 local seen = {}
 for i = 0, n - 1 do
-  local b = 2 + i * 7
+  local b = 3 + i * 7
   local key, hash, mode, need = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 5]
   if need ~= '' and redis.call('EXISTS', need) == 0 and not seen[need] then
     return {'missing', tostring(i), need}
@@ -42,7 +47,7 @@ end
 local res = {'ok'}
 local done = {}
 for i = 0, n - 1 do
-  local b = 2 + i * 7
+  local b = 3 + i * 7
   local key, hash, mode, data, extra = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4]
   local cur = false
   if mode ~= 'none' then cur = done[key] or redis.call('GET', key) end
@@ -52,7 +57,10 @@ for i = 0, n - 1 do
     local id = redis.call('XADD', KEYS[1], '*', 'data', data)
     redis.call('HINCRBY', KEYS[2], ARGV[b + 6], 1)
     local val = hash .. '|' .. id .. '|' .. extra
-    if mode ~= 'none' then
+    if mode == 'unique' then
+      redis.call('SET', key, val, 'PX', ttl)
+      done[key] = val
+    elseif mode == 'versioned' then
       redis.call('SET', key, val)
       done[key] = val
     end
@@ -104,14 +112,16 @@ class Missing(Exception):
 
 
 class Appender:
-    def __init__(self, client: aioredis.Redis, stream: str, counters: str) -> None:
+    def __init__(self, client: aioredis.Redis, stream: str, counters: str,
+                 retention_ms: int) -> None:
         self.client = client
         self.stream = stream
         self.counters = counters  # events appended per type, for /metrics
+        self.retention_ms = retention_ms  # how long a unique id's mark lives
         self._script = client.register_script(_SCRIPT)
 
     async def append(self, items: list[Append]) -> list[Appended]:
-        argv: list[str] = [str(len(items))]
+        argv: list[str] = [str(len(items)), str(max(1, self.retention_ms))]
         for item in items:
             data = json.dumps(item.event, separators=(",", ":"))
             argv += [item.idem_key, item.body_hash, item.mode, data, item.extra, item.requires,

@@ -35,11 +35,21 @@ class Engine:
             out.extend(produced)
         return out
 
+    def on_batch(self, entries: list[SequencerInput]) -> list[Output]:
+        """Entries in log order, with the fact store driven as the flow drives it."""
+        out: list[Output] = []
+        self.facts.prepare(entries)
+        for entry in entries:
+            outputs, routes = self.sequencer.on_input(entry, self.settings, self.facts)
+            # Ticks from the time advance come first in `routes`, so idle closes
+            # precede the event's own effects, as SPEC orders them.
+            out += self._route(routes)
+            out += outputs
+        self.facts.flush()
+        return out
+
     def on_input(self, entry: SequencerInput) -> list[Output]:
-        outputs, routes = self.sequencer.on_input(entry, self.settings, self.facts)
-        # Ticks from the time advance come first in `routes`, so idle closes
-        # precede the event's own effects, as SPEC orders them.
-        return self._route(routes) + outputs
+        return self.on_batch([entry])
 
     def feed(self, event: Event, position: str) -> list[Output]:
         return self.on_input(LogEvent(position, event))

@@ -7,9 +7,11 @@ from typing import Any
 
 from state.config import RuleSettings
 
-# Small windows so that expiry, idle closing, grace and compaction all happen often.
+# Small windows so that expiry, idle closing, grace, compaction and retention (ids,
+# orders and sessions forgotten, then reused) all happen often.
 SMALL_RULES = RuleSettings(attribution_window_ms=60_000, max_segment_ms=5_000,
-                           clock_skew_ms=500, idle_timeout_factor=3, late_grace_ms=20_000)
+                           clock_skew_ms=500, idle_timeout_factor=3, late_grace_ms=20_000,
+                           holding_period_ms=30_000, retention_ms=90_000)
 
 
 def random_log(seed: int, n: int, t0: int = 1_700_000_000_000) -> list[dict[str, Any]]:
@@ -93,7 +95,10 @@ def random_log(seed: int, n: int, t0: int = 1_700_000_000_000) -> list[dict[str,
             if not sessions:
                 continue
             recent = list(sessions)[-6:]
-            session_id = rng.choice(recent) if rng.random() > 0.02 else "ghost"
+            roll = rng.random()
+            # Now and then a segment for any session, forgotten ones included.
+            session_id = rng.choice(recent) if roll > 0.04 else \
+                rng.choice(list(sessions)) if roll > 0.02 else "ghost"
             state = sessions.get(session_id, {"cursor": ts, "seq": 0})
             length = rng.choice([1, 300, 500, 1000, 2000, 4999, 5001])
             start = max(state["cursor"], ts - 2000) + rng.choice([-1500, -200, 0, 0, 100])

@@ -13,8 +13,8 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import TestingSink, TestingSource, run_main
 
 from flows.dataflow import build_flow
-from flows.replay import replay
 from flows.facts_redis import RedisFacts
+from flows.replay import replay
 from state.engine import Engine
 from state.facts import MemoryFacts
 from state.messages import LogEvent, Watermark
