@@ -59,6 +59,11 @@ class Keys:
         """Sessions to wake in one time bucket (flows.facts_redis)."""
         return f"{self.prefix}billing:wake:{bucket}"
 
+    @property
+    def wakeups_index(self) -> str:
+        """The time buckets that hold wake-ups (at most R / bucket of them)."""
+        return f"{self.prefix}billing:wake:index"
+
     def stats(self, name: str) -> str:
         return f"{self.prefix}billing:stats:{name}"
 

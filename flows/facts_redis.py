@@ -20,10 +20,11 @@ Work per batch: one MGET before it, one pipeline after it.
 
 from __future__ import annotations
 
-import json
+from bisect import bisect_left, insort
 from collections.abc import Iterable
 from typing import Any
 
+import orjson
 import redis
 
 from billing.keys import Keys
@@ -31,6 +32,8 @@ from state.messages import LogEvent
 from state.sequencer import ID_FIELDS
 
 WAKE_BUCKET_MS = 60_000
+DAY_OF_BUCKETS = 86_400_000 // WAKE_BUCKET_MS
+LOAD_AHEAD_BUCKETS = 60
 _NEVER = (2**63, 0)
 
 
@@ -48,7 +51,8 @@ class RedisFacts:
         self.r, self.keys, self.ttl_ms = conn, keys, ttl_ms
         self._facts: dict[str, list[list[Any]]] = {}
         self._dirty: set[str] = set()
-        self._wakes: dict[int, dict[str, int]] = {}  # buckets read this batch, and new ones
+        self._buckets: dict[int, list[tuple[int, str]]] = {}  # wake-ups by bucket, sorted
+        self._loaded_upto = -1  # every bucket up to this one is in _buckets, if not empty
         self._new_wakes: list[tuple[int, str]] = []
 
     # -- a batch ---------------------------------------------------------------
@@ -68,22 +72,22 @@ class RedisFacts:
         if wanted:
             found: list[Any] = self.r.mget(wanted)
             for key, raw in zip(wanted, found, strict=True):
-                self._facts[key] = json.loads(raw) if raw else []
+                self._facts[key] = orjson.loads(raw) if raw else []
 
     def flush(self) -> None:
         pipe = self.r.pipeline(transaction=False)
         for key in self._dirty:
-            pipe.set(key, json.dumps(self._facts[key], separators=(",", ":")), px=self.ttl_ms)
+            pipe.set(key, orjson.dumps(self._facts[key]), px=self.ttl_ms)
         for due, session_id in self._new_wakes:
-            bucket = self.keys.wakeups(due // WAKE_BUCKET_MS)
-            pipe.zadd(bucket, {session_id: due})
-            pipe.pexpire(bucket, self.ttl_ms)
+            b = due // WAKE_BUCKET_MS
+            pipe.zadd(self.keys.wakeups(b), {session_id: due})
+            pipe.pexpire(self.keys.wakeups(b), self.ttl_ms)
+            pipe.zadd(self.keys.wakeups_index, {str(b): b})
         if self._dirty or self._new_wakes:
             pipe.execute()
         self._facts.clear()
         self._dirty.clear()
         self._new_wakes.clear()
-        self._wakes.clear()
 
     # -- questions ---------------------------------------------------------------
 
@@ -92,7 +96,7 @@ class RedisFacts:
         uses = self._facts.get(key)
         if uses is None:  # not prepared: ask now
             raw: Any = self.r.get(key)
-            uses = self._facts[key] = json.loads(raw) if raw else []
+            uses = self._facts[key] = orjson.loads(raw) if raw else []
         return key, uses
 
     @staticmethod
@@ -131,25 +135,46 @@ class RedisFacts:
 
     def wake_at(self, due: int, session_id: str) -> None:
         self._new_wakes.append((due, session_id))
-        bucket = self._wakes.get(due // WAKE_BUCKET_MS)
-        if bucket is not None:
-            bucket[session_id] = due
+        b = due // WAKE_BUCKET_MS
+        if b <= self._loaded_upto:
+            insort(self._buckets.setdefault(b, []), (due, session_id))
 
     def due_between(self, after: int, until: int) -> list[str]:
+        """Buckets are loaded once each, as lists sorted by due (only this process
+        adds to them, and it adds to its copy too). The log's time only moves
+        forward, so loading goes forward too, and only non-empty buckets (from an
+        index) are read: a jump over a quiet month costs one round trip."""
         if after <= 0 or until <= after:
             return []  # before the first event nothing can be due
         first, last = after // WAKE_BUCKET_MS, (until - 1) // WAKE_BUCKET_MS
-        missing = [b for b in range(first, last + 1) if b not in self._wakes]
-        if missing:
-            pipe = self.r.pipeline(transaction=False)  # one round trip for all buckets
-            for b in missing:
-                pipe.zrange(self.keys.wakeups(b), 0, -1, withscores=True)
-            for b, members in zip(missing, pipe.execute(), strict=True):
-                self._wakes[b] = {m: int(score) for m, score in members}
-            for due, session_id in self._new_wakes:
-                if due // WAKE_BUCKET_MS in missing:
-                    self._wakes[due // WAKE_BUCKET_MS][session_id] = due
-        due_now = []
-        for b in range(first, last + 1):
-            due_now += [(d, s) for s, d in self._wakes[b].items() if after <= d < until]
-        return [s for _d, s in sorted(due_now)]
+        if self._loaded_upto < first - 1:
+            self._loaded_upto = first - 1  # a fresh process: start where the time is
+        if last > self._loaded_upto:
+            # Ahead by an hour: wake-ups added later to loaded buckets are this
+            # process's own, and it adds them to its copy.
+            self._load(self._loaded_upto + 1, last + LOAD_AHEAD_BUCKETS)
+        due_now: list[str] = []
+        for b in [b for b in self._buckets if b <= last]:
+            bucket = self._buckets[b]
+            lo = bisect_left(bucket, (after, ""))
+            hi = bisect_left(bucket, (until, ""))
+            due_now += [s for _d, s in bucket[lo:hi]]
+            if b < first:
+                del self._buckets[b]  # the log's time has passed it
+        return due_now
+
+    def _load(self, lo: int, hi: int) -> None:
+        index = self.keys.wakeups_index
+        found: Any = self.r.zrangebyscore(index, lo, hi)
+        pipe = self.r.pipeline(transaction=False)
+        for b in found:
+            pipe.zrange(self.keys.wakeups(int(b)), 0, -1, withscores=True)
+        # A re-run after a crash starts a little back: keep a day of the index.
+        pipe.zremrangebyscore(index, "-inf", lo - 1 - DAY_OF_BUCKETS)
+        replies = pipe.execute()
+        for b, members in zip(found, replies, strict=False):
+            self._buckets[int(b)] = sorted((int(score), m) for m, score in members)
+        for due, session_id in self._new_wakes:
+            if lo <= due // WAKE_BUCKET_MS <= hi:
+                insort(self._buckets.setdefault(due // WAKE_BUCKET_MS, []), (due, session_id))
+        self._loaded_upto = hi

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 from bytewax.operators import StatefulBatchLogic
 
+from flows import stats
 from state import ledgers
 from state.config import RuleSettings
 from state.facts import Facts
@@ -48,7 +49,9 @@ class SequencerLogic(StatefulBatchLogic[SequencerInput, SequencerItem, bytes]):
         return self.sequencer.finish(), False
 
     def snapshot(self) -> bytes:
-        return pickle.dumps(self.sequencer, protocol=pickle.HIGHEST_PROTOCOL)
+        snap = pickle.dumps(self.sequencer, protocol=pickle.HIGHEST_PROTOCOL)
+        stats.snapshot_taken(len(snap))
+        return snap
 
 
 class LedgerLogic(StatefulBatchLogic[KeyMessage, Output, bytes]):
@@ -69,4 +72,6 @@ class LedgerLogic(StatefulBatchLogic[KeyMessage, Output, bytes]):
         return out, ledgers.is_empty(state)
 
     def snapshot(self) -> bytes:
-        return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
+        snap = pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
+        stats.snapshot_taken(len(snap))
+        return snap

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from billing.events import int64_safe, parse_log_line, validation_summary
 from billing.keys import Keys
 from billing.redis_runtime import client
+from flows import stats
 from flows.encoding import encode, unwritable
 from flows.facts_redis import stream_position
 from state.messages import BadEntry, LogEvent, SequencerInput, Watermark
@@ -74,6 +75,9 @@ class _StreamPartition(StatefulSourcePartition[tuple[str, SequencerInput], str])
             pipe = self.r.pipeline(transaction=False)
             pipe.set(self.keys.flows_heartbeat, str(server_ms))
             pipe.set(self.keys.flows_position, self.last_id)
+            for name, count in stats.take().items():
+                if count:
+                    pipe.hincrby(self.keys.stats("snapshots"), name, count)
             pipe.execute()
             self._last_beat = now
         if self.trim_ms is not None and now - self._last_trim >= TRIM_EVERY_S:
@@ -117,6 +121,7 @@ class _StreamPartition(StatefulSourcePartition[tuple[str, SequencerInput], str])
         return self._awake
 
     def snapshot(self) -> str:
+        stats.epoch_closed()  # one input partition: called once per epoch
         self._snapshots.append(self.last_id)
         return self.last_id
 

@@ -54,7 +54,8 @@ class MemoryFacts:
     """Every fact in process memory, forgotten oldest first (O(1) amortised)."""
 
     def __init__(self) -> None:
-        self.recent: dict[str, Recent[Any]] = {}
+        # One queue for every kind: forgetting is one check per move of the log's time.
+        self.recent: Recent[Any] = Recent()
         self.wakeups: deque[tuple[int, str]] = deque()
 
     def prepare(self, entries: Iterable[Any]) -> None:
@@ -65,21 +66,17 @@ class MemoryFacts:
 
     def first_use(self, kind: str, ident: str, ts: int, position: str,
                   retention_ms: int, payload: Any = None) -> bool:
-        recent = self.recent.get(kind)
-        if recent is None:
-            recent = self.recent[kind] = Recent()
-        if ident in recent:
+        key = f"{kind}:{ident}"
+        if key in self.recent:
             return False
-        recent.add(ident, ts, payload)
+        self.recent.add(key, ts, payload)
         return True
 
     def lookup(self, kind: str, ident: str, ts: int, position: str, retention_ms: int) -> Any:
-        recent = self.recent.get(kind)
-        return None if recent is None else recent.get(ident)
+        return self.recent.get(f"{kind}:{ident}")
 
     def forget_before(self, oldest_ts: int) -> None:
-        for recent in self.recent.values():
-            recent.forget_before(oldest_ts)
+        self.recent.forget_before(oldest_ts)
 
     def wake_at(self, due: int, session_id: str) -> None:
         # Asked in the order of their due times (each is a close time + R, and
@@ -94,4 +91,4 @@ class MemoryFacts:
         return due
 
     def __len__(self) -> int:
-        return sum(len(r) for r in self.recent.values()) + len(self.wakeups)
+        return len(self.recent) + len(self.wakeups)

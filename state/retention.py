@@ -23,7 +23,10 @@ class Recent(Generic[V]):
 
     def forget_before(self, oldest_ts: int) -> None:
         """Forget every key first used before `oldest_ts` (`first.ts < oldest_ts`)."""
-        order, by_key = self._order, self.by_key
+        order = self._order
+        if not order or order[0][0] >= oldest_ts:
+            return  # the common case: nothing is old enough yet
+        by_key = self.by_key
         while order and order[0][0] < oldest_ts:
             ts, key = order.popleft()
             kept = by_key.get(key)

@@ -54,6 +54,23 @@ class Sequencer:
         self.commission_rules: dict[str, dict[str, Any]] = {}
         self.clocks: dict[str, list[int]] = {}
         self.timers: list[tuple[int, str]] = []
+        # Candidate rules per (item, currency): derived, so never snapshotted; bounded.
+        self._candidates: dict[tuple[str, str], list[dict[str, Any]]] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_candidates"] = {}
+        return state
+
+    def _candidate_rules(self, item_id: str, currency: str) -> list[dict[str, Any]]:
+        key = (item_id, currency)
+        found = self._candidates.get(key)
+        if found is None:
+            if len(self._candidates) >= 10_000:
+                self._candidates.clear()
+            found = candidate_rules(self.commission_rules, item_id, currency)
+            self._candidates[key] = found
+        return found
 
     # -- the log's time ---------------------------------------------------------
 
@@ -141,6 +158,7 @@ class Sequencer:
     def _on_commission_rule(self, event: Event, position: str, settings: RuleSettings,
                             facts: Facts, routes: list[Route]) -> list[Output]:
         self.commission_rules = {**self.commission_rules, event["rule_id"]: event}
+        self._candidates = {}
         return []
 
     def _on_tariff(self, event: Event, position: str, settings: RuleSettings,
@@ -160,7 +178,7 @@ class Sequencer:
     def _on_order(self, event: Event, position: str, settings: RuleSettings,
                   facts: Facts, routes: list[Route]) -> list[Output]:
         for line in event["lines"]:
-            rules = candidate_rules(self.commission_rules, line["item_id"], event["currency"])
+            rules = self._candidate_rules(line["item_id"], event["currency"])
             routes.append(Route(f"item:{line['item_id']}", OrderLine(event, line, rules, position)))
         return []
 

@@ -1,0 +1,315 @@
+"""The engine at scale (issue 7): figures printed, not asserted.
+
+    .venv/bin/python -m bench.bench_scale catchup [--sizes 200000,1000000,3000000] [--huge]
+    .venv/bin/python -m bench.bench_scale hotkey [--events 200000]
+    .venv/bin/python -m bench.bench_scale ceiling [--events 1000000]
+    .venv/bin/python -m bench.bench_scale processes [--events 600000]
+
+- catchup: live catch-up (a log loaded into the input stream, then `billing flows`,
+  one process, recovery on, default settings) over logs of growing size with
+  unique order and scan ids; events/s, snapshot bytes per epoch, the flows' RSS
+  and Redis's memory after each. `--huge` adds 10M events.
+- hotkey: replay of a log where one buyer scans one item 100k times inside the
+  window and then orders it, against a uniform log of the same size.
+- ceiling: replay of the mixed log at default settings, beside a bare bytewax flow
+  (JSON in, one stateful step, JSON out) over the same file, in the same run.
+- processes: live catch-up with `--processes 1` and `--processes 2`.
+
+Uses REDIS_URL, else 127.0.0.1:6379, else an embedded server; cleans its keys up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench.bench_replay import make_log
+from bench.common import scratch_redis
+from billing.keys import Keys
+from billing.redis_runtime import client
+from flows.file_io import parse_line
+from flows.replay import replay
+from state.config import RuleSettings
+from state.engine import Engine
+from tests.live_helpers import append_positioned, flows_env, start_flows, with_stream_ids
+
+DEFAULTS = RuleSettings()
+
+
+def _entries(path: str) -> Iterator[dict[str, Any]]:
+    with open(path, "rb") as lines:
+        for n, line in enumerate(lines, 1):
+            parsed = parse_line(line, n)
+            if parsed is not None and hasattr(parsed, "event"):
+                yield parsed.event
+
+
+def load_stream(conn: Any, keys: Keys, path: str, rules: RuleSettings) -> tuple[int, int]:
+    """Append the log to the input stream; return (events, outputs the engine makes)."""
+    engine = Engine(rules)
+    events = outputs = 0
+    chunk: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        nonlocal outputs
+        positioned = with_stream_ids(chunk)
+        append_positioned(conn, keys, positioned)
+        from state.messages import LogEvent
+
+        outputs += len(engine.on_batch([LogEvent(p, e) for p, e in positioned]))
+        chunk.clear()
+
+    last_ts = -1
+    for event in _entries(path):
+        # with_stream_ids numbers equal ts within one chunk; keep a ts run in one chunk.
+        if len(chunk) >= 10_000 and event["ts"] != last_ts:
+            flush()
+        chunk.append(event)
+        last_ts = event["ts"]
+        events += 1
+    if chunk:
+        flush()
+    return events, outputs + len(engine.finish())
+
+
+def _rss_mb(root: int) -> float:
+    """Resident memory of a process and its children, MB."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text().split()
+            if int(entry) != root and int(stat[4]) != root:  # pgid
+                continue
+            for line in Path(f"/proc/{entry}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / 1024
+
+
+def run_live(url: str, prefix: str, tmp: str, log: str, rules: RuleSettings,
+             processes: int = 1) -> dict[str, float]:
+    conn = client(url)
+    keys = Keys(prefix)
+    events, expected = load_stream(conn, keys, log, rules)
+    env = flows_env(url, prefix, Path(tmp) / f"rec-{prefix}", rules, 10**13, epoch_ms=1000)
+    env["BILLING_TRIM_INPUT"] = "false"  # the log is historical: keep it for the count
+    proc = start_flows(env, "--processes", str(processes))
+    try:
+        first = None
+        while True:
+            done = sum(int(conn.xlen(s)) for s in (keys.commissions, keys.usage, keys.rejects))
+            if done and first is None:
+                first = time.perf_counter()
+            if done >= expected:
+                break
+            if proc.poll() is not None:
+                raise SystemExit("flows exited early")
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - (first or time.perf_counter())
+        time.sleep(1.5)  # one more heartbeat publishes the last snapshot counts
+        rss = _rss_mb(proc.pid)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    snaps = {k: int(v) for k, v in conn.hgetall(keys.stats("snapshots")).items()}
+    epochs = max(1, snaps.get("epochs", 0))
+    return {
+        "events": events, "rate": events / elapsed, "elapsed": elapsed,
+        "snap_bytes_per_epoch": snaps.get("bytes", 0) / epochs,
+        "snap_keys_per_epoch": snaps.get("keys", 0) / epochs,
+        "rss_mb": rss, "redis_mb": int(conn.info("memory")["used_memory"]) / 2**20,
+    }
+
+
+def catchup(args: argparse.Namespace) -> None:
+    sizes = [int(s) for s in args.sizes.split(",")] + ([10_000_000] if args.huge else [])
+    rates = {}
+    for size in sizes:
+        with scratch_redis() as (url, prefix), tempfile.TemporaryDirectory() as tmp:
+            log = os.path.join(tmp, "log.jsonl")
+            make_log(log, size)
+            r = run_live(url, prefix, tmp, log, DEFAULTS)
+            rates[size] = r["rate"]
+            print(f"catch-up {r['events']:>9,} events: {r['rate']:>8,.0f} events/s "
+                  f"({r['elapsed']:.1f} s); snapshot {r['snap_bytes_per_epoch'] / 1e3:,.1f} kB "
+                  f"in {r['snap_keys_per_epoch']:,.0f} keys per epoch; flows RSS "
+                  f"{r['rss_mb']:,.0f} MB; Redis {r['redis_mb']:,.0f} MB", flush=True)
+    if len(rates) > 1:
+        small, big = rates[sizes[0]], rates[sizes[-1]]
+        print(f"largest / smallest rate: {big / small:.2f} (target >= 0.9)")
+
+
+def _hot_and_uniform(path_hot: str, path_uniform: str, events: int) -> None:
+    scans, t0 = events // 2, 1_767_225_600_000
+    with open(path_hot, "w") as hot, open(path_uniform, "w") as uniform:
+        for n in range(scans):
+            ts = t0 + n
+            for out, item, buyer in ((hot, "hot", "b"), (uniform, f"i{n % 10_000}",
+                                                         f"b{n % 9_973}")):
+                out.write(json.dumps({"type": "scan", "scan_id": f"c{n}", "ts": ts,
+                                      "share_id": "x", "item_id": item,
+                                      "sharer_id": f"s{n % 50}", "scanner_id": buyer}) + "\n")
+        for n in range(events - scans):
+            ts = t0 + scans + n
+            for out, item, buyer in ((hot, "hot", "b"), (uniform, f"i{n % 10_000}",
+                                                         f"b{n % 9_973}")):
+                out.write(json.dumps({"type": "order", "order_id": f"o{n}", "ts": ts,
+                                      "buyer_id": buyer, "currency": "USD",
+                                      "lines": [{"item_id": item, "quantity": 1,
+                                                 "unit_price_minor": 1000}]}) + "\n")
+
+
+def _replay_rate(log: str, rules: RuleSettings) -> tuple[float, int]:
+    out = io.StringIO()
+    started = time.perf_counter()
+    status = replay(log, out, rules)
+    return status.events / (time.perf_counter() - started), out.getvalue().count("\n")
+
+
+def hotkey(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        hot, uniform = os.path.join(tmp, "hot.jsonl"), os.path.join(tmp, "uniform.jsonl")
+        _hot_and_uniform(hot, uniform, args.events)
+        rate_u, out_u = _replay_rate(uniform, DEFAULTS)
+        rate_h, out_h = _replay_rate(hot, DEFAULTS)
+        print(f"uniform ({args.events:,} events, {out_u:,} outputs): {rate_u:,.0f} events/s")
+        print(f"hot key (one item, one buyer, {args.events // 2:,} scans in the window, then "
+              f"orders; {out_h:,} outputs): {rate_h:,.0f} events/s")
+        print(f"hot / uniform: {rate_h / rate_u:.2f} (target >= 0.8)")
+
+
+def _ceiling_rate(log: str) -> float:
+    """Bare bytewax: JSON lines in, one keyed stateful step, JSON lines out."""
+    from datetime import timedelta
+
+    import bytewax.operators as op
+    from bytewax.dataflow import Dataflow
+    from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+    from bytewax.operators import StatefulBatchLogic
+    from bytewax.outputs import DynamicSink, StatelessSinkPartition
+    from bytewax.testing import run_main
+
+    class Part(StatefulSourcePartition[tuple[str, Any], None]):
+        def __init__(self) -> None:
+            self.f = open(log, "rb")  # noqa: SIM115 - closed in close()
+
+        def next_batch(self) -> list[tuple[str, Any]]:
+            lines = self.f.readlines(1 << 20)
+            if not lines:
+                raise StopIteration()
+            out = []
+            for line in lines:
+                event = orjson.loads(line)
+                out.append((event.get("session_id") or event["type"], event))
+            return out
+
+        def snapshot(self) -> None:
+            return None
+
+        def close(self) -> None:
+            self.f.close()
+
+    class Source(FixedPartitionedSource[tuple[str, Any], None]):
+        def list_parts(self) -> list[str]:
+            return ["log"]
+
+        def build_part(self, step_id: str, for_part: str, resume: None) -> Part:
+            return Part()
+
+    class Count(StatefulBatchLogic[Any, Any, int]):
+        def __init__(self, resume: int | None) -> None:
+            self.n = resume or 0
+
+        def on_batch(self, values: list[Any]) -> tuple[list[Any], bool]:
+            self.n += len(values)
+            return values, False
+
+        def snapshot(self) -> int:
+            return self.n
+
+    class Writer(StatelessSinkPartition[Any]):
+        def __init__(self) -> None:
+            self.out = io.BytesIO()
+
+        def write_batch(self, items: list[Any]) -> None:
+            self.out.write(b"".join(orjson.dumps(v) + b"\n" for _k, v in items))
+
+    class Sink(DynamicSink[Any]):
+        def build(self, step_id: str, worker_index: int, worker_count: int) -> Writer:
+            return Writer()
+
+    flow = Dataflow("ceiling")
+    stream = op.input("in", flow, Source())
+    counted = op.stateful_batch("count", stream, Count)
+    op.output("out", counted, Sink())
+    events = sum(1 for _ in open(log, "rb"))  # noqa: SIM115
+    started = time.perf_counter()
+    run_main(flow, epoch_interval=timedelta(seconds=10))
+    return events / (time.perf_counter() - started)
+
+
+def ceiling(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        log = os.path.join(tmp, "log.jsonl")
+        make_log(log, args.events)
+        bare = _ceiling_rate(log)
+        rate, outputs = _replay_rate(log, DEFAULTS)
+        print(f"bare bytewax JSON -> stateful -> JSON: {bare:,.0f} events/s")
+        print(f"billing replay, default settings ({outputs:,} outputs): {rate:,.0f} events/s")
+        print(f"replay / ceiling: {rate / bare:.2f} (target >= 0.7)")
+
+
+def processes(args: argparse.Namespace) -> None:
+    rates = {}
+    for count in (1, 2):
+        with scratch_redis() as (url, prefix), tempfile.TemporaryDirectory() as tmp:
+            log = os.path.join(tmp, "log.jsonl")
+            make_log(log, args.events)
+            r = run_live(url, prefix, tmp, log, DEFAULTS, processes=count)
+            rates[count] = r["rate"]
+            print(f"--processes {count}: {r['rate']:,.0f} events/s ({r['events']:,} events, "
+                  f"{r['elapsed']:.1f} s)", flush=True)
+    print(f"2 / 1 processes: {rates[2] / rates[1]:.2f} (target >= 1.3)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="what", required=True)
+    c = sub.add_parser("catchup")
+    c.add_argument("--sizes", default="200000,1000000,3000000")
+    c.add_argument("--huge", action="store_true", help="also 10M events")
+    c.set_defaults(func=catchup)
+    h = sub.add_parser("hotkey")
+    h.add_argument("--events", type=int, default=200_000)
+    h.set_defaults(func=hotkey)
+    e = sub.add_parser("ceiling")
+    e.add_argument("--events", type=int, default=1_000_000)
+    e.set_defaults(func=ceiling)
+    p = sub.add_parser("processes")
+    p.add_argument("--events", type=int, default=600_000)
+    p.set_defaults(func=processes)
+    args = parser.parse_args()
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()
