@@ -1,12 +1,11 @@
 """Metered service time (SPEC "Metered time: the rules"), per session.
 
-Memory: a session keeps its interval union until the log's time passes
-`closed_ts + late_grace_ms`; after that every new segment is a reject and the
-union can never change, so it is compacted to a tombstone holding only what the
-reject checks still need: the accepted seqs (as ranges: a retransmit is a
-`duplicate`, which is checked before `late`) and `closed_ts`. Tombstones are kept
-until the session is forgotten (SPEC "Retention": `closed_ts < log time - R`);
-after that a segment is `unknown_session` and a start under its id is new.
+Memory: a session keeps its accepted seqs and its interval union (both as runs:
+a well-behaved client's segments touch, so each is one run) until it is
+forgotten (SPEC "Retention": `closed_ts < log time - R`); after that a segment is
+`unknown_session` and a start under its id is new. Nothing is compacted at the
+end of the grace: a restart with a longer `late_grace_ms` must still be able to
+take a late segment into the union, as a replay under that setting would.
 """
 
 from __future__ import annotations
@@ -64,7 +63,7 @@ class Session:
         self.tariff = tariff
         self.report_interval_ms: int = start["report_interval_ms"]
         self.seqs = IntervalSet()
-        self.covered: IntervalSet | None = IntervalSet()  # None once compacted
+        self.covered = IntervalSet()
         self.segments = 0
         self.last_receive_ts = start["ts"]
         self.closed_reason: str | None = None
@@ -98,9 +97,9 @@ class Session:
         }
 
     def advance(self, log_time: int, settings: RuleSettings) -> tuple[list[Output], bool]:
-        """Move the log's time to `log_time`: idle close, compaction past the grace,
-        and SPEC "Retention". Returns the outputs and whether the session is now
-        forgotten (`closed_ts < log_time - R`), after which it no longer exists."""
+        """Move the log's time to `log_time`: idle close, and SPEC "Retention".
+        Returns the outputs and whether the session is now forgotten
+        (`closed_ts < log_time - R`), after which it no longer exists."""
         out: list[Output] = []
         idle_at = self.last_receive_ts + settings.idle_timeout_ms(self.report_interval_ms)
         if self.is_open and log_time > idle_at:
@@ -108,8 +107,6 @@ class Session:
             out.append(self.usage(idle_at))
         if self.closed_ts is None:
             return out, False
-        if self.covered is not None and log_time > self.closed_ts + settings.late_grace_ms:
-            self.covered = None
         return out, self.closed_ts < log_time - settings.retention_ms
 
     def check(self, seg: Event, settings: RuleSettings) -> tuple[str | None, int, int]:
@@ -139,11 +136,6 @@ class Session:
         if reason is not None:
             out.append(reject(reason, seg, position))
             return out
-        if self.covered is None:
-            # Compaction happens only past the grace, where every segment is `late`;
-            # reaching here means the settings changed (a longer grace) since then.
-            out.append(reject("late", seg, position))
-            return out
         self.seqs.add(seg["seq"], seg["seq"] + 1)
         self.billed_ms += self.covered.add(start, end)
         self.segments += 1
@@ -165,6 +157,6 @@ class Session:
             "billed_ms": self.billed_ms,
             "segments": self.segments,
             "seqs": self.seqs.runs(),
-            "covered": None if self.covered is None else self.covered.runs(),
+            "covered": self.covered.runs(),
             "version": self.version,
         }

@@ -8,11 +8,10 @@ It emits rejects and `Route`s for the per-key ledgers (`item:<item_id>`,
 Memory (SPEC "Retention"): seen ids and each order's items live in a `Facts`
 store passed in with the settings (state.facts), never in this object, so its
 snapshot stays small: the log's time, the rule and tariff catalogs, and a clock
-for each session that is open or within its grace. A clock is a hint of when
-the session needs a `Tick` (idle close, then compaction past the grace); it
-stores the inputs of each deadline, not the deadline, so a restart with new
-settings recomputes them. The last tick, to forget a session past R, is asked
-of the store (`wake_at`), which keeps those timers out of the snapshot too.
+for each open session: a hint of when it needs a `Tick` to close as idle. A
+clock stores the inputs of that deadline, not the deadline, so a restart with
+new settings recomputes it. The later tick, to forget a session past R, is
+asked of the store (`wake_at`), which keeps those timers out of the snapshot.
 """
 
 from __future__ import annotations
@@ -42,8 +41,8 @@ from state.outputs import Output, invalid_event, reject
 
 ID_FIELDS = {"share": "share_id", "scan": "scan_id", "order": "order_id", "refund": "refund_id"}
 
-# A session clock: [phase, base_ts, report_interval_ms, hinted_due]. Phases, in order:
-OPEN, CLOSED = 0, 1
+# A session clock: [last_receive_ts, report_interval_ms, hinted_due].
+LAST, INTERVAL, HINT = 0, 1, 2
 
 
 class Sequencer:
@@ -85,43 +84,34 @@ class Sequencer:
         while timers and timers[0][0] < log_time:
             hinted, session_id = heapq.heappop(timers)
             clock = clocks.get(session_id)
-            if clock is None or clock[3] != hinted:
+            if clock is None or clock[HINT] != hinted:
                 continue  # superseded by a later hint
             due = self._due(clock, settings)
             if due >= log_time:  # settings changed since the hint: not due yet
                 self._hint(session_id, clock, due)
                 continue
             routes.append(Route(f"session:{session_id}", Tick(log_time)))
-            if clock[0] == OPEN:
-                clock[0], clock[1] = CLOSED, due  # the idle close: the grace counts from it
-                self._hint(session_id, clock, self._due(clock, settings))
-            else:
-                # Compacted now; the store wakes it once more to forget it past R.
-                del clocks[session_id]
-                facts.wake_at(max(clock[1] + settings.retention_ms, before), session_id)
+            # Closed (if it had not closed earlier by its end flag, even sooner):
+            # the store wakes it once more, to forget it past R.
+            del clocks[session_id]
+            facts.wake_at(max(due + settings.retention_ms, before), session_id)
         routes.extend(Route(f"session:{session_id}", Tick(log_time))
                       for session_id in facts.due_between(before, log_time))
         return routes
 
     @staticmethod
     def _due(clock: list[int], settings: RuleSettings) -> int:
-        phase, base = clock[0], clock[1]
-        if phase == OPEN:
-            return base + settings.idle_timeout_ms(clock[2])
-        return base + settings.late_grace_ms
+        return clock[LAST] + settings.idle_timeout_ms(clock[INTERVAL])
 
     def _hint(self, session_id: str, clock: list[int], due: int) -> None:
-        clock[3] = due
+        clock[HINT] = due
         heapq.heappush(self.timers, (due, session_id))
 
     def finish(self) -> list[Route]:
         """End of input: the log's time stays at the greatest ts; every session that
         may still be open gets a tick, to close if its own deadline has passed."""
-        return [
-            Route(f"session:{session_id}", Tick(self.log_time))
-            for session_id, clock in sorted(self.clocks.items())
-            if clock[0] == OPEN
-        ]
+        return [Route(f"session:{session_id}", Tick(self.log_time))
+                for session_id in sorted(self.clocks)]
 
     # -- entries ----------------------------------------------------------------
 
@@ -210,12 +200,12 @@ class Sequencer:
         session_id = event["session_id"]
         routes.append(Route(f"session:{session_id}", Start(event, tariff, position)))
         # Whether the key takes it (a new or forgotten id) or rejects it (a duplicate),
-        # an open clock from now on, with the longer interval, is never too early.
+        # a clock from now on, with the longer interval, is never too early.
         clock = self.clocks.get(session_id)
         interval = event["report_interval_ms"]
-        if clock is not None and clock[0] == OPEN:
-            interval = max(interval, clock[2])
-        clock = [OPEN, event["ts"], interval, 0]
+        if clock is not None:
+            interval = max(interval, clock[INTERVAL])
+        clock = [event["ts"], interval, 0]
         self.clocks[session_id] = clock
         self._hint(session_id, clock, self._due(clock, settings))
         return []
@@ -225,11 +215,11 @@ class Sequencer:
         session_id = event["session_id"]
         routes.append(Route(f"session:{session_id}", Segment(event, position)))
         clock = self.clocks.get(session_id)
-        if clock is not None and clock[0] == OPEN:
+        if clock is not None:
             # May be later than the session's true deadline (if this segment is
             # rejected); the session closes itself at its true deadline on any
             # message, so a late tick only delays the output, never changes it.
-            clock[1] = event["ts"]
+            clock[LAST] = event["ts"]
             self._hint(session_id, clock, self._due(clock, settings))
         return []
 

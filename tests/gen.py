@@ -7,7 +7,7 @@ from typing import Any
 
 from state.config import RuleSettings
 
-# Small windows so that expiry, idle closing, grace, compaction and retention (ids,
+# Small windows so that expiry, idle closing, grace and retention (ids,
 # orders and sessions forgotten, then reused) all happen often.
 SMALL_RULES = RuleSettings(attribution_window_ms=60_000, max_segment_ms=5_000,
                            clock_skew_ms=500, idle_timeout_factor=3, late_grace_ms=20_000,

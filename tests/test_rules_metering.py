@@ -150,7 +150,7 @@ def test_closed_session_stays_closed_and_takes_late_segments_within_grace():
     assert (usage["status"], usage["billed_ms"], usage["segments"]) == ("closed", 1000, 2)
 
 
-def test_compacted_session_still_rejects_correctly():
+def test_a_session_long_past_its_grace_still_rejects_correctly():
     far = T0 + 10_000_000
     usage, rejects, _ = run_session(seg(0, T0 + 1000, T0, T0 + 1000, end=True),
                                     tariff("x", ts=far),
