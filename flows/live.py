@@ -22,7 +22,7 @@ from bytewax.run import cli_main
 
 from billing.keys import Keys
 from billing.net import free_ports
-from billing.redis_runtime import client
+from billing.redis_runtime import client, die_with_parent
 from billing.settings import Settings
 from flows.dataflow import build_flow
 from flows.facts_redis import RedisFacts
@@ -40,7 +40,7 @@ def live_flow(settings: Settings) -> Dataflow:
     ttl_ms = rules.retention_ms + settings.facts_ttl_margin_ms
 
     def facts() -> RedisFacts:
-        return RedisFacts(client(settings.redis_url), keys, ttl_ms)
+        return RedisFacts(client(settings.redis_url, patient=True), keys, ttl_ms)
 
     return build_flow(source, RedisOutputSink(settings.redis_url, keys), rules, facts)
 
@@ -72,8 +72,9 @@ def run_process(
 
 
 def run_cluster(settings: Settings, workers: int, processes: int) -> int:
-    if processes <= 1:
-        return run_process(settings, workers)
+    """Supervise the cluster's processes (one or more): when one exits (a crash,
+    or Redis gone longer than the clients' retries), restart them all, with a
+    back-off that grows to 30 s and resets once they have run for a minute."""
     stopping = False
 
     def _stop(signum: int, frame: object) -> None:
@@ -82,12 +83,15 @@ def run_cluster(settings: Settings, workers: int, processes: int) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    backoff = 1.0
     while not stopping:
-        addresses = [f"127.0.0.1:{port}" for port in free_ports(processes)]
+        addresses = ([f"127.0.0.1:{port}" for port in free_ports(processes)]
+                     if processes > 1 else ["-"])
+        started = time.monotonic()
         children = [
             subprocess.Popen(
                 [sys.executable, "-m", "flows.live", str(workers), str(i), ",".join(addresses)],
-                env=dict(os.environ),
+                env=dict(os.environ), preexec_fn=die_with_parent,
             )
             for i in range(processes)
         ]
@@ -102,8 +106,13 @@ def run_cluster(settings: Settings, workers: int, processes: int) -> int:
             except subprocess.TimeoutExpired:
                 child.kill()
         if not stopping:
-            print("flows: a cluster process exited; restarting the cluster", file=sys.stderr)
-            time.sleep(1)
+            if time.monotonic() - started > 60:
+                backoff = 1.0
+            print(f"flows: a process exited; restarting in {backoff:.0f} s", file=sys.stderr)
+            deadline = time.monotonic() + backoff
+            while not stopping and time.monotonic() < deadline:
+                time.sleep(0.1)
+            backoff = min(backoff * 2, 30.0)
     return 0
 
 
@@ -118,6 +127,8 @@ def healthy(settings: Settings, max_age_s: float) -> bool:
 
 
 if __name__ == "__main__":
-    # Cluster member: `python -m flows.live WORKERS PROCESS_ID ADDR,ADDR,...`
+    # Cluster member: `python -m flows.live WORKERS PROCESS_ID ADDR,ADDR,...` (`-`: alone)
     _workers, _pid, _addrs = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3].split(",")
+    if _addrs == ["-"]:
+        sys.exit(run_process(Settings(), _workers))
     sys.exit(run_process(Settings(), _workers, _pid, _addrs))

@@ -42,7 +42,7 @@ class _StreamPartition(StatefulSourcePartition[tuple[str, SequencerInput], str])
 
     def __init__(self, url: str, keys: Keys, stream: str, resume: str | None, batch: int,
                  poll_s: float, lag_ms: int, trim_ms: int | None) -> None:
-        self.r = client(url)
+        self.r = client(url, patient=True)
         self.keys, self.stream = keys, stream
         self.last_id = resume or "0-0"
         self.batch, self.poll_s, self.lag_ms = batch, poll_s, lag_ms
@@ -226,7 +226,7 @@ return {'ok'}
 
 class _RedisWriter(StatelessSinkPartition[tuple[str, Output]]):
     def __init__(self, url: str, keys: Keys) -> None:
-        self.r = client(url)
+        self.r = client(url, patient=True)
         self.keys = keys
         self.write = self.r.register_script(_WRITE)
 
