@@ -10,6 +10,7 @@ from typing import IO, Any
 import redis
 
 from billing.keys import Keys
+from billing.stream_ids import ts_of
 
 
 def stream_entry_to_event(entry_id: str, fields: dict[str, str]) -> dict[str, Any]:
@@ -22,7 +23,7 @@ def stream_entry_to_event(entry_id: str, fields: dict[str, str]) -> dict[str, An
     if not isinstance(event, dict):
         # Written around the API: kept, so that the replay rejects it as live did.
         event = {"raw": data}
-    event["ts"] = int(entry_id.split("-", 1)[0])
+    event["ts"] = ts_of(entry_id)
     event["log_id"] = entry_id
     return event
 

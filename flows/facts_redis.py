@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 import redis
 
+from billing import stream_ids
 from billing.keys import Keys
 from state.messages import LogEvent
 from state.sequencer import ID_FIELDS
@@ -38,10 +39,9 @@ _NEVER = (2**63, 0)
 
 
 def stream_position(position: str) -> tuple[int, int]:
-    """Stream ids (`ms-seq`) in log order."""
-    ms, _, seq = position.partition("-")
+    """A log position in log order (positions that are no stream id sort last)."""
     try:
-        return int(ms), int(seq or 0)
+        return stream_ids.parse(position)
     except ValueError:
         return _NEVER
 

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from billing.events import int64_safe, parse_log_line, validation_summary
 from billing.keys import Keys
 from billing.redis_runtime import client
+from billing.stream_ids import ts_of
 from flows import stats
 from flows.encoding import encode, unwritable
 from flows.facts_redis import stream_position
@@ -95,7 +96,7 @@ class _StreamPartition(StatefulSourcePartition[tuple[str, SequencerInput], str])
             self.r.xtrim(self.stream, minid=f"{keep_from[0]}-{keep_from[1]}", approximate=False)
 
     def _item(self, entry_id: str, fields: dict[str, str]) -> LogEvent | BadEntry:
-        ts = int(entry_id.split("-", 1)[0])
+        ts = ts_of(entry_id)
         data = fields.get("data", "")
         try:
             if not data.endswith("}"):

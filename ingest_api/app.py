@@ -9,10 +9,18 @@ from typing import Any
 import redis.asyncio as aioredis
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from billing.keys import Keys
 from billing.settings import Settings
-from ingest_api import problems, routes_events, routes_pages, routes_read, routes_shares
+from ingest_api import (
+    openapi_docs,
+    problems,
+    routes_events,
+    routes_pages,
+    routes_read,
+    routes_shares,
+)
 from ingest_api.appender import Appender
 from ingest_api.deps import RedisDep
 from ingest_api.tokens import ShareTokens
@@ -45,23 +53,20 @@ class BodyLimit:
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.limit:
-                raise _TooLarge
+                # An HTTPException: FastAPI passes it on while reading a body (any
+                # other error there becomes a 400), and the handler answers 413.
+                raise HTTPException(413, self._detail)
             return message
 
-        try:
-            await self.app(scope, limited_receive, send)
-        except _TooLarge:
-            await self._reject(scope, receive, send)
+        await self.app(scope, limited_receive, send)
+
+    @property
+    def _detail(self) -> str:
+        return f"request bodies are limited to {self.limit} bytes"
 
     async def _reject(self, scope: Scope, receive: Any, send: Any) -> None:
-        response = problems.problem_response(
-            413, "Payload too large", f"request bodies are limited to {self.limit} bytes"
-        )
+        response = problems.problem_response(413, "Payload too large", self._detail)
         await response(scope, receive, send)
-
-
-class _TooLarge(Exception):
-    pass
 
 
 health = APIRouter(tags=["health"])
@@ -113,6 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Ingest for share commissions and metered time; see SPEC.md.",
     )
     problems.install(app)
+    openapi_docs.install(app)
     app.include_router(health)
     app.include_router(routes_events.router)
     app.include_router(routes_shares.router)

@@ -25,6 +25,8 @@ from typing import Any, Literal
 
 import redis.asyncio as aioredis
 
+from billing.stream_ids import ts_of
+
 Mode = Literal["unique", "versioned", "none"]
 
 _SCRIPT = """
@@ -95,7 +97,7 @@ class Appended:
 
     @property
     def ts(self) -> int:
-        return int(self.stream_id.split("-", 1)[0])
+        return ts_of(self.stream_id)
 
 
 class Conflict(Exception):

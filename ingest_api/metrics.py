@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from billing.keys import Keys
+from billing.stream_ids import ts_of
 
 
 class _Snapshot:
@@ -24,7 +25,7 @@ class _Snapshot:
 
 
 def _ms(entry_id: str | None) -> int | None:
-    return int(entry_id.split("-", 1)[0]) if entry_id else None
+    return ts_of(entry_id) if entry_id else None
 
 
 async def render(redis: Any, keys: Keys) -> bytes:

@@ -44,9 +44,12 @@ def problem_response(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+MAX_LISTED_ERRORS = 50  # a 1 MB body of bad values must not get a 30 MB answer
+
+
 def _field_errors(exc: RequestValidationError) -> list[dict[str, str]]:
     errors = []
-    for err in exc.errors():
+    for err in exc.errors()[:MAX_LISTED_ERRORS]:
         loc = [str(part) for part in err.get("loc", ())]
         errors.append({"field": ".".join(loc), "reason": str(err.get("msg", "invalid"))})
     return errors
@@ -62,14 +65,18 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = _field_errors(exc)
+        total = len(exc.errors())
         detail = "; ".join(f"{e['field']}: {e['reason']}" for e in errors[:5])
-        return problem_response(422, "Invalid request", detail, request.url.path, errors=errors)
+        if total > len(errors):
+            detail += f" ({total} errors in all; the first {len(errors)} are listed)"
+        return problem_response(422, "Invalid request", detail, request.url.path,
+                                errors=errors, errors_total=total)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return problem_response(
             exc.status_code,
-            "Error",
+            "Payload too large" if exc.status_code == 413 else "Error",
             str(exc.detail),
             request.url.path,
             dict(exc.headers or {}),

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from billing import stream_ids
 from billing.events import Id
 from ingest_api.deps import KeysDep, Reader, RedisDep
 from ingest_api.problems import Problem
@@ -69,11 +70,6 @@ def _matches(out: dict[str, Any], sharer_id: str | None, session_id: str | None)
     return True
 
 
-def _id_key(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
-
-
 async def _events(
     request: Request, redis: Any, streams: list[str], after: str,
     sharer_id: str | None, session_id: str | None, poll_s: float, batch: int = 1000,
@@ -95,10 +91,10 @@ async def _events(
         limit: tuple[int, int] | None = None
         for stream, entries in reply or []:
             for entry_id, fields in entries:
-                held.append((_id_key(entry_id), entry_id, fields))
+                held.append((stream_ids.parse(entry_id), entry_id, fields))
             cursors[stream] = entries[-1][0]
             if len(entries) == batch:
-                cut = _id_key(entries[-1][0])
+                cut = stream_ids.parse(entries[-1][0])
                 limit = cut if limit is None else min(limit, cut)
         held.sort(key=lambda h: h[0])
         ready = held if limit is None else [h for h in held if h[0] <= limit]
@@ -132,7 +128,7 @@ async def stream(
     """
     start = last_event_id or after or "0-0"
     try:
-        _id_key(start)
+        stream_ids.parse(start)
     except ValueError as exc:
         raise Problem(400, "Bad Last-Event-ID", "expected a Redis stream id") from exc
     kinds = type or ["commission", "usage", "reject"]
