@@ -44,6 +44,16 @@ WHY = {
 }
 
 
+# Answers that are not JSON, by path: (status, media type, description).
+NOT_JSON = {
+    "/metrics": ("200", "text/plain; version=0.0.4; charset=utf-8", "Prometheus metrics"),
+    "/v1/shares/{share_id}/qr.png": ("200", "image/png", "The QR code of the scan URL"),
+    "/v1/shares/{share_id}/qr.svg": ("200", "image/svg+xml", "The QR code of the scan URL"),
+    "/v1/stream": ("200", "text/event-stream", "Server-Sent Events of the outputs"),
+    "/s/{token}": ("302", "text/plain", "To the activity page, with scan_id added"),
+}
+
+
 def _codes(path: str, method: str) -> list[str]:
     if path.startswith("/s/"):
         return ["404", "410", "422", "503"]
@@ -78,6 +88,10 @@ def install(app: FastAPI) -> None:
                         "description": "The same id and body again within retention_ms: "
                                        "the first answer, nothing written",
                         "content": {"application/json": {"schema": {}}}})
+                if path in NOT_JSON:
+                    code, media, why = NOT_JSON[path]
+                    responses.pop("200", None)
+                    responses[code] = {"description": why, "content": {media: {}}}
                 for code in _codes(path, method):
                     responses[code] = {"description": WHY[code],
                                        "content": {PROBLEM_JSON: {"schema": ref}}}
