@@ -64,6 +64,11 @@ class Keys:
         """The time buckets that hold wake-ups (at most R / bucket of them)."""
         return f"{self.prefix}billing:wake:index"
 
+    @property
+    def rate_limits(self) -> str:
+        """Prefix of the scan page's rate-limit counters (ingest_api.scan_guard)."""
+        return f"{self.prefix}billing:ratelimit"
+
     def stats(self, name: str) -> str:
         return f"{self.prefix}billing:stats:{name}"
 

@@ -36,6 +36,12 @@ class Settings(BaseSettings):
     read_keys: str = ""
     share_keys: str = ""
     scanner_header: str = "X-User-Id"
+    # The scanner header is honoured only from these proxies (comma-separated CIDRs).
+    trusted_proxies: str = ""
+    # Scans written through the public page, per share and per client address
+    # (the `limits` package's notation: "60/minute", "5/second", ...).
+    scan_rate_per_share: str = "60/minute"
+    scan_rate_per_client: str = "120/minute"
     public_base_url: str = "http://127.0.0.1:8000"
     max_body_bytes: int = Field(1_000_000, gt=0)
     max_batch_events: int = Field(1000, gt=0)

@@ -23,6 +23,7 @@ from ingest_api import (
 )
 from ingest_api.appender import Appender
 from ingest_api.deps import RedisDep
+from ingest_api.scan_guard import ScanGuard
 from ingest_api.tokens import ShareTokens
 
 Scope = MutableMapping[str, Any]
@@ -106,6 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.appender = Appender(client, keys.events, keys.stats("ingested"),
                                         settings.retention_ms)
         app.state.tokens = ShareTokens(settings.share_key_pairs) if settings.share_keys else None
+        app.state.scan_guard = ScanGuard(settings)
         try:
             yield
         finally:

@@ -34,6 +34,7 @@ async def render(redis: Any, keys: Keys) -> bytes:
     rejects = await redis.hgetall(keys.stats("rejects"))
     newest = await redis.xrevrange(keys.events, count=1)
     processed = await redis.get(keys.flows_position)
+    refused = await redis.hgetall(keys.stats("scans_refused"))
 
     families: list[Any] = []
     fam = CounterMetricFamily("billing_events_ingested", "Events appended to the log, by type",
@@ -50,6 +51,11 @@ async def render(redis: Any, keys: Keys) -> bytes:
                               labels=["reason"])
     for reason, count in sorted(rejects.items()):
         fam.add_metric([reason], int(count))
+    families.append(fam)
+    fam = CounterMetricFamily("billing_scans_refused",
+                              "Scans not written: over a rate limit, by limit", labels=["limit"])
+    for limit, count in sorted(refused.items()):
+        fam.add_metric([limit], int(count))
     families.append(fam)
     newest_ms = _ms(newest[0][0]) if newest else None
     processed_ms = _ms(processed)

@@ -16,6 +16,7 @@ from ingest_api.appender import Append, Conflict
 from ingest_api.deps import AppenderDep, KeysDep, Reader, RedisDep, SettingsDep, TokensDep, Writer
 from ingest_api.ids import ulid
 from ingest_api.problems import Problem
+from ingest_api.scan_guard import ScanGuard
 from ingest_api.tokens import InvalidToken, SharePayload, ShareTokens
 
 router = APIRouter(tags=["shares"])
@@ -139,21 +140,25 @@ async def scan_page(
     request: Request,
     appender: AppenderDep,
     tokens: TokensDep,
-    settings: SettingsDep,
+    redis: RedisDep,
+    keys: KeysDep,
 ) -> Response:
     """The public intermediate page: log the scan, then 302 to the activity page.
 
-    No cookie is read or set. HEAD requests and link-preview bots get the redirect
-    without a scan being logged (and without a scan_id).
+    No cookie is read or set. HEAD requests, link-preview bots and visitors over a
+    rate limit get the redirect without a scan being logged (and without a
+    scan_id). The scanner header counts only from a trusted proxy (scan_guard).
     """
     payload = _verify(token, tokens)
     agent = request.headers.get("user-agent", "")
     if request.method == "HEAD" or _PREVIEW_BOTS.search(agent):
         return RedirectResponse(payload.activity_url, status_code=302)
-    scanner = request.headers.get(settings.scanner_header) or None
-    if scanner is not None and not re.fullmatch(r"[A-Za-z0-9._:-]{1,128}", scanner):
-        scanner = None  # an unusable header is treated as an anonymous scan, not an error
-    scan_id = await _write_scan(payload, scanner, appender)
+    guard: ScanGuard = request.app.state.scan_guard
+    refused = await guard.refusal(payload.share_id, guard.client_address(request))
+    if refused is not None:
+        await redis.hincrby(keys.stats("scans_refused"), refused, 1)
+        return RedirectResponse(payload.activity_url, status_code=302)
+    scan_id = await _write_scan(payload, guard.scanner(request), appender)
     return RedirectResponse(
         _with_scan_id(payload.activity_url, scan_id),
         status_code=302,

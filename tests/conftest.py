@@ -68,6 +68,7 @@ def settings(redis_url: str, prefix: str, redis_client: redis.Redis) -> Settings
         read_keys=READ_KEY,
         share_keys=SHARE_KEYS,
         public_base_url="http://testserver",
+        trusted_proxies="127.0.0.1/32",  # the test client stands for a trusted proxy
         max_body_bytes=64_000,
         _env_file=None,  # type: ignore[call-arg]
     )
@@ -75,7 +76,8 @@ def settings(redis_url: str, prefix: str, redis_client: redis.Redis) -> Settings
 
 @pytest.fixture
 def api(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings), follow_redirects=False) as test_client:
+    with TestClient(create_app(settings), follow_redirects=False,
+                    client=("127.0.0.1", 50000)) as test_client:
         test_client.headers["Authorization"] = f"Bearer {WRITE_KEY}"
         yield test_client
 

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from billing.stream_ids import ts_of
 from state import ledgers
 from state.config import RuleSettings
 from state.sequencer import Sequencer
@@ -134,10 +135,9 @@ def test_stream_entries_past_the_bounds_never_stop_billing(
     redis_client, keys, flows_factory, tmp_path: Path
 ):
     poison = _poison_entries()
-    for body in [*poison, *GOOD]:
-        redis_client.xadd(keys.events, {"data": json.dumps(body)})
-    # A segment covering the session's first 1.5 s, with the end flag, after all that.
-    started = int(redis_client.xrevrange(keys.events, count=1)[0][0].split("-")[0])
+    ids = [redis_client.xadd(keys.events, {"data": json.dumps(body)}) for body in [*poison, *GOOD]]
+    # A segment covering session s's first 1.5 s, with the end flag, after all that.
+    started = ts_of(ids[len(poison) + 1])
     redis_client.xadd(keys.events, {"data": json.dumps(
         {"type": "segment", "session_id": "s", "seq": 0, "start_ms": started - 10_000,
          "end_ms": started + 1500, "end": True})})
