@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     # (the `limits` package's notation: "60/minute", "5/second", ...).
     scan_rate_per_share: str = "60/minute"
     scan_rate_per_client: str = "120/minute"
+    # Hosts a share's activity_url may point to (comma-separated); empty: any host.
+    activity_hosts: str = ""
     public_base_url: str = "http://127.0.0.1:8000"
     max_body_bytes: int = Field(1_000_000, gt=0)
     max_batch_events: int = Field(1000, gt=0)
@@ -70,6 +72,10 @@ class Settings(BaseSettings):
     @cached_property
     def api_key_list(self) -> list[str]:
         return _split(self.api_keys)
+
+    @cached_property
+    def activity_host_list(self) -> list[str]:
+        return [h.lower() for h in _split(self.activity_hosts)]
 
     @cached_property
     def read_key_list(self) -> list[str]:

@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException
 from billing.keys import Keys
 from billing.settings import Settings
 from ingest_api import (
+    log_redaction,
     openapi_docs,
     problems,
     routes_events,
@@ -121,6 +122,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     problems.install(app)
     openapi_docs.install(app)
+    log_redaction.install()
     app.include_router(health)
     app.include_router(routes_events.router)
     app.include_router(routes_shares.router)

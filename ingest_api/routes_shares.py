@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from typing import Annotated, Any
@@ -45,33 +46,65 @@ def _share_answer(share_id: str, token: str, settings: SettingsDep) -> dict[str,
 async def post_share(
     body: ShareBody,
     appender: AppenderDep,
+    redis: RedisDep,
     keys: KeysDep,
     tokens: TokensDep,
     settings: SettingsDep,
 ) -> JSONResponse:
     """Create a share: writes the `share` event and answers its sealed token and QR links."""
+    allowed = settings.activity_host_list
+    if allowed and (urlsplit(body.activity_url).hostname or "") not in allowed:
+        raise Problem(422, "Invalid request", "body.activity_url: host not allowed",
+                      errors=[{"field": "body.activity_url",
+                               "reason": "its host is not in BILLING_ACTIVITY_HOSTS"}])
     share_id = body.share_id or ulid("shr-")
-    token = tokens.seal(
-        SharePayload(share_id, body.item_id, body.sharer_id, body.activity_url, body.expires_at)
-    )
+    payload = SharePayload(share_id, body.item_id, body.sharer_id, body.activity_url,
+                           body.expires_at)
     event = {"type": "share", **to_log_dict(body), "share_id": share_id}
     try:
         (done,) = await appender.append(
-            [Append(event, keys.idem("share", share_id), "unique", extra=token)]
+            [Append(event, keys.idem("share", share_id), "unique",
+                    extra=_mark_extra(tokens.seal(payload), payload))]
         )
     except Conflict as exc:
         raise Problem(409, "Conflict", "this share_id was already used with another body") from exc
-    # On a repeat, answer the token first issued (it may have been sealed by an older key).
+    # On a repeat, the token first issued, unless its key was retired since: re-sealed.
+    token = await _current_token(share_id, done.extra, redis, keys, tokens)
     return JSONResponse(
-        _share_answer(share_id, done.extra, settings), status_code=202 if done.new else 200
+        _share_answer(share_id, token, settings), status_code=202 if done.new else 200
     )
 
 
-async def _share_token(share_id: str, redis: RedisDep, keys: KeysDep) -> str:
+def _mark_extra(token: str, payload: SharePayload) -> str:
+    """What a share's idempotency mark keeps: its token, and what to re-seal it from."""
+    fields = [payload.share_id, payload.item_id, payload.sharer_id, payload.activity_url,
+              payload.expires_at]
+    return json.dumps({"token": token, "payload": fields}, separators=(",", ":"))
+
+
+async def _current_token(share_id: str, extra: str, redis: RedisDep, keys: KeysDep,
+                         tokens: ShareTokens) -> str:
+    """The share's token; one sealed with a retired key is sealed again with the
+    current one (and kept), so its scan URL and QR code work again."""
+    kept = json.loads(extra) if extra.startswith("{") else {"token": extra}
+    if tokens.is_current(kept["token"]) or "payload" not in kept:
+        return str(kept["token"])
+    payload = SharePayload(*kept["payload"])
+    token = tokens.seal(payload)
+    mark: str | None = await redis.get(keys.idem("share", share_id))  # type: ignore[assignment]
+    if mark is not None:  # `<body hash>|<stream id>|<extra>`, as the appender writes it
+        body_hash, stream_id, _old = mark.split("|", 2)
+        await redis.set(keys.idem("share", share_id),
+                        f"{body_hash}|{stream_id}|{_mark_extra(token, payload)}", keepttl=True)
+    return token
+
+
+async def _share_token(share_id: str, redis: RedisDep, keys: KeysDep,
+                       tokens: ShareTokens) -> str:
     mark: str | None = await redis.get(keys.idem("share", share_id))  # type: ignore[assignment]
     if mark is None:
         raise Problem(404, "Unknown share", f"share {share_id!r} does not exist")
-    return str(mark.split("|", 2)[2])
+    return await _current_token(share_id, str(mark.split("|", 2)[2]), redis, keys, tokens)
 
 
 QrSize = Annotated[int, Query(ge=1, le=40, description="pixels per module")]
@@ -83,8 +116,8 @@ _QR_FORMATS = {"png": (qr.png, "image/png"), "svg": (qr.svg, "image/svg+xml")}
 
 
 async def _qr(fmt: str, share_id: str, redis: RedisDep, keys: KeysDep, settings: SettingsDep,
-              ec: qr.ErrorCorrection, size: int, border: int) -> Response:
-    token = await _share_token(share_id, redis, keys)
+              tokens: ShareTokens, ec: qr.ErrorCorrection, size: int, border: int) -> Response:
+    token = await _share_token(share_id, redis, keys, tokens)
     url = _share_answer(share_id, token, settings)["scan_url"]
     render, media_type = _QR_FORMATS[fmt]
     return Response(render(url, ec, size, border), media_type=media_type)
@@ -92,16 +125,18 @@ async def _qr(fmt: str, share_id: str, redis: RedisDep, keys: KeysDep, settings:
 
 @router.get("/v1/shares/{share_id}/qr.png", dependencies=[Reader])
 async def share_qr_png(share_id: Id, redis: RedisDep, keys: KeysDep, settings: SettingsDep,
-                       ec: QrLevel = "M", size: QrSize = 8, border: QrBorder = 4) -> Response:
+                       tokens: TokensDep, ec: QrLevel = "M", size: QrSize = 8,
+                       border: QrBorder = 4) -> Response:
     """The share's QR code (it decodes to `scan_url`) as PNG."""
-    return await _qr("png", share_id, redis, keys, settings, ec, size, border)
+    return await _qr("png", share_id, redis, keys, settings, tokens, ec, size, border)
 
 
 @router.get("/v1/shares/{share_id}/qr.svg", dependencies=[Reader])
 async def share_qr_svg(share_id: Id, redis: RedisDep, keys: KeysDep, settings: SettingsDep,
-                       ec: QrLevel = "M", size: QrSize = 8, border: QrBorder = 4) -> Response:
+                       tokens: TokensDep, ec: QrLevel = "M", size: QrSize = 8,
+                       border: QrBorder = 4) -> Response:
     """The share's QR code (it decodes to `scan_url`) as SVG."""
-    return await _qr("svg", share_id, redis, keys, settings, ec, size, border)
+    return await _qr("svg", share_id, redis, keys, settings, tokens, ec, size, border)
 
 
 def _verify(token: str, tokens: ShareTokens) -> SharePayload:

@@ -84,6 +84,10 @@ class ShareTokens:
         sealed = self._ciphers[kid].encrypt(_pack(payload), [kid.encode()])
         return f"{kid}.{base64.urlsafe_b64encode(sealed).rstrip(b'=').decode()}"
 
+    def is_current(self, token: str) -> bool:
+        """Sealed with a key still configured (else its QR code no longer scans)."""
+        return token.partition(".")[0] in self._ciphers
+
     def open(self, token: str) -> SharePayload:
         kid, sep, body = token.partition(".")
         cipher = self._ciphers.get(kid)
