@@ -42,6 +42,7 @@ from flows.file_io import parse_line
 from flows.replay import replay
 from state.config import RuleSettings
 from state.engine import Engine
+from state.messages import LogEvent
 from tests.live_helpers import append_positioned, flows_env, start_flows, with_stream_ids
 
 DEFAULTS = RuleSettings()
@@ -65,8 +66,6 @@ def load_stream(conn: Any, keys: Keys, path: str, rules: RuleSettings) -> tuple[
         nonlocal outputs
         positioned = with_stream_ids(chunk)
         append_positioned(conn, keys, positioned)
-        from state.messages import LogEvent
-
         outputs += len(engine.on_batch([LogEvent(p, e) for p, e in positioned]))
         chunk.clear()
 

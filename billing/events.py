@@ -8,6 +8,7 @@ as SPEC says.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -301,6 +302,16 @@ def parse_log_event(raw: dict[str, Any]) -> dict[str, Any]:
     event = to_log_dict(LOG_EVENT.validate_python(raw))
     event.pop("log_id", None)
     return event
+
+
+def entry_object(data: str) -> dict[str, Any]:
+    """A stream entry's `data` as an object, whatever was written there: a JSON
+    object as it is, anything else (written around the API) as `{"raw": data}`."""
+    try:
+        decoded = json.loads(data)
+    except ValueError:
+        decoded = None
+    return decoded if isinstance(decoded, dict) else {"raw": data}
 
 
 def int64_safe(value: Any) -> Any:

@@ -9,20 +9,15 @@ from typing import IO, Any
 
 import redis
 
+from billing.events import entry_object
 from billing.keys import Keys
 from billing.stream_ids import ts_of
 
 
 def stream_entry_to_event(entry_id: str, fields: dict[str, str]) -> dict[str, Any]:
     """A stream entry as a log event: `ts` from the entry id, `log_id` to keep its place."""
-    data = fields.get("data", "")
-    try:
-        event = json.loads(data)
-    except ValueError:
-        event = None
-    if not isinstance(event, dict):
-        # Written around the API: kept, so that the replay rejects it as live did.
-        event = {"raw": data}
+    # One written around the API is kept too, so that the replay rejects it as live did.
+    event = entry_object(fields.get("data", ""))
     event["ts"] = ts_of(entry_id)
     event["log_id"] = entry_id
     return event

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections import deque
 from datetime import UTC, datetime, timedelta
@@ -12,13 +11,13 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from pydantic import ValidationError
 
-from billing.events import int64_safe, parse_log_line, validation_summary
+from billing import stream_ids
+from billing.events import entry_object, int64_safe, parse_log_line, validation_summary
 from billing.keys import Keys
 from billing.redis_runtime import client
 from billing.stream_ids import ts_of
 from flows import stats
 from flows.encoding import encode, unwritable
-from flows.facts_redis import stream_position
 from state.messages import BadEntry, LogEvent, SequencerInput, Watermark
 from state.outputs import Output
 
@@ -90,7 +89,7 @@ class _StreamPartition(StatefulSourcePartition[tuple[str, SequencerInput], str])
         if len(self._snapshots) < 2:
             return
         assert self.trim_ms is not None
-        durable = stream_position(self._snapshots[0])
+        durable = stream_ids.parse(self._snapshots[0])
         keep_from = min(durable, (server_ms - self.trim_ms, 0))
         if keep_from > (0, 0):
             self.r.xtrim(self.stream, minid=f"{keep_from[0]}-{keep_from[1]}", approximate=False)
@@ -111,12 +110,7 @@ class _StreamPartition(StatefulSourcePartition[tuple[str, SequencerInput], str])
             error = str(exc)
         # Ingest validates everything; a bad entry here was written around it.
         # It becomes a reject rather than a poison pill that stops billing.
-        try:
-            raw = int64_safe(json.loads(data))
-        except ValueError:
-            raw = None
-        event = {**raw, "ts": ts} if isinstance(raw, dict) else {"raw": data, "ts": ts}
-        return BadEntry(entry_id, event, error)
+        return BadEntry(entry_id, {**int64_safe(entry_object(data)), "ts": ts}, error)
 
     def next_awake(self) -> datetime | None:
         return self._awake

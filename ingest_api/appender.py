@@ -73,6 +73,17 @@ return res
 """
 
 
+# Replace what a mark keeps (`<body hash>|<stream id>|<extra>`), keeping its TTL.
+_REPLACE_EXTRA = """
+local cur = redis.call('GET', KEYS[1])
+if not cur then return 0 end
+local first = string.find(cur, '|', 1, true)
+local second = string.find(cur, '|', first + 1, true)
+redis.call('SET', KEYS[1], string.sub(cur, 1, second) .. ARGV[1], 'KEEPTTL')
+return 1
+"""
+
+
 @dataclass(frozen=True)
 class Append:
     event: dict[str, Any]  # SPEC fields without ts
@@ -121,6 +132,16 @@ class Appender:
         self.counters = counters  # events appended per type, for /metrics
         self.retention_ms = retention_ms  # how long a unique id's mark lives
         self._script = client.register_script(_SCRIPT)
+        self._replace_extra = client.register_script(_REPLACE_EXTRA)
+
+    async def mark_extra(self, key: str) -> str | None:
+        """What the mark `key` keeps beside its body hash and stream id (None: no mark)."""
+        mark: Any = await self.client.get(key)
+        return None if mark is None else mark.split("|", 2)[2]
+
+    async def replace_extra(self, key: str, extra: str) -> None:
+        """Keep `extra` in the mark `key` instead (if it still exists), keeping its TTL."""
+        await self._replace_extra(keys=[key], args=[extra])
 
     async def append(self, items: list[Append]) -> list[Appended]:
         argv: list[str] = [str(len(items)), str(max(1, self.retention_ms))]

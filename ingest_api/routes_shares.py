@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from dataclasses import astuple
 from typing import Annotated, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -13,7 +14,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from billing.events import Id, ScanBody, ShareBody, to_log_dict
 from ingest_api import qr
-from ingest_api.appender import Append, Conflict
+from ingest_api.appender import Append, Appender, Conflict
 from ingest_api.deps import AppenderDep, KeysDep, Reader, RedisDep, SettingsDep, TokensDep, Writer
 from ingest_api.ids import ulid
 from ingest_api.problems import Problem
@@ -46,7 +47,6 @@ def _share_answer(share_id: str, token: str, settings: SettingsDep) -> dict[str,
 async def post_share(
     body: ShareBody,
     appender: AppenderDep,
-    redis: RedisDep,
     keys: KeysDep,
     tokens: TokensDep,
     settings: SettingsDep,
@@ -69,7 +69,7 @@ async def post_share(
     except Conflict as exc:
         raise Problem(409, "Conflict", "this share_id was already used with another body") from exc
     # On a repeat, the token first issued, unless its key was retired since: re-sealed.
-    token = await _current_token(share_id, done.extra, redis, keys, tokens)
+    token = await _current_token(share_id, done.extra, appender, keys, tokens)
     return JSONResponse(
         _share_answer(share_id, token, settings), status_code=202 if done.new else 200
     )
@@ -77,12 +77,10 @@ async def post_share(
 
 def _mark_extra(token: str, payload: SharePayload) -> str:
     """What a share's idempotency mark keeps: its token, and what to re-seal it from."""
-    fields = [payload.share_id, payload.item_id, payload.sharer_id, payload.activity_url,
-              payload.expires_at]
-    return json.dumps({"token": token, "payload": fields}, separators=(",", ":"))
+    return json.dumps({"token": token, "payload": astuple(payload)}, separators=(",", ":"))
 
 
-async def _current_token(share_id: str, extra: str, redis: RedisDep, keys: KeysDep,
+async def _current_token(share_id: str, extra: str, appender: Appender, keys: KeysDep,
                          tokens: ShareTokens) -> str:
     """The share's token; one sealed with a retired key is sealed again with the
     current one (and kept), so its scan URL and QR code work again."""
@@ -91,20 +89,16 @@ async def _current_token(share_id: str, extra: str, redis: RedisDep, keys: KeysD
         return str(kept["token"])
     payload = SharePayload(*kept["payload"])
     token = tokens.seal(payload)
-    mark: str | None = await redis.get(keys.idem("share", share_id))  # type: ignore[assignment]
-    if mark is not None:  # `<body hash>|<stream id>|<extra>`, as the appender writes it
-        body_hash, stream_id, _old = mark.split("|", 2)
-        await redis.set(keys.idem("share", share_id),
-                        f"{body_hash}|{stream_id}|{_mark_extra(token, payload)}", keepttl=True)
+    await appender.replace_extra(keys.idem("share", share_id), _mark_extra(token, payload))
     return token
 
 
-async def _share_token(share_id: str, redis: RedisDep, keys: KeysDep,
+async def _share_token(share_id: str, appender: Appender, keys: KeysDep,
                        tokens: ShareTokens) -> str:
-    mark: str | None = await redis.get(keys.idem("share", share_id))  # type: ignore[assignment]
-    if mark is None:
+    extra = await appender.mark_extra(keys.idem("share", share_id))
+    if extra is None:
         raise Problem(404, "Unknown share", f"share {share_id!r} does not exist")
-    return await _current_token(share_id, str(mark.split("|", 2)[2]), redis, keys, tokens)
+    return await _current_token(share_id, extra, appender, keys, tokens)
 
 
 QrSize = Annotated[int, Query(ge=1, le=40, description="pixels per module")]
@@ -115,28 +109,29 @@ QrLevel = Annotated[qr.ErrorCorrection, Query(description="error correction leve
 _QR_FORMATS = {"png": (qr.png, "image/png"), "svg": (qr.svg, "image/svg+xml")}
 
 
-async def _qr(fmt: str, share_id: str, redis: RedisDep, keys: KeysDep, settings: SettingsDep,
-              tokens: ShareTokens, ec: qr.ErrorCorrection, size: int, border: int) -> Response:
-    token = await _share_token(share_id, redis, keys, tokens)
+async def _qr(fmt: str, share_id: str, appender: Appender, keys: KeysDep,
+              settings: SettingsDep, tokens: ShareTokens, ec: qr.ErrorCorrection, size: int,
+              border: int) -> Response:
+    token = await _share_token(share_id, appender, keys, tokens)
     url = _share_answer(share_id, token, settings)["scan_url"]
     render, media_type = _QR_FORMATS[fmt]
     return Response(render(url, ec, size, border), media_type=media_type)
 
 
 @router.get("/v1/shares/{share_id}/qr.png", dependencies=[Reader])
-async def share_qr_png(share_id: Id, redis: RedisDep, keys: KeysDep, settings: SettingsDep,
+async def share_qr_png(share_id: Id, appender: AppenderDep, keys: KeysDep, settings: SettingsDep,
                        tokens: TokensDep, ec: QrLevel = "M", size: QrSize = 8,
                        border: QrBorder = 4) -> Response:
     """The share's QR code (it decodes to `scan_url`) as PNG."""
-    return await _qr("png", share_id, redis, keys, settings, tokens, ec, size, border)
+    return await _qr("png", share_id, appender, keys, settings, tokens, ec, size, border)
 
 
 @router.get("/v1/shares/{share_id}/qr.svg", dependencies=[Reader])
-async def share_qr_svg(share_id: Id, redis: RedisDep, keys: KeysDep, settings: SettingsDep,
+async def share_qr_svg(share_id: Id, appender: AppenderDep, keys: KeysDep, settings: SettingsDep,
                        tokens: TokensDep, ec: QrLevel = "M", size: QrSize = 8,
                        border: QrBorder = 4) -> Response:
     """The share's QR code (it decodes to `scan_url`) as SVG."""
-    return await _qr("svg", share_id, redis, keys, settings, tokens, ec, size, border)
+    return await _qr("svg", share_id, appender, keys, settings, tokens, ec, size, border)
 
 
 def _verify(token: str, tokens: ShareTokens) -> SharePayload:

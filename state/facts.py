@@ -9,7 +9,7 @@ position that first used it, so a re-run after a crash decides exactly as the
 first run did, and lets Redis expire it.
 
 A store also keeps *due* session ids: sessions to wake once the log's time
-passes a moment (to forget a tombstone past R), so that those timers do not sit
+passes a moment (to forget a closed session past R), so that those timers do not sit
 in the sequencer's snapshot either.
 """
 
@@ -89,6 +89,3 @@ class MemoryFacts:
         while wakeups and wakeups[0][0] < until:
             due.append(wakeups.popleft()[1])
         return due
-
-    def __len__(self) -> int:
-        return len(self.recent) + len(self.wakeups)
