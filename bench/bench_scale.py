@@ -111,7 +111,7 @@ def run_live(url: str, prefix: str, tmp: str, log: str, rules: RuleSettings,
     try:
         first = None
         while True:
-            done = sum(int(conn.xlen(s)) for s in (keys.commissions, keys.usage, keys.rejects))
+            done = sum(int(conn.xlen(s)) for s in keys.output_streams)
             if done and first is None:
                 first = time.perf_counter()
             if done >= expected:

@@ -163,6 +163,12 @@ class ShareBody(Body):
     share_id: Id | None = None
 
 
+class PayoutBody(Body):
+    sharer_id: Id
+    currency: Currency
+    payout_id: Id | None = None
+
+
 class ScanBody(Body):
     token: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
     scanner_id: Id | None = None
@@ -197,8 +203,14 @@ class BatchSegment(SegmentBody):
     session_id: Id
 
 
+class BatchPayout(PayoutBody):
+    type: Literal["payout"]
+    payout_id: Id
+
+
 BatchEvent = Annotated[
-    BatchCommissionRule | BatchTariff | BatchOrder | BatchRefund | BatchSessionStart | BatchSegment,
+    BatchCommissionRule | BatchTariff | BatchOrder | BatchRefund | BatchSessionStart
+    | BatchSegment | BatchPayout,
     Field(discriminator="type"),
 ]
 
@@ -271,8 +283,15 @@ class LogSegment(LogModel, SegmentBody):
     end: StrictBool
 
 
+class LogPayout(LogModel, PayoutBody):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    type: Literal["payout"]
+    payout_id: Id
+
+
 LogEvent = Annotated[
-    LogCommissionRule
+    LogPayout
+    | LogCommissionRule
     | LogTariff
     | LogShare
     | LogScan

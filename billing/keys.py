@@ -1,4 +1,4 @@
-"""Redis key names. Only the three output streams are public (SPEC "Outputs")."""
+"""Redis key names. Only the four output streams are public (SPEC "Outputs")."""
 
 from __future__ import annotations
 
@@ -23,13 +23,20 @@ class Keys:
         return f"{self.prefix}billing:usage"
 
     @property
+    def payouts(self) -> str:
+        return f"{self.prefix}billing:payouts"
+
+    @property
     def rejects(self) -> str:
         return f"{self.prefix}billing:rejects"
 
+    @property
+    def output_streams(self) -> tuple[str, ...]:
+        return (self.commissions, self.usage, self.payouts, self.rejects)
+
     def output_stream(self, output_type: str) -> str:
-        return {"commission": self.commissions, "usage": self.usage, "reject": self.rejects}[
-            output_type
-        ]
+        return {"commission": self.commissions, "usage": self.usage, "payout": self.payouts,
+                "reject": self.rejects}[output_type]
 
     def idem(self, kind: str, ident: str) -> str:
         return f"{self.prefix}billing:idem:{kind}:{ident}"
@@ -43,8 +50,13 @@ class Keys:
     def sharer_view(self, sharer_id: str) -> str:
         return f"{self.prefix}billing:view:sharer:{sharer_id}"
 
-    def sharer_applied(self, sharer_id: str) -> str:
-        return f"{self.prefix}billing:view:sharer-applied:{sharer_id}"
+    def applied(self, output_id: str) -> str:
+        """Set once an output has been counted in the sharer's balances (expires)."""
+        return f"{self.prefix}billing:view:applied:{output_id}"
+
+    def statement(self, sharer_id: str, day: int) -> str:
+        """One sharer's commission and payout outputs of one UTC day, by ts."""
+        return f"{self.prefix}billing:view:statement:{sharer_id}:{day}"
 
     @property
     def output_sequence(self) -> str:

@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     # margin: the flows may lag behind the stream by up to this much without a
     # fact expiring before the log's time passes its R.
     facts_ttl_margin_ms: int = Field(86_400_000, ge=0)
+    # How long a sharer's statement entries are kept (the statement endpoint answers
+    # for ranges within it); balances themselves are kept for as long as they are not 0.
+    statement_retention_ms: int = Field(34_560_000_000, gt=0)
     # Trim the input stream behind the flows, keeping at least retention_ms of log.
     trim_input: bool = True
     epoch_interval_ms: int = Field(1_000, gt=0)

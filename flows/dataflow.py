@@ -1,13 +1,17 @@
 """The billing dataflow, the same for live runs and replays.
 
-    input ("log", item) -> sequencer -+-> outputs -----------------------+-> sink
-                                      +-> routed, re-keyed -> ledgers ---+
+    input -> sequencer -+-> outputs ------------------------------------------+-> sink
+                        +-> touch/session keys -+-> outputs --------------------+
+                        |                       +-> line keys -+-> outputs -----+
+                        |                                      +-> sharer keys -+
+                        +-> payouts ---------------------------------^
 
 All input enters one partition and one sequencer key, so the sequencer sees the
-log in order. Every routed message leaves that one worker, and bytewax keeps the
-order of items between two workers, so each ledger key sees its messages in log
-order too, whatever the worker count. That is what makes the final state the
-same for 1, 2 or 4 workers without any reordering buffer.
+log in order. A touch or session key takes messages from that one worker only,
+and a line key from its one touch key, and bytewax keeps the order of items
+between two workers, so these keys see their messages in log order whatever the
+worker count. A sharer key takes messages from many workers; it restores log
+order itself, epoch by epoch (flows.logic.SharerLogic).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
-from flows.logic import LedgerLogic, SequencerLogic
+from flows.logic import LedgerLogic, SequencerLogic, SharerLogic
 from state.config import RuleSettings
 from state.facts import Facts, MemoryFacts
 from state.messages import KeyMessage, Route
@@ -31,6 +35,15 @@ def _rekey(item: tuple[str, Output | Route]) -> tuple[str, KeyMessage]:
     route = item[1]
     assert type(route) is Route  # the branch sent only routes this way
     return route.key, route.message
+
+
+def _is_route(kv: tuple[str, Output | Route]) -> bool:
+    return type(kv[1]) is Route
+
+
+def _for_sharer(kv: tuple[str, Output | Route]) -> bool:
+    route = kv[1]
+    return type(route) is Route and route.key.startswith("sharer:")
 
 
 def build_flow(source: Source[Any], sink: Sink[tuple[str, Output]], settings: RuleSettings,
@@ -48,10 +61,24 @@ def build_flow(source: Source[Any], sink: Sink[tuple[str, Output]], settings: Ru
     sequenced = op.stateful_batch(
         "sequencer", in_log, lambda resume: SequencerLogic(settings, facts(), resume)  # type: ignore[arg-type]
     )
-    split = op.branch("split", sequenced, lambda kv: type(kv[1]) is Route)
-    routed = op.map("route", split.trues, _rekey)
-    ledger_out = op.stateful_batch(
-        "ledgers", routed, lambda resume: LedgerLogic(settings, resume)  # type: ignore[arg-type]
+    split = op.branch("split", sequenced, _is_route)
+    payouts = op.branch("payouts", split.trues, _for_sharer)
+    keyed = op.stateful_batch(
+        "ledgers", op.map("route", payouts.falses, _rekey),
+        lambda resume: LedgerLogic(settings, resume),  # type: ignore[arg-type]
     )
-    op.output("output", op.merge("outputs", split.falses, ledger_out), sink)  # type: ignore[misc]
+    keyed_split = op.branch("keyed_split", keyed, _is_route)
+    lines = op.stateful_batch(
+        "lines", op.map("to_lines", keyed_split.trues, _rekey),
+        lambda resume: LedgerLogic(settings, resume),  # type: ignore[arg-type]
+    )
+    lines_split = op.branch("lines_split", lines, _is_route)
+    credits = op.merge("to_sharers", payouts.trues, lines_split.trues)
+    sharers = op.stateful_batch(
+        "sharers", op.map("sharer_keys", credits, _rekey),
+        lambda resume: SharerLogic(settings, resume),  # type: ignore[arg-type]
+    )
+    outputs = op.merge("outputs", split.falses, keyed_split.falses, lines_split.falses,
+                       sharers)
+    op.output("output", outputs, sink)  # type: ignore[misc]
     return flow

@@ -68,6 +68,8 @@ class RedisFacts:
                 wanted.append(self.keys.fact(event["type"], event[field]))
             if event["type"] == "refund":
                 wanted.append(self.keys.fact("order", event["order_id"]))
+            elif event["type"] == "order" and event.get("scan_id") is not None:
+                wanted.append(self.keys.fact("scan", event["scan_id"]))
         wanted = [k for k in dict.fromkeys(wanted) if k not in self._facts]
         if wanted:
             found: list[Any] = self.r.mget(wanted)
@@ -78,11 +80,14 @@ class RedisFacts:
         pipe = self.r.pipeline(transaction=False)
         for key in self._dirty:
             pipe.set(key, orjson.dumps(self._facts[key]), px=self.ttl_ms)
-        for due, session_id in self._new_wakes:
-            b = due // WAKE_BUCKET_MS
-            pipe.zadd(self.keys.wakeups(b), {session_id: due})
+        by_bucket: dict[int, dict[str, int]] = {}
+        for due, key in self._new_wakes:
+            by_bucket.setdefault(due // WAKE_BUCKET_MS, {})[key] = due
+        for b, members in by_bucket.items():
+            pipe.zadd(self.keys.wakeups(b), members)
             pipe.pexpire(self.keys.wakeups(b), self.ttl_ms)
-            pipe.zadd(self.keys.wakeups_index, {str(b): b})
+        if by_bucket:
+            pipe.zadd(self.keys.wakeups_index, {str(b): b for b in by_bucket})
         if self._dirty or self._new_wakes:
             pipe.execute()
         self._facts.clear()
@@ -133,11 +138,11 @@ class RedisFacts:
 
     # -- wake-ups ----------------------------------------------------------------
 
-    def wake_at(self, due: int, session_id: str) -> None:
-        self._new_wakes.append((due, session_id))
+    def wake_at(self, due: int, key: str) -> None:
+        self._new_wakes.append((due, key))
         b = due // WAKE_BUCKET_MS
         if b <= self._loaded_upto:
-            insort(self._buckets.setdefault(b, []), (due, session_id))
+            insort(self._buckets.setdefault(b, []), (due, key))
 
     def due_between(self, after: int, until: int) -> list[str]:
         """Buckets are loaded once each, as lists sorted by due (only this process
@@ -174,7 +179,7 @@ class RedisFacts:
         replies = pipe.execute()
         for b, members in zip(found, replies, strict=False):
             self._buckets[int(b)] = sorted((int(score), m) for m, score in members)
-        for due, session_id in self._new_wakes:
+        for due, key in self._new_wakes:
             if lo <= due // WAKE_BUCKET_MS <= hi:
-                insort(self._buckets.setdefault(due // WAKE_BUCKET_MS, []), (due, session_id))
+                insort(self._buckets.setdefault(due // WAKE_BUCKET_MS, []), (due, key))
         self._loaded_upto = hi

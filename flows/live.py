@@ -42,7 +42,8 @@ def live_flow(settings: Settings) -> Dataflow:
     def facts() -> RedisFacts:
         return RedisFacts(client(settings.redis_url, patient=True), keys, ttl_ms)
 
-    return build_flow(source, RedisOutputSink(settings.redis_url, keys), rules, facts)
+    sink = RedisOutputSink(settings.redis_url, keys, ttl_ms, settings.statement_retention_ms)
+    return build_flow(source, sink, rules, facts)
 
 
 def recovery_config(settings: Settings) -> RecoveryConfig | None:

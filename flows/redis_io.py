@@ -11,7 +11,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from pydantic import ValidationError
 
-from billing import stream_ids
+from billing import sharer_view, stream_ids
 from billing.events import entry_object, int64_safe, parse_log_line, validation_summary
 from billing.keys import Keys
 from billing.redis_runtime import client
@@ -143,43 +143,53 @@ class RedisStreamSource(FixedPartitionedSource[tuple[str, SequencerInput], str])
 # One script call per batch appends every output to its public stream and updates
 # the views, written so that a replayed output (at-least-once recovery) changes
 # nothing: a session view only moves to a later (started_ts, version), an order
-# view is keyed by output_id, and a sharer's totals count each output_id once.
-# (Keys travel in ARGV: this is a single-node deployment; a cluster would need
-# one call per hash slot.)
+# view is keyed by output_id, and a sharer's balances and statement take each
+# output once (an `applied` mark per output, expiring after R; billing.sharer_view
+# owns that view's layout and write plan). (Keys travel in ARGV: this is a
+# single-node deployment; a cluster would need one call per hash slot.)
 #
 # The script checks everything that can fail before it writes anything: a Lua
 # error does not undo the writes before it, so a late failure would leave an
 # output marked applied but never counted. The one write that can fail is a
-# sharer total passing int64 (HINCRBY refuses); that output is named in the
-# answer and the sink writes it as a reject instead.
+# balance passing int64 (HINCRBY refuses); that output is named in the answer
+# and the sink writes it as a reject instead.
 #
 # Entry ids come from one sequence shared by the output streams (Redis's clock,
 # then a counter within the millisecond), so an id names one output across all
 # of them and their merge is totally ordered: `/v1/stream` resumes from a single id.
+#
+# Arguments: stats_outputs, stats_rejects, seqkey, ttl_ms, then per output:
+#   kind, stream, output_id, data, and
+#   usage: view, started_ts, version | reject: reason |
+#   commission, payout: order_view ('' for a payout), then billing.sharer_view's
+#   applied, sharer_view, statement, statement_ttl_ms, ts, n, n x (field, delta).
 _WRITE = """
-local outputs, rejects, seqkey = ARGV[1], ARGV[2], ARGV[3]
+local outputs, rejects, seqkey, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local LIMIT = 9.2e18  -- below 2^63 by far more than a double's error at this size
+local function sharer_end(i) return i + 11 + 2 * tonumber(ARGV[i + 10]) end
 local pending = {}
-local i = 4
+local i = 5
 while i <= #ARGV do
   local kind = ARGV[i]
   if kind == 'usage' then
     i = i + 7
-  elseif kind == 'commission' then
-    local output_id, applied, sharer_view = ARGV[i + 2], ARGV[i + 5], ARGV[i + 6]
-    if redis.call('SISMEMBER', applied, output_id) == 0 then
-      local slot = sharer_view .. '\0' .. ARGV[i + 7]
-      if pending[slot] == nil then
-        pending[slot] = tonumber(redis.call('HGET', sharer_view, ARGV[i + 7]) or '0') or 0
-      end
-      pending[slot] = pending[slot] + tonumber(ARGV[i + 8])
-      if math.abs(pending[slot]) > LIMIT then
-        return {'overflow', output_id}
+  elseif kind == 'reject' then
+    i = i + 5
+  else
+    local output_id, applied, view = ARGV[i + 2], ARGV[i + 5], ARGV[i + 6]
+    if redis.call('EXISTS', applied) == 0 then
+      for j = i + 11, sharer_end(i) - 1, 2 do
+        local slot = view .. '\0' .. ARGV[j]
+        if pending[slot] == nil then
+          pending[slot] = tonumber(redis.call('HGET', view, ARGV[j]) or '0') or 0
+        end
+        pending[slot] = pending[slot] + tonumber(ARGV[j + 1])
+        if math.abs(pending[slot]) > LIMIT then
+          return {'overflow', output_id}
+        end
       end
     end
-    i = i + 9
-  else
-    i = i + 5
+    i = sharer_end(i)
   end
 end
 local t = redis.call('TIME')
@@ -187,7 +197,7 @@ local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local last = redis.call('HMGET', seqkey, 'ms', 'seq')
 local last_ms, seq = tonumber(last[1] or '0'), tonumber(last[2] or '-1')
 if ms > last_ms then seq = -1 else ms = last_ms end
-i = 4
+i = 5
 while i <= #ARGV do
   local kind, stream, output_id, data = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   seq = seq + 1
@@ -201,17 +211,24 @@ while i <= #ARGV do
       redis.call('HSET', view, 'started_ts', started, 'version', version, 'data', data)
     end
     i = i + 7
-  elseif kind == 'commission' then
-    local order_view, applied, sharer_view = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
-    redis.call('HSET', order_view, output_id, data)
-    if redis.call('SADD', applied, output_id) == 1 then
-      redis.call('HINCRBY', sharer_view, ARGV[i + 7], ARGV[i + 8])
-      redis.call('HINCRBY', sharer_view, ARGV[i + 7] .. '_count', 1)
-    end
-    i = i + 9
-  else
+  elseif kind == 'reject' then
     redis.call('HINCRBY', rejects, ARGV[i + 4], 1)
     i = i + 5
+  else
+    local order_view, applied, view = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
+    if order_view ~= '' then
+      redis.call('HSET', order_view, output_id, data)
+      redis.call('PEXPIRE', order_view, ttl)
+    end
+    if redis.call('SET', applied, '1', 'NX', 'PX', ttl) then
+      for j = i + 11, sharer_end(i) - 1, 2 do
+        redis.call('HINCRBY', view, ARGV[j], ARGV[j + 1])
+      end
+      local statement = ARGV[i + 7]
+      redis.call('ZADD', statement, ARGV[i + 9], data)
+      redis.call('PEXPIRE', statement, ARGV[i + 8])
+    end
+    i = sharer_end(i)
   end
 end
 redis.call('HSET', seqkey, 'ms', ms, 'seq', seq)
@@ -220,9 +237,11 @@ return {'ok'}
 
 
 class _RedisWriter(StatelessSinkPartition[tuple[str, Output]]):
-    def __init__(self, url: str, keys: Keys) -> None:
+    def __init__(self, url: str, keys: Keys, ttl_ms: int = 3_110_400_000,
+                 statement_ttl_ms: int = 34_560_000_000) -> None:
         self.r = client(url, patient=True)
         self.keys = keys
+        self.ttl_ms, self.statement_ttl_ms = ttl_ms, statement_ttl_ms
         self.write = self.r.register_script(_WRITE)
 
     def write_batch(self, items: list[tuple[str, Output]]) -> None:
@@ -234,7 +253,7 @@ class _RedisWriter(StatelessSinkPartition[tuple[str, Output]]):
             # Nothing was written: stand a reject in for the output named, and retry.
             bad = answer[1]
             outputs = [
-                unwritable(o, "the sharer's total would pass 2^63-1")
+                unwritable(o, "the sharer's balance would pass 2^63-1")
                 if o["output_id"] == bad else o
                 for o in outputs
             ]
@@ -242,20 +261,18 @@ class _RedisWriter(StatelessSinkPartition[tuple[str, Output]]):
     def _args(self, outputs: list[Output]) -> list[str | int]:
         keys = self.keys
         args: list[str | int] = [keys.stats("outputs"), keys.stats("rejects"),
-                                 keys.output_sequence]
+                                 keys.output_sequence, self.ttl_ms]
         for original in outputs:
             out, data = encode(original)
             kind = out["type"]
             args += [kind, keys.output_stream(kind), out["output_id"], data.decode()]
             if kind == "usage":
                 args += [keys.session_view(out["session_id"]), out["started_ts"], out["version"]]
-            elif kind == "commission":
-                field = "accrued" if out["kind"] == "accrual" else "reversed"
-                args += [keys.order_view(out["order_id"]), keys.sharer_applied(out["sharer_id"]),
-                         keys.sharer_view(out["sharer_id"]), f"{out['currency']}:{field}",
-                         out["commission_minor"]]
-            else:
+            elif kind == "reject":
                 args.append(out["reason"])
+            else:
+                args.append(keys.order_view(out["order_id"]) if kind == "commission" else "")
+                args += sharer_view.write_args(keys, out, self.statement_ttl_ms)
         return args
 
     def close(self) -> None:
@@ -263,10 +280,14 @@ class _RedisWriter(StatelessSinkPartition[tuple[str, Output]]):
 
 
 class RedisOutputSink(DynamicSink[tuple[str, Output]]):
-    def __init__(self, url: str, keys: Keys) -> None:
+    """`ttl_ms`: how long applied marks and order views live (R and a margin)."""
+
+    def __init__(self, url: str, keys: Keys, ttl_ms: int = 3_110_400_000,
+                 statement_ttl_ms: int = 34_560_000_000) -> None:
         self.url, self.keys = url, keys
+        self.ttl_ms, self.statement_ttl_ms = ttl_ms, statement_ttl_ms
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _RedisWriter:
-        return _RedisWriter(self.url, self.keys)
+        return _RedisWriter(self.url, self.keys, self.ttl_ms, self.statement_ttl_ms)
 
 

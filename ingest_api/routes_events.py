@@ -13,6 +13,7 @@ from billing.events import (
     CommissionRuleBody,
     Id,
     OrderBody,
+    PayoutBody,
     RefundBody,
     SegmentBody,
     SessionBody,
@@ -56,6 +57,16 @@ def _plan(event: dict[str, Any], keys: Keys, report_interval_ms: int) -> tuple[A
         return Append(event, keys.idem("refund", refund_id), "unique"), lambda a: {
             "refund_id": refund_id,
             "order_id": order_id,
+            "ts": a.ts,
+        }
+    if kind == "payout":
+        # No id given: a new payout each time (the server's id), as for sessions.
+        payout_id = event.get("payout_id") or ulid("pay-")
+        full = {**event, "payout_id": payout_id}
+        return Append(full, keys.idem("payout", payout_id), "unique"), lambda a: {
+            "payout_id": payout_id,
+            "sharer_id": full["sharer_id"],
+            "currency": full["currency"],
             "ts": a.ts,
         }
     if kind == "session_start":
@@ -142,6 +153,16 @@ async def post_refund(
     body: RefundBody, appender: AppenderDep, keys: KeysDep, settings: SettingsDep
 ) -> JSONResponse:
     return await _append_one(_event("refund", body), appender, keys, settings)
+
+
+@router.post("/payouts", status_code=202)
+async def post_payout(
+    body: PayoutBody, appender: AppenderDep, keys: KeysDep, settings: SettingsDep
+) -> JSONResponse:
+    """Pay a sharer's whole payable balance in one currency, as it stands at this
+    point in the log. The amount (or a `nothing_to_pay` reject) comes on the
+    `billing:payouts` stream, `/v1/stream` and the sharer's statement."""
+    return await _append_one(_event("payout", body), appender, keys, settings)
 
 
 @router.post("/sessions", status_code=202)

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from billing import stream_ids
-from billing.events import Id
-from ingest_api.deps import KeysDep, Reader, RedisDep
+from billing import sharer_view, stream_ids
+from billing.currencies import format_minor
+from billing.events import MAX_TIME_MS, Id
+from ingest_api.deps import KeysDep, Reader, RedisDep, SettingsDep
 from ingest_api.problems import Problem
 
 router = APIRouter(prefix="/v1", dependencies=[Reader], tags=["read"])
@@ -39,26 +43,71 @@ async def get_order_commissions(order_id: Id, redis: RedisDep, keys: KeysDep) ->
 
 @router.get("/sharers/{sharer_id}/earnings")
 async def get_sharer_earnings(sharer_id: Id, redis: RedisDep, keys: KeysDep) -> JSONResponse:
-    """Accrued, reversed (negative) and net commission per currency, with counts."""
+    """Per currency, in minor units: SPEC's balances `pending`, `payable` (negative
+    after clawbacks beyond what was left to pay) and `paid`; the totals `accrued`,
+    `reversed` (negative) and `net`; and the counts of each kind of output."""
     totals: dict[str, str] = await redis.hgetall(keys.sharer_view(sharer_id))  # type: ignore[misc,assignment]
     if not totals:
         raise Problem(404, "Unknown sharer", f"no commissions for sharer {sharer_id!r}")
-    per: dict[str, dict[str, int]] = {}
-    for field, value in totals.items():
-        currency, _, name = field.partition(":")
-        per.setdefault(currency, {"accrued_minor": 0, "reversed_minor": 0, "accruals": 0,
-                                  "reversals": 0})
-        slot = {"accrued": "accrued_minor", "reversed": "reversed_minor",
-                "accrued_count": "accruals", "reversed_count": "reversals"}[name]
-        per[currency][slot] = int(value)
-    currencies = {
-        cur: {**v, "net_minor": v["accrued_minor"] + v["reversed_minor"]}
-        for cur, v in sorted(per.items())
-    }
-    return JSONResponse({"sharer_id": sharer_id, "currencies": currencies})
+    return JSONResponse({"sharer_id": sharer_id, "currencies": sharer_view.earnings(totals)})
 
 
-OutputType = Literal["commission", "usage", "reject"]
+TimeArg = Annotated[int, Query(ge=0, le=MAX_TIME_MS)]
+CSV_COLUMNS = ("ts", "time", "type", "kind", "status", "currency", "amount_minor", "amount",
+               "order_id", "item_id", "refund_id", "payout_id", "output_id")
+
+
+@router.get("/sharers/{sharer_id}/statement", responses={
+    200: {"content": {"application/json": {}, "text/csv": {}},
+          "description": "The statement, as JSON or (with `Accept: text/csv`) CSV."}})
+async def get_sharer_statement(
+    sharer_id: Id, redis: RedisDep, keys: KeysDep, settings: SettingsDep,
+    from_: Annotated[int, Query(alias="from", ge=0, le=MAX_TIME_MS)],
+    to: TimeArg,
+    accept: Annotated[str | None, Header()] = None,
+) -> Response:
+    """The sharer's commission and payout outputs with `from <= ts < to` (ms), in ts
+    order, with opening and closing balances per currency (`pending`, `payable`,
+    `paid`). Entries are kept for `statement_retention_ms`: an older `from` is 422."""
+    if to <= from_:
+        raise Problem(422, "Bad range", "`to` must be after `from`",
+                      errors=[{"field": "query.to", "reason": "not after from"}])
+    now_ms = int((await redis.time())[0]) * 1000  # type: ignore[misc]
+    if from_ < now_ms - settings.statement_retention_ms:
+        raise Problem(422, "Range not kept", "statement entries are kept for "
+                      f"{settings.statement_retention_ms} ms; `from` is older",
+                      errors=[{"field": "query.from", "reason": "older than kept history"}])
+    first, last = sharer_view.day_of(from_), sharer_view.day_of(max(now_ms, to))
+    pipe = redis.pipeline(transaction=True)  # one consistent read of balances and entries
+    pipe.hgetall(keys.sharer_view(sharer_id))
+    for day in range(first, last + 1):
+        pipe.zrangebyscore(keys.statement(sharer_id, day), from_, "+inf")
+    totals, *days = await pipe.execute()
+    entries = sorted((json.loads(raw) for day in days for raw in day),
+                     key=lambda o: (o["ts"], o["output_id"]))
+    window = [o for o in entries if o["ts"] < to]
+    body = {"sharer_id": sharer_id, "from": from_, "to": to,
+            **sharer_view.statement(totals, window, entries[len(window):])}
+    if accept and "text/csv" in accept:
+        return Response(_csv(window), media_type="text/csv; charset=utf-8")
+    return JSONResponse(body)
+
+
+def _csv(window: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    for o in window:
+        amount: int = o["amount_minor"] if o["type"] == "payout" else o["commission_minor"]
+        when = datetime.fromtimestamp(o["ts"] / 1000, UTC).isoformat(timespec="milliseconds")
+        writer.writerow([o["ts"], when, o["type"], o.get("kind", ""), o.get("status", ""),
+                         o["currency"], amount, format_minor(amount, o["currency"]),
+                         o.get("order_id") or "", o.get("item_id") or "",
+                         o.get("refund_id") or "", o.get("payout_id") or "", o["output_id"]])
+    return buf.getvalue()
+
+
+OutputType = Literal["commission", "usage", "payout", "reject"]
 
 
 def _matches(out: dict[str, Any], sharer_id: str | None, session_id: str | None) -> bool:
@@ -131,7 +180,7 @@ async def stream(
         stream_ids.parse(start)
     except ValueError as exc:
         raise Problem(400, "Bad Last-Event-ID", "expected a Redis stream id") from exc
-    kinds = type or ["commission", "usage", "reject"]
+    kinds = type or ["commission", "usage", "payout", "reject"]
     streams = [keys.output_stream(kind) for kind in kinds]
     return StreamingResponse(
         _events(request, redis, streams, start, sharer_id, session_id, poll_s=1.0),

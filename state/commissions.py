@@ -1,21 +1,26 @@
-"""Share commissions (SPEC "Share commissions: the rules"), per item.
+"""Share commissions (SPEC "Share commissions: the rules"), in two kinds of key.
 
-An `ItemLedger` holds, for one item, the scans still inside the attribution
-window and the attributed order lines that a refund could still reverse. Global
-facts (duplicate ids, known orders, rule versions) are the `Sequencer`'s.
-Settings are passed in, never kept: a snapshot holds state only.
+- A `Touch` (key `touch:<item>|<scanner>`) holds one scanner's best scan of one
+  item: the last touch SPEC's matching needs. It decides each order line of that
+  buyer and item, emits the accrual, and hands an attributed line to its own key.
+  Its state is one scan, however much that scanner scans: no key grows with
+  traffic, and a hot item spreads over its scanners' keys.
+- A `Line` (key `line:<item>|<buyer>|<order>|<order_ts>`) is one attributed line
+  with something to reverse or approve: refunds, the holding period (approval),
+  clawbacks, until its order is forgotten (R).
+
+Global facts (duplicate ids, known orders, the scan a hint names, rule
+versions) are the `Sequencer`'s. Settings are passed in, never kept.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Any
 
 from state.config import RuleSettings
-from state.messages import Event
+from state.messages import Attributed, Credit, Event, Route
 from state.money import round_half_up
 from state.outputs import Output, commission
-from state.retention import Recent
 
 Rule = dict[str, Any]
 
@@ -86,86 +91,52 @@ def reversal_total(accrued: int, refunded: int, quantity: int) -> int:
     return round_half_up(accrued * min(refunded, quantity), quantity)
 
 
-class ScanLog:
-    """One item's scans inside the attribution window, in log order.
+def better(scan: Event, than: Event | None) -> bool:
+    """SPEC "Last touch": the greatest ts, then the greatest scan_id."""
+    return than is None or (scan["ts"], scan["scan_id"]) > (than["ts"], than["scan_id"])
 
-    Matching is O(1) however many scans an item holds: the hint is a dict lookup,
-    and last touch only needs each scanner's best scan, the greatest (ts, scan_id)
-    among its scans of another sharer's share. Scans arrive in log order, so when
-    a scanner's best scan leaves the window, all its other scans have left too.
-    Forgetting pops from the front of a deque: O(1) amortised.
+
+def hint_applies(scan: Event | None, order: Event, item_id: str, window_ms: int) -> bool:
+    """SPEC "Matching" 1: the hinted scan is a candidate for this line, and was
+    made by the buyer or by nobody known."""
+    if scan is None:
+        return False
+    buyer = order["buyer_id"]
+    return (
+        scan["item_id"] == item_id
+        and order["ts"] - window_ms <= scan["ts"] <= order["ts"]
+        and scan["sharer_id"] != buyer
+        and scan.get("scanner_id") in (None, buyer)
+    )
+
+
+class Touch:
+    """One scanner's best scan of one item, while it is inside the window.
+
+    Only scans of another sharer's share are kept (self-referral never earns):
+    scans arrive in log order, so the latest such scan is the best for every later
+    order until it leaves the window, and then so have all earlier ones.
     """
 
-    __slots__ = ("best_by_scanner", "by_id", "in_order")
+    __slots__ = ("best",)
 
     def __init__(self) -> None:
-        self.in_order: deque[Event] = deque()
-        self.by_id: dict[str, Event] = {}
-        self.best_by_scanner: dict[str, Event] = {}
-
-    def __len__(self) -> int:
-        return len(self.in_order)
-
-    def add(self, scan: Event) -> None:
-        self.in_order.append(scan)
-        self.by_id[scan["scan_id"]] = scan
-        scanner = scan.get("scanner_id")
-        if scanner is None or scanner == scan["sharer_id"]:
-            return  # never a last touch: no buyer is null, and self-referral never earns
-        best = self.best_by_scanner.get(scanner)
-        if best is None or (scan["ts"], scan["scan_id"]) > (best["ts"], best["scan_id"]):
-            self.best_by_scanner[scanner] = scan
-
-    def forget_before(self, oldest_ts: int) -> None:
-        """Drop scans with ts < oldest_ts: no later order can use them (ts only grows)."""
-        in_order = self.in_order
-        while in_order and in_order[0]["ts"] < oldest_ts:
-            scan = in_order.popleft()
-            if self.by_id.get(scan["scan_id"]) is scan:
-                del self.by_id[scan["scan_id"]]
-            scanner = scan.get("scanner_id")
-            if scanner is not None and self.best_by_scanner.get(scanner) is scan:
-                del self.best_by_scanner[scanner]
-
-    def match(self, order: Event) -> Event | None:
-        """SPEC "Matching", over scans already cut to the window: hint, else last touch."""
-        buyer = order["buyer_id"]
-        hint = order.get("scan_id")
-        if hint is not None:
-            scan = self.by_id.get(hint)
-            if (
-                scan is not None
-                and scan["sharer_id"] != buyer
-                and scan.get("scanner_id") in (None, buyer)
-            ):
-                return scan
-        return self.best_by_scanner.get(buyer)
-
-
-class ItemLedger:
-    """All commission state for one item_id: scans in the window, and attributed
-    lines with something left to reverse, until their order is forgotten (R)."""
-
-    __slots__ = ("lines", "scans")
-
-    def __init__(self) -> None:
-        self.scans = ScanLog()
-        # order_id -> attributed line with accrued amount and refunded quantity so far
-        self.lines: Recent[dict[str, Any]] = Recent()
+        self.best: Event | None = None
 
     def is_empty(self) -> bool:
-        return not self.scans and not self.lines
+        return self.best is None
 
     def forget(self, log_time: int, settings: RuleSettings) -> None:
-        self.scans.forget_before(log_time - settings.attribution_window_ms)
-        self.lines.forget_before(log_time - settings.retention_ms)
+        if self.best is not None and self.best["ts"] < log_time - settings.attribution_window_ms:
+            self.best = None
 
-    def on_scan(self, scan: Event) -> list[Output]:
-        self.scans.add(scan)
-        return []
+    def on_scan(self, scan: Event) -> None:
+        if better(scan, self.best):
+            self.best = scan
 
-    def on_order_line(self, order: Event, line: Event, rules: list[Rule]) -> list[Output]:
-        scan = self.scans.match(order)
+    def on_order_line(self, order: Event, line: Event, rules: list[Rule], hint: Event | None,
+                      line_key: str, step: int) -> list[Output | Route]:
+        scan = hint if hint is not None else self.best
         if scan is None:
             return []
         rule = resolve_rule(rules, scan["sharer_id"], line["item_id"], order["currency"])
@@ -185,24 +156,59 @@ class ItemLedger:
             "accrued": accrued,
             "refunded": 0,
             "reversed": 0,
+            "status": "pending",
         }
+        out: list[Output | Route] = [commission("accrual", record, accrued, order["ts"], "pending")]
         if accrued > 0:
-            # Nothing can ever be reversed from a zero accrual, so it need not be kept.
-            self.lines.add(order["order_id"], order["ts"], record)
-        return [commission("accrual", record, accrued, order["ts"])]
+            # Nothing can be reversed or approved from a zero accrual: no line key.
+            out.append(Route(line_key, Attributed(record, step)))
+        return out
 
-    def on_refund(self, refund: Event, quantity: int | None) -> list[Output]:
-        """Refund `quantity` of this item of the order (None: all of it)."""
-        record = self.lines.get(refund["order_id"])
-        if record is None:
-            return []
+
+class Line:
+    """One attributed line with a positive accrual, from its order until R."""
+
+    __slots__ = ("record",)
+
+    def __init__(self, record: dict[str, Any]) -> None:
+        self.record = dict(record)
+
+    def advance(self, log_time: int, settings: RuleSettings, step: int
+                ) -> tuple[list[Output | Route], bool]:
+        """The log's time is `log_time`: approve once past the holding period.
+        Returns the outputs and whether the line is forgotten (SPEC "Retention")."""
+        record = self.record
+        out: list[Output | Route] = []
+        due = record["order_ts"] + settings.holding_period_ms
+        if record["status"] == "pending" and log_time > due:
+            record["status"] = "approved"
+            left = record["accrued"] - record["reversed"]
+            if left > 0:
+                approval = commission("approval", record, left, due, "approved")
+                out.append(approval)
+                out.append(Route(f"sharer:{record['sharer_id']}", Credit(
+                    record["currency"], left, step, 0, approval["output_id"])))
+        return out, record["order_ts"] < log_time - settings.retention_ms
+
+    def on_refund(self, refund: Event, quantity: int | None, step: int) -> list[Output | Route]:
+        """Refund `quantity` of this line (None: all of it)."""
+        record = self.record
         q = record["quantity"]
         record["refunded"] = q if quantity is None else min(q, record["refunded"] + quantity)
         total = reversal_total(record["accrued"], record["refunded"], q)
         delta = total - record["reversed"]
-        if record["refunded"] >= q:
-            self.lines.discard(refund["order_id"])
         if delta <= 0:
             return []
         record["reversed"] = total
-        return [commission("reversal", record, -delta, refund["ts"], refund["refund_id"])]
+        status = record["status"]
+        reversal = commission("reversal", record, -delta, refund["ts"], status,
+                              refund["refund_id"])
+        if status == "pending":
+            return [reversal]
+        # A clawback: it lowers what the sharer can be paid.
+        return [reversal, Route(f"sharer:{record['sharer_id']}", Credit(
+            record["currency"], -delta, step, 1, reversal["output_id"]))]
+
+    def spent(self) -> bool:
+        """Fully refunded: nothing more can be reversed or approved."""
+        return self.record["refunded"] >= self.record["quantity"]

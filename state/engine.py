@@ -1,7 +1,9 @@
 """The whole engine as a plain loop: the reference the dataflow is tested against.
 
-Same pieces as the dataflow (a `Sequencer`, then `ledgers.apply` per key), run in
-one thread, in log order, with no bytewax.
+Same pieces as the dataflow (a `Sequencer`, then `ledgers.apply` per key, stage
+after stage), run in one thread, in log order, with no bytewax. A route a key
+emits is applied at once, depth first, so every key, sharers included, sees its
+messages in log order and a sharer can apply each as it comes.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 from state import ledgers
+from state.balances import SharerLedger
 from state.config import RuleSettings
 from state.facts import Facts, MemoryFacts
 from state.messages import Event, LogEvent, Route, SequencerInput
@@ -28,11 +31,17 @@ class Engine:
         keys = self.keys
         for route in routes:
             state, produced = ledgers.apply(keys.get(route.key), route.message, self.settings)
+            if isinstance(state, SharerLedger):
+                out.extend(state.release())
             if ledgers.is_empty(state):
                 keys.pop(route.key, None)
             else:
                 keys[route.key] = state
-            out.extend(produced)
+            for item in produced:
+                if isinstance(item, Route):
+                    out.extend(self._route([item]))
+                else:
+                    out.append(item)
         return out
 
     def on_batch(self, entries: list[SequencerInput]) -> list[Output]:

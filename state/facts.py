@@ -8,14 +8,15 @@ flows pass a Redis store (`flows.facts_redis`) that keeps each fact with the log
 position that first used it, so a re-run after a crash decides exactly as the
 first run did, and lets Redis expire it.
 
-A store also keeps *due* session ids: sessions to wake once the log's time
-passes a moment (to forget a closed session past R), so that those timers do not sit
-in the sequencer's snapshot either.
+A store also keeps wake-ups: keys to wake once the log's time passes a moment
+(to forget a closed session past R, a scan past the window; to approve an order
+line, then forget it), so that those timers do not sit in the sequencer's
+snapshot either.
 """
 
 from __future__ import annotations
 
-from collections import deque
+import heapq
 from collections.abc import Iterable
 from typing import Any, Protocol
 
@@ -41,11 +42,11 @@ class Facts(Protocol):
     def forget_before(self, oldest_ts: int) -> None:
         """The log's time is past `oldest_ts + R`: what was first used before is gone."""
 
-    def wake_at(self, due: int, session_id: str) -> None:
-        """Ask for `session_id` among `due_between(a, t)` once t > due."""
+    def wake_at(self, due: int, key: str) -> None:
+        """Ask for `key` among `due_between(a, t)` once t > due."""
 
     def due_between(self, after: int, until: int) -> list[str]:
-        """Session ids whose wake-up time is in [after, until): the log's time just
+        """Keys whose wake-up time is in [after, until), by (time, key): the log's time just
         moved from `after` to `until` (both are the sequencer's, so a re-run after a
         crash asks again for the same span)."""
 
@@ -56,7 +57,7 @@ class MemoryFacts:
     def __init__(self) -> None:
         # One queue for every kind: forgetting is one check per move of the log's time.
         self.recent: Recent[Any] = Recent()
-        self.wakeups: deque[tuple[int, str]] = deque()
+        self.wakeups: list[tuple[int, str]] = []  # a heap
 
     def prepare(self, entries: Iterable[Any]) -> None:
         pass
@@ -78,14 +79,14 @@ class MemoryFacts:
     def forget_before(self, oldest_ts: int) -> None:
         self.recent.forget_before(oldest_ts)
 
-    def wake_at(self, due: int, session_id: str) -> None:
-        # Asked in the order of their due times (each is a close time + R, and
-        # closes are handled in time order), so a deque stays sorted.
-        self.wakeups.append((due, session_id))
+    def wake_at(self, due: int, key: str) -> None:
+        heapq.heappush(self.wakeups, (due, key))
 
     def due_between(self, after: int, until: int) -> list[str]:
         due: list[str] = []
         wakeups = self.wakeups
         while wakeups and wakeups[0][0] < until:
-            due.append(wakeups.popleft()[1])
+            _when, key = heapq.heappop(wakeups)
+            if not due or due[-1] != key:  # one wake per key and moment is enough
+                due.append(key)
         return due

@@ -1,10 +1,12 @@
-"""Per-key state behind the sequencer: one `ItemLedger` or `Session` per key.
+"""Per-key state behind the sequencer: a `Touch`, `Line`, `SharerLedger` or `Session`.
 
 `apply(state, message, settings)` is the whole keyed step: the flows call it
 from a bytewax `StatefulBatchLogic`, and `state.engine` calls it from a plain
-loop. Each message kind has one handler in `HANDLERS`; an unknown kind raises.
-A handler that fails turns its message into an `invalid_event` reject: one bad
-entry must never stop billing for everything after it.
+loop. It returns the key's new state and what it emits: outputs (dicts) and
+`Route`s for keys of the next stage (touch -> line -> sharer). Each message kind
+has one handler in `HANDLERS`; an unknown kind raises. A handler that fails
+turns its message into an `invalid_event` reject: one bad entry must never stop
+billing for everything after it.
 """
 
 from __future__ import annotations
@@ -12,35 +14,78 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from state.commissions import ItemLedger
+from state.balances import SharerLedger
+from state.commissions import Line, Touch
 from state.config import RuleSettings
-from state.messages import KeyMessage, OrderLine, Refund, Scan, Segment, Start, Tick
+from state.messages import (
+    Attributed,
+    Credit,
+    KeyMessage,
+    OrderLine,
+    PayoutRequest,
+    Refund,
+    Route,
+    Scan,
+    Segment,
+    Start,
+    Tick,
+    ToLine,
+)
 from state.metering import Session
 from state.outputs import Output, invalid_event, reject
 
-KeyState = ItemLedger | Session | None
-Result = tuple[KeyState, list[Output]]
+KeyState = Touch | Line | SharerLedger | Session | None
+Emitted = list[Output | Route]
+Result = tuple[KeyState, Emitted]
 
 
-def _ledger(state: KeyState, ts: int, settings: RuleSettings) -> ItemLedger:
-    ledger = state if isinstance(state, ItemLedger) else ItemLedger()
-    ledger.forget(ts, settings)
-    return ledger
+def _touch(state: KeyState, log_time: int, settings: RuleSettings) -> Touch:
+    touch = state if isinstance(state, Touch) else Touch()
+    touch.forget(log_time, settings)
+    return touch
 
 
 def _on_scan(state: KeyState, msg: Scan, settings: RuleSettings) -> Result:
-    ledger = _ledger(state, msg.event["ts"], settings)
-    return ledger, ledger.on_scan(msg.event)
+    touch = _touch(state, msg.event["ts"], settings)
+    touch.on_scan(msg.event)
+    return touch, []
 
 
 def _on_order_line(state: KeyState, msg: OrderLine, settings: RuleSettings) -> Result:
-    ledger = _ledger(state, msg.order["ts"], settings)
-    return ledger, ledger.on_order_line(msg.order, msg.line, msg.rules)
+    touch = _touch(state, msg.order["ts"], settings)
+    return touch, touch.on_order_line(msg.order, msg.line, msg.rules, msg.hint,
+                                      msg.line_key, msg.step)
+
+
+def _on_to_line(state: KeyState, msg: ToLine, settings: RuleSettings) -> Result:
+    return state, [Route(msg.line_key, msg.message)]
+
+
+def _line(state: KeyState, log_time: int, step: int, settings: RuleSettings
+          ) -> tuple[Line | None, Emitted]:
+    """The line as of `log_time` (None if there is none, or it was forgotten)."""
+    if not isinstance(state, Line):
+        return None, []
+    out, forgotten = state.advance(log_time, settings, step)
+    return (None if forgotten else state), out
+
+
+def _on_attributed(state: KeyState, msg: Attributed, settings: RuleSettings) -> Result:
+    return Line(msg.record), []
 
 
 def _on_refund(state: KeyState, msg: Refund, settings: RuleSettings) -> Result:
-    ledger = _ledger(state, msg.event["ts"], settings)
-    return ledger, ledger.on_refund(msg.event, msg.quantity)
+    line, out = _line(state, msg.event["ts"], msg.step, settings)
+    if line is None:
+        return None, out  # not attributed, nothing accrued, or forgotten
+    out.extend(line.on_refund(msg.event, msg.quantity, msg.step))
+    return (None if line.spent() else line), out
+
+
+def _sharer(state: KeyState, msg: Credit | PayoutRequest, settings: RuleSettings) -> Result:
+    ledger = state if isinstance(state, SharerLedger) else SharerLedger()
+    ledger.receive(msg)
+    return ledger, []  # applied by `release`, in log order (state.balances)
 
 
 def _session(state: KeyState, log_time: int, settings: RuleSettings
@@ -53,30 +98,40 @@ def _session(state: KeyState, log_time: int, settings: RuleSettings
 
 
 def _on_tick(state: KeyState, msg: Tick, settings: RuleSettings) -> Result:
-    return _session(state, msg.log_time, settings)
+    if isinstance(state, Touch):
+        state.forget(msg.log_time, settings)
+        return state, []
+    if isinstance(state, Line):
+        return _line(state, msg.log_time, msg.step, settings)
+    session, out = _session(state, msg.log_time, settings)
+    return session, list(out)
 
 
 def _on_start(state: KeyState, msg: Start, settings: RuleSettings) -> Result:
     session, out = _session(state, msg.event["ts"], settings)
     if session is not None:
         out.append(reject("duplicate", msg.event, msg.position))
-        return session, out
-    return Session(msg.event, msg.tariff), out
+        return session, list(out)
+    return Session(msg.event, msg.tariff), list(out)
 
 
 def _on_segment(state: KeyState, msg: Segment, settings: RuleSettings) -> Result:
     session, out = _session(state, msg.event["ts"], settings)
     if session is None:
         out.append(reject("unknown_session", msg.event, msg.position))
-        return None, out
+        return None, list(out)
     out.extend(session.on_segment(msg.event, msg.position, settings))
-    return session, out
+    return session, list(out)
 
 
 HANDLERS: dict[str, Callable[[KeyState, Any, RuleSettings], Result]] = {
     "scan": _on_scan,
     "order_line": _on_order_line,
+    "to_line": _on_to_line,
+    "attributed": _on_attributed,
     "refund": _on_refund,
+    "credit": _sharer,
+    "payout": _sharer,
     "tick": _on_tick,
     "start": _on_start,
     "segment": _on_segment,
@@ -89,19 +144,29 @@ def apply(state: KeyState, message: KeyMessage, settings: RuleSettings) -> Resul
     try:
         return handler(state, message, settings)
     except Exception as exc:
-        if isinstance(message, Tick):
-            owner = state.session_id if isinstance(state, Session) else "?"
-            event: dict[str, Any] = {"tick": message.log_time, "session_id": owner}
-            return state, [invalid_event(event, f"tick:{owner}:{message.log_time}", exc)]
-        # One reject per (entry, key): an order's lines go to several item keys.
-        where = message.position
-        if isinstance(message, OrderLine):
-            where += ":" + message.line["item_id"]
-        elif isinstance(message, Refund):
-            where += ":" + message.item_id
-        return state, [invalid_event(message.event, where, exc)]
+        return state, [_failed(state, message, exc)]
+
+
+def _failed(state: KeyState, message: KeyMessage, exc: Exception) -> Output:
+    """One reject per (entry, key), with an id from the input."""
+    if isinstance(message, Tick):
+        owner = state.session_id if isinstance(state, Session) else type(state).__name__
+        event: dict[str, Any] = {"tick": message.log_time, "key": owner}
+        return invalid_event(event, f"tick:{owner}:{message.log_time}", exc)
+    if isinstance(message, OrderLine):  # an order's lines go to several keys
+        return invalid_event(message.order, f"{message.position}:{message.line['item_id']}", exc)
+    if isinstance(message, Refund):
+        return invalid_event(message.event, f"{message.position}:{message.item_id}", exc)
+    if isinstance(message, Attributed | Credit | ToLine):
+        ident = getattr(message, "ident", None) or getattr(message, "line_key", "attributed")
+        return invalid_event({"message": message.kind}, f"{message.kind}:{ident}", exc)
+    return invalid_event(message.event, message.position, exc)
 
 
 def is_empty(state: KeyState) -> bool:
     """Nothing kept: the key can be dropped rather than hold an empty ledger."""
-    return state is None or (isinstance(state, ItemLedger) and state.is_empty())
+    if state is None:
+        return True
+    if isinstance(state, Touch | SharerLedger):
+        return state.is_empty()
+    return False

@@ -1,11 +1,19 @@
 """Typed messages between the engine's steps, each tagged with a `Literal` kind.
 
 Into the sequencer (one per log entry or watermark):  `LogEvent`, `BadEntry`, `Watermark`.
-From the sequencer to a keyed ledger (`item:<id>`, `session:<id>`): `Route` wrapping
-one of `Scan`, `OrderLine`, `Refund`, `Start`, `Segment`, `Tick`.
+Between keyed ledgers, a `Route(key, message)`; the stages and their keys:
+
+    sequencer -> touch:<item>|<scanner>   Scan, OrderLine, Tick, ToLine (forwarded)
+              -> session:<id>             Start, Segment, Tick
+              -> sharer:<id>              PayoutRequest
+    touch     -> line:<item>|<buyer>|<order>|<order_ts>   Attributed, Refund, Tick
+    line      -> sharer:<id>              Credit
 
 Every message that stems from a log entry carries that entry's `position`, so
 whatever a key emits about it (a reject, an error) has an id from the input.
+Messages bound for a sharer carry `step`, the sequencer's count of entries, and
+a `phase` (0: the time advance before the entry, 1: the entry itself), so that a
+sharer key fed by several workers can restore log order (state.balances).
 """
 
 from __future__ import annotations
@@ -60,6 +68,9 @@ class OrderLine:
     line: Event
     rules: list[Event]  # the commission rules that could apply, as of the order
     position: str
+    hint: Event | None  # the order's scan_id hint, if it is a candidate for this line
+    line_key: str
+    step: int
     kind: Literal["order_line"] = "order_line"
 
     @property
@@ -73,6 +84,7 @@ class Refund:
     item_id: str
     quantity: int | None  # None: the whole line
     position: str
+    step: int
     kind: Literal["refund"] = "refund"
 
 
@@ -96,12 +108,54 @@ class Tick:
     """The log's time has passed a deadline this key asked for (idle, grace, retention)."""
 
     log_time: int
+    step: int = 0
     kind: Literal["tick"] = "tick"
 
 
-ItemMessage = Scan | OrderLine | Refund
+@dataclass(frozen=True, slots=True)
+class Attributed:
+    """An attributed line with a positive accrual, from its touch key to its line key."""
+
+    record: dict[str, Any]
+    step: int
+    kind: Literal["attributed"] = "attributed"
+
+
+@dataclass(frozen=True, slots=True)
+class ToLine:
+    """For a line key, through its touch key: a line key takes messages from one
+    upstream key only, so they reach it in log order."""
+
+    line_key: str
+    message: Refund | Tick
+    kind: Literal["to_line"] = "to_line"
+
+
+@dataclass(frozen=True, slots=True)
+class Credit:
+    """A change of a sharer's payable balance (an approval, or a clawback)."""
+
+    currency: str
+    amount: int
+    step: int
+    phase: int
+    ident: str  # the output's id: a stable order among credits of one step
+    kind: Literal["credit"] = "credit"
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutRequest:
+    event: Event
+    position: str
+    step: int
+    kind: Literal["payout"] = "payout"
+
+
+TouchMessage = Scan | OrderLine | Tick | ToLine
+LineMessage = Attributed | Refund | Tick
+SharerMessage = Credit | PayoutRequest
 SessionMessage = Start | Segment | Tick
-KeyMessage = ItemMessage | SessionMessage
+KeyMessage = TouchMessage | LineMessage | SharerMessage | SessionMessage
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,3 +164,17 @@ class Route:
 
     key: str
     message: KeyMessage
+
+
+def line_key(item_id: str, buyer_id: str, order_id: str, order_ts: int) -> str:
+    """Ids never hold '|' (SPEC: [A-Za-z0-9._:-]), so it separates them safely."""
+    return f"line:{item_id}|{buyer_id}|{order_id}|{order_ts}"
+
+
+def touch_key(item_id: str, person_id: str) -> str:
+    return f"touch:{item_id}|{person_id}"
+
+
+def touch_key_of_line(key: str) -> str:
+    item_id, buyer_id, _order, _ts = key[5:].split("|")
+    return touch_key(item_id, buyer_id)

@@ -1,6 +1,7 @@
 """SPEC output records, each with an `output_id` that only depends on the input.
 
-Ids: accruals by (order, its ts, item), reversals by (refund, its ts, item), usage
+Ids: accruals and approvals by (order, its ts, item), reversals by (refund, its
+ts, item), payouts by (payout, its ts), usage
 by (session, its start's ts, version), rejects by the rejected entry's log
 position. The `ts` parts keep ids apart when Retention lets an id come back.
 Processing the same log again, after a crash or on another worker count, yields
@@ -39,17 +40,19 @@ def commission(
     line: dict[str, Any],
     amount: int,
     ts: int,
+    status: str,
     refund_id: str | None = None,
 ) -> Output:
-    """`line` is an attributed order line as kept by the item ledger."""
-    if kind == "accrual":
-        output_id = f"commission:accrual:{line['order_id']}:{line['order_ts']}:{line['item_id']}"
-    else:
+    """`line` is an attributed order line as kept by its ledger."""
+    if kind == "reversal":
         output_id = f"commission:reversal:{refund_id}:{ts}:{line['item_id']}"
+    else:  # accrual, approval: one each per line
+        output_id = f"commission:{kind}:{line['order_id']}:{line['order_ts']}:{line['item_id']}"
     return {
         "type": "commission",
         "output_id": output_id,
         "kind": kind,
+        "status": status,
         "order_id": line["order_id"],
         "item_id": line["item_id"],
         "buyer_id": line["buyer_id"],
@@ -62,4 +65,16 @@ def commission(
         "currency": line["currency"],
         "ts": ts,
         "refund_id": refund_id,
+    }
+
+
+def payout(event: Event, amount: int) -> Output:
+    return {
+        "type": "payout",
+        "output_id": f"payout:{event['payout_id']}:{event['ts']}",
+        "payout_id": event["payout_id"],
+        "sharer_id": event["sharer_id"],
+        "currency": event["currency"],
+        "amount_minor": amount,
+        "ts": event["ts"],
     }

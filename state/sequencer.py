@@ -2,16 +2,18 @@
 
 The `Sequencer` sees every entry in log order. It owns what cannot be split by
 key: duplicate ids, known orders, rule and tariff versions, and the log's time.
-It emits rejects and `Route`s for the per-key ledgers (`item:<item_id>`,
-`session:<session_id>`), in log order.
+It emits rejects and `Route`s for the per-key ledgers (state.messages lists
+the keys), in log order, each stamped with `step`, its count of entries.
 
 Memory (SPEC "Retention"): seen ids and each order's items live in a `Facts`
 store passed in with the settings (state.facts), never in this object, so its
 snapshot stays small: the log's time, the rule and tariff catalogs, and a clock
 for each open session: a hint of when it needs a `Tick` to close as idle. A
 clock stores the inputs of that deadline, not the deadline, so a restart with
-new settings recomputes it. The later tick, to forget a session past R, is
-asked of the store (`wake_at`), which keeps those timers out of the snapshot.
+new settings recomputes it. Later wake-ups are asked of the store (`wake_at`),
+which keeps those timers out of the snapshot: to forget a session past R, a
+scan past the window, and for each order line, to approve it after the holding
+period and to forget it past R (state.commissions).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import heapq
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from state.commissions import candidate_rules
+from state.commissions import candidate_rules, hint_applies
 from state.config import RuleSettings
 from state.facts import Facts
 from state.messages import (
@@ -28,6 +30,7 @@ from state.messages import (
     Event,
     LogEvent,
     OrderLine,
+    PayoutRequest,
     Refund,
     Route,
     Scan,
@@ -35,11 +38,16 @@ from state.messages import (
     SequencerInput,
     Start,
     Tick,
+    ToLine,
+    line_key,
+    touch_key,
+    touch_key_of_line,
 )
 from state.metering import Tariff
 from state.outputs import Output, invalid_event, reject
 
-ID_FIELDS = {"share": "share_id", "scan": "scan_id", "order": "order_id", "refund": "refund_id"}
+ID_FIELDS = {"share": "share_id", "scan": "scan_id", "order": "order_id", "refund": "refund_id",
+             "payout": "payout_id"}
 
 # A session clock: [last_receive_ts, report_interval_ms, hinted_due].
 LAST, INTERVAL, HINT = 0, 1, 2
@@ -48,6 +56,7 @@ LAST, INTERVAL, HINT = 0, 1, 2
 class Sequencer:
     def __init__(self) -> None:
         self.log_time = 0
+        self.steps = 0  # entries seen: the order of what reaches a sharer key
         self.tariffs: dict[str, Tariff] = {}
         # Replaced, never mutated, so that routed order lines can share it safely.
         self.commission_rules: dict[str, dict[str, Any]] = {}
@@ -90,14 +99,27 @@ class Sequencer:
             if due >= log_time:  # settings changed since the hint: not due yet
                 self._hint(session_id, clock, due)
                 continue
-            routes.append(Route(f"session:{session_id}", Tick(log_time)))
+            routes.append(Route(f"session:{session_id}", Tick(log_time, self.steps)))
             # Closed (if it had not closed earlier by its end flag, even sooner):
             # the store wakes it once more, to forget it past R.
             del clocks[session_id]
-            facts.wake_at(max(due + settings.retention_ms, before), session_id)
-        routes.extend(Route(f"session:{session_id}", Tick(log_time))
-                      for session_id in facts.due_between(before, log_time))
+            facts.wake_at(max(due + settings.retention_ms, before), f"session:{session_id}")
+        for key in facts.due_between(before, log_time):
+            routes.append(self._wake(key, log_time, settings, facts))
         return routes
+
+    def _wake(self, key: str, log_time: int, settings: RuleSettings, facts: Facts) -> Route:
+        tick = Tick(log_time, self.steps)
+        if not key.startswith("line:"):
+            return Route(key, tick)  # a session or a touch key
+        # A line is woken to approve and then to forget it. Its deadlines are
+        # derived here from its order's ts (in its key) and today's settings.
+        order_ts = int(key.rsplit("|", 1)[1])
+        later = [d for d in (order_ts + settings.holding_period_ms,
+                             order_ts + settings.retention_ms) if d >= log_time]
+        if later:
+            facts.wake_at(min(later), key)
+        return Route(touch_key_of_line(key), ToLine(key, tick))
 
     @staticmethod
     def _due(clock: list[int], settings: RuleSettings) -> int:
@@ -110,13 +132,14 @@ class Sequencer:
     def finish(self) -> list[Route]:
         """End of input: the log's time stays at the greatest ts; every session that
         may still be open gets a tick, to close if its own deadline has passed."""
-        return [Route(f"session:{session_id}", Tick(self.log_time))
+        return [Route(f"session:{session_id}", Tick(self.log_time, self.steps))
                 for session_id in sorted(self.clocks)]
 
     # -- entries ----------------------------------------------------------------
 
     def on_input(self, entry: SequencerInput, settings: RuleSettings, facts: Facts
                  ) -> tuple[list[Output], list[Route]]:
+        self.steps += 1
         if isinstance(entry, LogEvent):
             return self.on_event(entry.event, entry.position, settings, facts)
         if isinstance(entry, BadEntry):
@@ -132,8 +155,9 @@ class Sequencer:
         id_field = ID_FIELDS.get(kind)
         try:
             # Seen means seen in the log: a refund rejected as unknown_order still
-            # uses its id. An order keeps its items, to route its refunds.
-            payload = tuple(ln["item_id"] for ln in event["lines"]) if kind == "order" else None
+            # uses its id. An order keeps its buyer and items, to route its
+            # refunds; a scan what a hint naming it needs.
+            payload = PAYLOADS[kind](event) if kind in PAYLOADS else None
             if id_field is not None and not facts.first_use(
                 kind, event[id_field], event["ts"], position, settings.retention_ms, payload
             ):
@@ -162,22 +186,48 @@ class Sequencer:
 
     def _on_scan(self, event: Event, position: str, settings: RuleSettings,
                  facts: Facts, routes: list[Route]) -> list[Output]:
-        routes.append(Route(f"item:{event['item_id']}", Scan(event, position)))
+        scanner = event.get("scanner_id")
+        if scanner is None or scanner == event["sharer_id"]:
+            return []  # never a last touch; a hint finds it in the fact store
+        key = touch_key(event["item_id"], scanner)
+        routes.append(Route(key, Scan(event, position)))
+        facts.wake_at(event["ts"] + settings.attribution_window_ms, key)  # to forget it
         return []
 
     def _on_order(self, event: Event, position: str, settings: RuleSettings,
                   facts: Facts, routes: list[Route]) -> list[Output]:
+        hinted: Event | None = None
+        if event.get("scan_id") is not None:
+            found = facts.lookup("scan", event["scan_id"], event["ts"], position,
+                                 settings.retention_ms)
+            if found is not None:
+                hinted = dict(zip(SCAN_FIELDS, found, strict=True))
+                hinted["scan_id"] = event["scan_id"]
+        buyer, ts = event["buyer_id"], event["ts"]
         for line in event["lines"]:
-            rules = self._candidate_rules(line["item_id"], event["currency"])
-            routes.append(Route(f"item:{line['item_id']}", OrderLine(event, line, rules, position)))
+            item = line["item_id"]
+            rules = self._candidate_rules(item, event["currency"])
+            hint = hinted if hint_applies(hinted, event, item, settings.attribution_window_ms) \
+                else None
+            key = line_key(item, buyer, event["order_id"], ts)
+            routes.append(Route(touch_key(item, buyer),
+                                OrderLine(event, line, rules, position, hint, key, self.steps)))
+            facts.wake_at(ts + settings.holding_period_ms, key)  # to approve, then forget
+        return []
+
+    def _on_payout(self, event: Event, position: str, settings: RuleSettings,
+                   facts: Facts, routes: list[Route]) -> list[Output]:
+        routes.append(Route(f"sharer:{event['sharer_id']}",
+                            PayoutRequest(event, position, self.steps)))
         return []
 
     def _on_refund(self, event: Event, position: str, settings: RuleSettings,
                    facts: Facts, routes: list[Route]) -> list[Output]:
-        items = facts.lookup("order", event["order_id"], event["ts"], position,
+        known = facts.lookup("order", event["order_id"], event["ts"], position,
                              settings.retention_ms)
-        if items is None:  # never seen, or forgotten (SPEC "Retention")
+        if known is None:  # never seen, or forgotten (SPEC "Retention")
             return [reject("unknown_order", event, position)]
+        buyer, order_ts, items = known
         lines = event.get("lines")
         quantities: dict[str, int | None]
         if lines is None:
@@ -189,7 +239,9 @@ class Sequencer:
                 if item in items:
                     quantities[item] = (quantities.get(item) or 0) + line["quantity"]
         for item_id, quantity in quantities.items():
-            routes.append(Route(f"item:{item_id}", Refund(event, item_id, quantity, position)))
+            refund = Refund(event, item_id, quantity, position, self.steps)
+            key = line_key(item_id, buyer, event["order_id"], order_ts)
+            routes.append(Route(touch_key(item_id, buyer), ToLine(key, refund)))
         return []
 
     def _on_session_start(self, event: Event, position: str, settings: RuleSettings,
@@ -233,4 +285,13 @@ class Sequencer:
         "refund": _on_refund,
         "session_start": _on_session_start,
         "segment": _on_segment,
+        "payout": _on_payout,
     }
+
+
+# What the fact store keeps with an id's first use (see `Sequencer.on_event`).
+SCAN_FIELDS = ("ts", "item_id", "sharer_id", "share_id", "scanner_id")
+PAYLOADS: dict[str, Callable[[Event], tuple[Any, ...]]] = {
+    "scan": lambda e: tuple(e.get(f) for f in SCAN_FIELDS),
+    "order": lambda e: (e["buyer_id"], e["ts"], [ln["item_id"] for ln in e["lines"]]),
+}

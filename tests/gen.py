@@ -83,7 +83,11 @@ def random_log(seed: int, n: int, t0: int = 1_700_000_000_000) -> list[dict[str,
                      "order_id": target, "ts": ts}
             if rng.random() < 0.6:
                 event["lines"] = [{"item_id": rng.choice(items), "quantity": rng.randint(1, 3)}]
-        elif roll < 0.56:
+        elif roll < 0.53:
+            event = {"type": "payout", "ts": ts, "sharer_id": rng.choice(users),
+                     "currency": rng.choice(currencies),
+                     "payout_id": new_id("p") if rng.random() > 0.05 else "p1"}
+        elif roll < 0.59:
             session_id = rng.choice(list(sessions)) if sessions and rng.random() < 0.05 \
                 else new_id("s")
             event = {"type": "session_start", "session_id": session_id, "ts": ts,

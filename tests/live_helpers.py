@@ -50,7 +50,7 @@ def kill(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
 
 def outputs(conn: redis.Redis, keys: Keys) -> list[dict[str, Any]]:
     result = []
-    for stream in (keys.commissions, keys.usage, keys.rejects):
+    for stream in keys.output_streams:
         for _id, entry in conn.xrange(stream):  # type: ignore[union-attr]
             result.append(json.loads(entry["data"]))
     return result

@@ -80,7 +80,7 @@ def positioned(events: Iterable[dict[str, Any]]) -> list[tuple[str, dict[str, An
 
 
 def final_state(outputs: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """Commission outputs (as a set), last usage per session, reject counts per reason."""
+    """Commission and payout outputs (a set), last usage per session, rejects per reason."""
     commissions = []
     usage: dict[str, dict[str, Any]] = {}
     rejects: Counter[str] = Counter()
@@ -89,7 +89,7 @@ def final_state(outputs: Iterable[dict[str, Any]]) -> dict[str, Any]:
         if out["output_id"] in seen:
             continue  # a reader drops repeats (at-least-once delivery)
         seen.add(out["output_id"])
-        if out["type"] == "commission":
+        if out["type"] in ("commission", "payout"):
             commissions.append(json.dumps(out, sort_keys=True))
         elif out["type"] == "usage":
             # After Retention one session_id can name two sessions: told apart by start.

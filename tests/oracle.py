@@ -30,6 +30,8 @@ def oracle(log: list[dict[str, Any]], rules: RuleSettings) -> dict[str, Any]:
     tariffs: dict[str, dict[str, Any]] = {}
     sessions: dict[str, dict[str, Any]] = {}
     idle_factor = rules.idle_timeout_factor
+    payable: Counter[tuple[str, str]] = Counter()  # (sharer, currency)
+    payouts: list[dict[str, Any]] = []
 
     def fee(s: dict[str, Any]) -> int:
         t = s["tariff"]
@@ -47,6 +49,16 @@ def oracle(log: list[dict[str, Any]], rules: RuleSettings) -> dict[str, Any]:
                       "ts": ts}
 
     def move_time(now: int) -> None:
+        # "Holding period and approval": past order.ts + holding, what is left is approved.
+        for (order_id, _ts, item), a in attributed.items():
+            if a["status"] == "pending" and now > a["due"]:
+                a["status"] = "approved"
+                if a["A"] - a["rev"] > 0:
+                    commissions.append({"kind": "approval", "order_id": order_id,
+                                        "item_id": item, "refund_id": None,
+                                        "commission_minor": a["A"] - a["rev"],
+                                        "status": "approved", "ts": a["due"]})
+                    payable[(a["sharer"], a["cur"])] += a["A"] - a["rev"]
         for sid, s in sessions.items():
             t_idle = s["last"] + idle_factor * s["interval"]
             if s["closed"] is None and now > t_idle:
@@ -58,7 +70,7 @@ def oracle(log: list[dict[str, Any]], rules: RuleSettings) -> dict[str, Any]:
         move_time(ev["ts"])
         kind = ev["type"]
         key_field = {"share": "share_id", "scan": "scan_id", "order": "order_id",
-                     "refund": "refund_id"}.get(kind)
+                     "refund": "refund_id", "payout": "payout_id"}.get(kind)
         if key_field:
             first = seen_ids.get((kind, ev[key_field]))
             if first is not None and first >= ev["ts"] - retention:
@@ -116,12 +128,15 @@ def oracle(log: list[dict[str, Any]], rules: RuleSettings) -> dict[str, Any]:
                     if chosen.get("cap_minor") is not None:
                         amount = min(amount, chosen["cap_minor"])
                 attributed[(ev["order_id"], ev["ts"], line["item_id"])] = {
-                    "q": line["quantity"], "A": amount, "r": 0, "rev": 0}
+                    "q": line["quantity"], "A": amount, "r": 0, "rev": 0, "status": "pending",
+                    "due": ev["ts"] + rules.holding_period_ms, "sharer": match["sharer_id"],
+                    "cur": ev["currency"]}
                 commissions.append({"kind": "accrual", "order_id": ev["order_id"],
                                     "item_id": line["item_id"], "sharer_id": match["sharer_id"],
                                     "scan_id": match["scan_id"],
                                     "rule_id": chosen and chosen["rule_id"],
-                                    "commission_minor": amount, "refund_id": None})
+                                    "commission_minor": amount, "refund_id": None,
+                                    "status": "pending", "ts": ev["ts"]})
         elif kind == "refund":
             order = orders.get(ev["order_id"])
             if order is None or order["ts"] < ev["ts"] - retention:
@@ -140,8 +155,19 @@ def oracle(log: list[dict[str, Any]], rules: RuleSettings) -> dict[str, Any]:
                 if total > a["rev"]:
                     commissions.append({"kind": "reversal", "order_id": order["order_id"],
                                         "item_id": line["item_id"], "refund_id": ev["refund_id"],
-                                        "commission_minor": a["rev"] - total})
+                                        "commission_minor": a["rev"] - total,
+                                        "status": a["status"], "ts": ev["ts"]})
+                    if a["status"] == "approved":  # a clawback
+                        payable[(a["sharer"], a["cur"])] -= total - a["rev"]
                     a["rev"] = total
+        elif kind == "payout":
+            owed = payable[(ev["sharer_id"], ev["currency"])]
+            if owed <= 0:
+                rejects["nothing_to_pay"] += 1
+            else:
+                payouts.append({"payout_id": ev["payout_id"], "sharer_id": ev["sharer_id"],
+                                "currency": ev["currency"], "amount_minor": owed, "ts": ev["ts"]})
+                payable[(ev["sharer_id"], ev["currency"])] = 0
         elif kind == "session_start":
             if ev["tariff_id"] not in tariffs:
                 rejects["unknown_tariff"] += 1
@@ -189,4 +215,5 @@ def oracle(log: list[dict[str, Any]], rules: RuleSettings) -> dict[str, Any]:
             if ev["end"] and s["closed"] is None:
                 s["closed"], s["closed_ts"], s["end"] = "end", ev["ts"], ev["end_ms"]
                 emit_usage(ev["session_id"], ev["ts"])
-    return {"commissions": commissions, "usage": usage, "rejects": dict(rejects)}
+    return {"commissions": commissions, "usage": usage, "rejects": dict(rejects),
+            "payouts": payouts}

@@ -18,23 +18,27 @@ def comparable(outputs):
     for out in outputs:
         if out["type"] == "commission":
             entry = {"kind": out["kind"], "order_id": out["order_id"], "item_id": out["item_id"],
-                     "refund_id": out["refund_id"], "commission_minor": out["commission_minor"]}
+                     "refund_id": out["refund_id"], "commission_minor": out["commission_minor"],
+                     "status": out["status"], "ts": out["ts"]}
             if out["kind"] == "accrual":
                 entry |= {"sharer_id": out["sharer_id"], "scan_id": out["scan_id"],
                           "rule_id": out["rule"] and out["rule"]["rule_id"]}
             commissions.append(entry)
     usage = {sid: {f: u[f] for f in USAGE_FIELDS} for sid, u in state["usage"].items()}
-    return commissions, usage, state["rejects"]
+    payouts = [{k: v for k, v in out.items() if k not in ("type", "output_id")}
+               for out in outputs if out["type"] == "payout"]
+    return commissions, usage, state["rejects"], payouts
 
 
 def oracle_comparable(log, rules):
     result = oracle(log, rules)
-    return result["commissions"], result["usage"], result["rejects"]
+    return result["commissions"], result["usage"], result["rejects"], result["payouts"]
 
 
 def _check(log, rules):
-    got_c, got_u, got_r = comparable(engine_outputs(log, rules))
-    want_c, want_u, want_r = oracle_comparable(log, rules)
+    got_c, got_u, got_r, got_p = comparable(engine_outputs(log, rules))
+    want_c, want_u, want_r, want_p = oracle_comparable(log, rules)
+    assert got_p == want_p  # in log order: each pays what the ones before left
     key = lambda c: (c["kind"], c["order_id"], c["item_id"], c["refund_id"] or "")  # noqa: E731
     assert sorted(got_c, key=key) == sorted(want_c, key=key)
     assert got_r == want_r
@@ -58,3 +62,4 @@ def test_worked_examples_match_oracle():
 
     for name in ("commissions", "metering"):
         _check(read_jsonl(spec_example(name)), RuleSettings())
+    _check(read_jsonl(spec_example("lifecycle")), RuleSettings(holding_period_ms=60_000))

@@ -65,8 +65,8 @@ def test_http_to_outputs_and_views_end_to_end(api, redis_client, keys, flows_fac
     amounts = sorted(json.loads(v)["commission_minor"] for v in order_view.values())
     assert amounts == [-53, 105]  # 5 % of 2100; half of it, 52.5 rounds up to 53
     totals = redis_client.hgetall(keys.sharer_view("alice"))
-    assert totals == {"USD:accrued": "105", "USD:accrued_count": "1",
-                      "USD:reversed": "-53", "USD:reversed_count": "1"}
+    assert totals == {"USD:accrued": "105", "USD:accruals": "1", "USD:pending": "52",
+                      "USD:reversed": "-53", "USD:reversals": "1"}
     assert redis_client.xlen(keys.rejects) == 0
 
 
@@ -81,12 +81,14 @@ def test_views_never_go_backwards(redis_client, keys):
 
     newer, older = use(10, 2), use(10, 1)
     commission = {"type": "commission", "output_id": "commission:accrual:o:i", "kind": "accrual",
-                  "order_id": "o", "sharer_id": "al", "currency": "USD", "commission_minor": 7}
+                  "status": "pending", "order_id": "o", "sharer_id": "al", "currency": "USD",
+                  "commission_minor": 7, "ts": 5}
     writer.write_batch([("k", newer), ("k", older), ("k", commission)])
     writer.write_batch([("k", older), ("k", commission)])  # a replay after a crash
     assert redis_client.hget(keys.session_view("s"), "version") == "2"
-    assert redis_client.hgetall(keys.sharer_view("al")) == {"USD:accrued": "7",
-                                                            "USD:accrued_count": "1"}
+    assert redis_client.hgetall(keys.sharer_view("al")) == {
+        "USD:accrued": "7", "USD:accruals": "1", "USD:pending": "7"}
+    assert redis_client.zcard(keys.statement("al", 0)) == 1
     # After Retention the id names a new session: its version 1 is newer than the old 2.
     writer.write_batch([("k", use(99, 1)), ("k", newer)])
     assert redis_client.hmget(keys.session_view("s"), "started_ts", "version") == ["99", "1"]
@@ -103,17 +105,18 @@ def test_sink_checks_before_it_writes(redis_client, keys):
 
     def accrual(order: str, amount: int) -> dict:
         return {"type": "commission", "output_id": f"commission:accrual:{order}:1:i",
-                "kind": "accrual", "order_id": order, "sharer_id": "al", "currency": "USD",
-                "commission_minor": amount}
+                "kind": "accrual", "status": "pending", "order_id": order, "sharer_id": "al",
+                "currency": "USD", "commission_minor": amount, "ts": 5}
 
     big = 9_100_000_000_000_000_000  # fits; with `b` the total would pass the check's bound
     writer.write_batch([("k", accrual("a", big)), ("k", accrual("b", 2 * 10**17)),
                         ("k", accrual("c", 5))])
     writer.write_batch([("k", accrual("b", 2 * 10**17))])  # a replay after a crash
     view = redis_client.hgetall(keys.sharer_view("al"))
-    assert view == {"USD:accrued": str(big + 5), "USD:accrued_count": "2"}
-    assert redis_client.smembers(keys.sharer_applied("al")) == {
-        "commission:accrual:a:1:i", "commission:accrual:c:1:i"}
+    assert view == {"USD:accrued": str(big + 5), "USD:pending": str(big + 5),
+                    "USD:accruals": "2"}
+    assert [redis_client.exists(keys.applied(f"commission:accrual:{o}:1:i")) for o in "abc"] \
+        == [1, 0, 1]
     rejects = [json.loads(f["data"]) for _, f in redis_client.xrange(keys.rejects)]
     assert [(r["reason"], r["output_id"]) for r in rejects] == [
         ("invalid_event", "reject:output:commission:accrual:b:1:i")] * 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from state.commissions import ItemLedger
+from state.commissions import Line, Touch
 from state.config import RuleSettings
 from state.intervals import IntervalSet
 from state.metering import Session, Tariff
@@ -110,39 +110,51 @@ refund_plans = st.lists(
 )
 
 
-@given(st.integers(1, 10), st.integers(0, 50_000), st.integers(0, 10_000), refund_plans)
-def test_reversals_never_exceed_accruals(quantity, price, bps, plan):
-    ledger = ItemLedger()
-    ledger.on_scan({"scan_id": "c", "ts": 1, "share_id": "x", "item_id": "i",
-                    "sharer_id": "s", "scanner_id": "b"})
+@given(st.integers(1, 10), st.integers(0, 50_000), st.integers(0, 10_000), refund_plans,
+       st.integers(0, 8))
+def test_reversals_never_exceed_accruals(quantity, price, bps, plan, approve_after):
+    touch = Touch()
+    touch.on_scan({"scan_id": "c", "ts": 1, "share_id": "x", "item_id": "i",
+                   "sharer_id": "s", "scanner_id": "b"})
     order = {"order_id": "o", "ts": 2, "buyer_id": "b", "currency": "USD"}
     line = {"item_id": "i", "quantity": quantity, "unit_price_minor": price}
     rule = {"rule_id": "r", "kind": "percent", "bps": bps, "active": True}
-    (accrual,) = ledger.on_order_line(order, line, [rule])
-    reversed_total = 0
-    refunded = 0
+    emitted = touch.on_order_line(order, line, [rule], None, "line:k", 1)
+    accrual = emitted[0]
+    assert accrual["status"] == "pending"
+    if accrual["commission_minor"] == 0:
+        assert len(emitted) == 1  # no line key for a zero accrual
+        return
+    settings = RuleSettings(holding_period_ms=100 + approve_after)
+    held = Line(emitted[1].message.record)
+    reversed_total = approved = refunded = 0
     for n, qty in enumerate(plan):
-        for out in ledger.on_refund({"refund_id": f"f{n}", "order_id": "o", "ts": 3 + n}, qty):
+        produced, _ = held.advance(100 + n, settings, n)
+        approved += sum(o["commission_minor"] for o in produced if isinstance(o, dict))
+        for out in held.on_refund({"refund_id": f"f{n}", "order_id": "o", "ts": 100 + n}, qty, n):
+            if not isinstance(out, dict):
+                continue
             assert out["commission_minor"] < 0
+            assert out["status"] == ("approved" if n > approve_after else "pending")
             reversed_total -= out["commission_minor"]
         refunded = quantity if qty is None else min(quantity, refunded + qty)
         assert reversed_total <= accrual["commission_minor"]
+        # An approval pays what is left then; clawbacks come after it.
+        assert approved <= accrual["commission_minor"]
     if refunded == quantity:
         assert reversed_total == accrual["commission_minor"]
 
 
-def test_scans_older_than_the_window_are_forgotten_even_without_orders():
+def test_a_touch_keeps_one_scan_however_many_come():
     settings = RuleSettings(attribution_window_ms=1000)
-    ledger = ItemLedger()
+    touch = Touch()
     for n in range(10_000):
-        ledger.forget(n * 10, settings)
-        ledger.on_scan({"scan_id": f"c{n}", "ts": n * 10, "share_id": "x", "item_id": "i",
-                        "sharer_id": "s", "scanner_id": f"b{n % 7}"})
-    assert len(ledger.scans.in_order) == 101  # ts within [last - 1000, last]
-    assert len(ledger.scans.by_id) == 101
-    assert len(ledger.scans.best_by_scanner) == 7  # one best scan per scanner, no lists
-    ledger.forget(10**6, settings)
-    assert ledger.is_empty()
+        touch.forget(n * 10, settings)
+        touch.on_scan({"scan_id": f"c{n}", "ts": n * 10, "share_id": "x", "item_id": "i",
+                       "sharer_id": "s", "scanner_id": "b"})
+        assert touch.best is not None and touch.best["scan_id"] == f"c{n}"
+    touch.forget(10**6, settings)
+    assert touch.is_empty()
 
 
 def test_session_snapshot_is_a_copy():

@@ -24,9 +24,11 @@ def usage(session_id, version, **extra):
             "version": version, "ts": 1000 + version, **extra}
 
 
-def commission(kind, order_id, amount, currency="USD", sharer="alice", refund_id=None, ts=5):
+def commission(kind, order_id, amount, currency="USD", sharer="alice", refund_id=None, ts=5,
+               status="pending"):
     suffix = f"{refund_id}:i" if refund_id else f"{order_id}:i"
     return {"type": "commission", "output_id": f"commission:{kind}:{suffix}", "kind": kind,
+            "status": status,
             "order_id": order_id, "item_id": "i", "buyer_id": "b", "sharer_id": sharer,
             "share_id": "x", "scan_id": "c", "rule": None, "base_minor": 100,
             "commission_minor": amount, "currency": currency, "ts": ts, "refund_id": refund_id}
@@ -60,11 +62,12 @@ def test_order_commissions_and_sharer_earnings(api, writer):
     body = api.get("/v1/orders/o1/commissions", headers=READ).json()
     assert [c["commission_minor"] for c in body["commissions"]] == [100, -33]
     earnings = api.get("/v1/sharers/alice/earnings", headers=READ).json()
+    zero = {"pending": 0, "payable": 0, "paid": 0, "accrued": 0, "reversed": 0, "net": 0,
+            "accruals": 0, "approvals": 0, "reversals": 0, "payouts": 0}
     assert earnings["currencies"] == {
-        "EUR": {"accrued_minor": 7, "reversed_minor": 0, "net_minor": 7, "accruals": 1,
-                "reversals": 0},
-        "USD": {"accrued_minor": 100, "reversed_minor": -33, "net_minor": 67, "accruals": 1,
-                "reversals": 1},
+        "EUR": {**zero, "pending": 7, "accrued": 7, "net": 7, "accruals": 1},
+        "USD": {**zero, "pending": 67, "accrued": 100, "reversed": -33, "net": 67,
+                "accruals": 1, "reversals": 1},
     }
     assert api.get("/v1/orders/none/commissions", headers=READ).status_code == 404
     assert api.get("/v1/sharers/none/earnings", headers=READ).status_code == 404

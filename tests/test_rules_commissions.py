@@ -160,7 +160,7 @@ def test_accrual_record_fields():
     (acc,) = accruals(events)
     assert acc == {
         "type": "commission", "output_id": "commission:accrual:o:4:i", "kind": "accrual",
-        "order_id": "o", "item_id": "i", "buyer_id": "b", "sharer_id": "s2", "share_id": "x",
+        "status": "pending", "order_id": "o", "item_id": "i", "buyer_id": "b", "sharer_id": "s2", "share_id": "x",
         "scan_id": "c", "rule": {"rule_id": "r", "kind": "percent", "bps": 333,
                                  "amount_minor": None, "cap_minor": None},
         "base_minor": 3003, "commission_minor": 100, "currency": "USD", "ts": 4,

@@ -74,8 +74,8 @@ def test_a_reused_order_id_is_a_new_order_with_its_own_output_ids():
               order("o", T + R + 2), refund("f", "o", T + R + 3)]
     outs = [o for o in engine_outputs(events, RULES) if o["type"] == "commission"]
     assert [(o["kind"], o["scan_id"]) for o in outs] == [
-        ("accrual", "c"), ("accrual", "c2"), ("reversal", "c2")]
-    assert len({o["output_id"] for o in outs}) == 3
+        ("accrual", "c"), ("approval", "c"), ("accrual", "c2"), ("reversal", "c2")]
+    assert len({o["output_id"] for o in outs}) == 4
 
 
 CLOSED = T + 2000  # the session below closes by its end flag at this ts
