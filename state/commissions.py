@@ -111,11 +111,15 @@ def hint_applies(scan: Event | None, order: Event, item_id: str, window_ms: int)
 
 
 class Touch:
-    """One scanner's best scan of one item, while it is inside the window.
+    """One scanner's best scan of one item.
 
     Only scans of another sharer's share are kept (self-referral never earns):
     scans arrive in log order, so the latest such scan is the best for every later
     order until it leaves the window, and then so have all earlier ones.
+
+    It is kept for R, not just the window, and matched only inside the window:
+    a restart with a longer window (never longer than R) then finds the scans a
+    replay under that window would, as settings are never part of the state.
     """
 
     __slots__ = ("best",)
@@ -127,7 +131,7 @@ class Touch:
         return self.best is None
 
     def forget(self, log_time: int, settings: RuleSettings) -> None:
-        if self.best is not None and self.best["ts"] < log_time - settings.attribution_window_ms:
+        if self.best is not None and self.best["ts"] < log_time - settings.retention_ms:
             self.best = None
 
     def on_scan(self, scan: Event) -> None:
@@ -135,10 +139,14 @@ class Touch:
             self.best = scan
 
     def on_order_line(self, order: Event, line: Event, rules: list[Rule], hint: Event | None,
-                      line_key: str, step: int) -> list[Output | Route]:
-        scan = hint if hint is not None else self.best
+                      line_key: str, step: int, settings: RuleSettings
+                      ) -> list[Output | Route]:
+        scan = hint
         if scan is None:
-            return []
+            best = self.best
+            if best is None or best["ts"] < order["ts"] - settings.attribution_window_ms:
+                return []
+            scan = best
         rule = resolve_rule(rules, scan["sharer_id"], line["item_id"], order["currency"])
         accrued = commission_amount(rule, line["quantity"], line["unit_price_minor"])
         record = {

@@ -54,7 +54,7 @@ def _on_scan(state: KeyState, msg: Scan, settings: RuleSettings) -> Result:
 def _on_order_line(state: KeyState, msg: OrderLine, settings: RuleSettings) -> Result:
     touch = _touch(state, msg.order["ts"], settings)
     return touch, touch.on_order_line(msg.order, msg.line, msg.rules, msg.hint,
-                                      msg.line_key, msg.step)
+                                      msg.line_key, msg.step, settings)
 
 
 def _on_to_line(state: KeyState, msg: ToLine, settings: RuleSettings) -> Result:

@@ -191,7 +191,7 @@ class Sequencer:
             return []  # never a last touch; a hint finds it in the fact store
         key = touch_key(event["item_id"], scanner)
         routes.append(Route(key, Scan(event, position)))
-        facts.wake_at(event["ts"] + settings.attribution_window_ms, key)  # to forget it
+        facts.wake_at(event["ts"] + settings.retention_ms, key)  # to forget it
         return []
 
     def _on_order(self, event: Event, position: str, settings: RuleSettings,

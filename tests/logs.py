@@ -58,6 +58,11 @@ def refund(refund_id: str, order_id: str, ts: int,
     return event
 
 
+def payout(payout_id: str, ts: int, sharer: str = "s", currency: str = "USD") -> dict[str, Any]:
+    return {"type": "payout", "payout_id": payout_id, "ts": ts, "sharer_id": sharer,
+            "currency": currency}
+
+
 def tariff(tariff_id: str = "t", ts: int = 0, **fields: Any) -> dict[str, Any]:
     base = {"currency": "USD", "unit_ms": 1000, "price_minor": 10}
     return {"type": "tariff", "tariff_id": tariff_id, "ts": ts, **base, **fields}

@@ -12,8 +12,9 @@ import pytest
 from state.config import RuleSettings
 from tests.logs import GOLDEN, engine_outputs, final_state, read_jsonl, spec_example
 
-CASES = [spec_example(name).with_suffix("") for name in ("commissions", "metering", "retention")]
-CASES += [GOLDEN / "attribution", GOLDEN / "metering"]
+CASES = [spec_example(name).with_suffix("")
+         for name in ("commissions", "metering", "retention", "lifecycle")]
+CASES += [GOLDEN / "attribution", GOLDEN / "metering", GOLDEN / "payouts"]
 
 
 def settings_of(expected) -> dict[str, int]:
@@ -38,7 +39,12 @@ def as_expected_format(outputs, expected):
         fields_u = set().union(*(set(w) for w in wanted)) if wanted else set()
         usage = sorted(({k: u[k] for k in fields_u} for u in state["usage"].values()),
                        key=lambda u: (u["session_id"], u["started_ts"]))
-    return {"commissions": commissions, "final_usage": usage, "rejects": state["rejects"]}
+    got = {"commissions": commissions, "final_usage": usage, "rejects": state["rejects"]}
+    if "payouts" in expected:
+        got["payouts"] = sorted(({k: v for k, v in o.items() if k not in ("type", "output_id")}
+                                 for o in outputs if o["type"] == "payout"),
+                                key=lambda p: (p["ts"], p["payout_id"]))
+    return got
 
 
 def _key(c):
@@ -53,6 +59,7 @@ def test_engine_matches_golden(case: Path):
     assert sorted(got["commissions"], key=_key) == sorted(expected["commissions"], key=_key)
     assert got["final_usage"] == expected["final_usage"]
     assert got["rejects"] == expected["rejects"]
+    assert got.get("payouts") == expected.get("payouts")
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"{c.parent.name}/{c.name}" for c in CASES])
@@ -69,3 +76,4 @@ def test_billing_replay_cli_matches_golden(case: Path, tmp_path: Path):
     assert sorted(got["commissions"], key=_key) == sorted(expected["commissions"], key=_key)
     assert got["final_usage"] == expected["final_usage"]
     assert got["rejects"] == expected["rejects"]
+    assert got.get("payouts") == expected.get("payouts")

@@ -119,7 +119,7 @@ def test_reversals_never_exceed_accruals(quantity, price, bps, plan, approve_aft
     order = {"order_id": "o", "ts": 2, "buyer_id": "b", "currency": "USD"}
     line = {"item_id": "i", "quantity": quantity, "unit_price_minor": price}
     rule = {"rule_id": "r", "kind": "percent", "bps": bps, "active": True}
-    emitted = touch.on_order_line(order, line, [rule], None, "line:k", 1)
+    emitted = touch.on_order_line(order, line, [rule], None, "line:k", 1, RuleSettings())
     accrual = emitted[0]
     assert accrual["status"] == "pending"
     if accrual["commission_minor"] == 0:
@@ -135,7 +135,8 @@ def test_reversals_never_exceed_accruals(quantity, price, bps, plan, approve_aft
             if not isinstance(out, dict):
                 continue
             assert out["commission_minor"] < 0
-            assert out["status"] == ("approved" if n > approve_after else "pending")
+            due = order["ts"] + settings.holding_period_ms
+            assert out["status"] == ("approved" if 100 + n > due else "pending")
             reversed_total -= out["commission_minor"]
         refunded = quantity if qty is None else min(quantity, refunded + qty)
         assert reversed_total <= accrual["commission_minor"]
@@ -146,7 +147,8 @@ def test_reversals_never_exceed_accruals(quantity, price, bps, plan, approve_aft
 
 
 def test_a_touch_keeps_one_scan_however_many_come():
-    settings = RuleSettings(attribution_window_ms=1000)
+    settings = RuleSettings(attribution_window_ms=1000, holding_period_ms=0, late_grace_ms=0,
+                            retention_ms=1000)
     touch = Touch()
     for n in range(10_000):
         touch.forget(n * 10, settings)
