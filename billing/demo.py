@@ -53,6 +53,9 @@ def _environment(port: int, redis_url: str, shared_server: bool, recovery: str
     env.setdefault("BILLING_PUBLIC_BASE_URL", f"http://127.0.0.1:{port}")
     env.setdefault("BILLING_REPORT_INTERVAL_MS", "2000")  # a lively demo
     env.setdefault("BILLING_WATERMARK_LAG_MS", "1000")
+    # Commissions approve 20 s after their order (SPEC's default is 30 days), so that
+    # approvals, clawbacks and the workload's payouts show within a minute.
+    env.setdefault("BILLING_HOLDING_PERIOD_MS", "20000")
     # The simulated shoppers come through 127.0.0.1, as if behind the shop's own proxy.
     env.setdefault("BILLING_TRUSTED_PROXIES", "127.0.0.1/32")
     env.setdefault("BILLING_SCAN_RATE_PER_CLIENT", "100000/minute")

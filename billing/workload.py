@@ -36,9 +36,11 @@ class Workload:
         self.client = BillingClient(base_url, api_key)
         self.flaky = BillingClient(base_url, api_key, transport=FlakyTransport(0.2))
         self.sessions: list[tuple[HeartbeatSession, float]] = []
-        self.counts = {"shares": 0, "scans": 0, "orders": 0, "refunds": 0, "sessions": 0}
+        self.counts = {"shares": 0, "scans": 0, "orders": 0, "refunds": 0, "sessions": 0,
+                       "payouts": 0}
         self.threads = [threading.Thread(target=self._shopping, daemon=True),
-                        threading.Thread(target=self._metering, daemon=True)]
+                        threading.Thread(target=self._metering, daemon=True),
+                        threading.Thread(target=self._paying, daemon=True)]
 
     def setup(self) -> None:
         self.client.put_tariff("standard", currency="USD", unit_ms=1000, price_minor=2,
@@ -88,9 +90,8 @@ class Workload:
                     order_id = f"ord-{uuid.uuid4().hex[:12]}"
                     lines = [{"item_id": item, "quantity": self.rng.randint(1, 3),
                               "unit_price_minor": ITEMS[item]}]
-                    self.client.post_order(order_id, shopper,
-                                           "USD" if self.rng.random() < 0.8 else "EUR",
-                                           lines, scan_id=scan_id)
+                    currency = self.rng.choices(["USD", "EUR", "JPY"], [7, 2, 1])[0]
+                    self.client.post_order(order_id, shopper, currency, lines, scan_id=scan_id)
                     orders.append(order_id)
                     self.counts["orders"] += 1
                 if orders and self.rng.random() < 0.08:
@@ -99,6 +100,17 @@ class Workload:
                     self.counts["refunds"] += 1
             except (httpx.HTTPError, KeyError, Exception):
                 time.sleep(0.5)
+
+    def _paying(self, every_s: float = 10.0) -> None:
+        """Finance pays every sharer's payable balance now and then, per currency."""
+        while not self.stop_event.wait(every_s):
+            for sharer in SHARERS:
+                for currency in ("USD", "EUR", "JPY"):
+                    try:
+                        self.client.payout(sharer, currency)
+                        self.counts["payouts"] += 1
+                    except Exception:
+                        time.sleep(0.5)
 
     def _metering(self) -> None:
         while not self.stop_event.wait(0.2):

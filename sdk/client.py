@@ -1,4 +1,5 @@
-"""HTTP helpers for apps: orders, refunds, shares and scan links, metered sessions."""
+"""HTTP helpers for apps: orders, refunds, payouts, statements, shares and scan links,
+metered sessions."""
 
 from __future__ import annotations
 
@@ -20,13 +21,15 @@ class ApiError(Exception):
 class BillingClient:
     """Thin, synchronous wrapper of the write API (`Authorization: Bearer <api key>`).
 
-    `transport` lets tests inject failures; apps leave it alone.
+    `read_key` is needed only for reads (`statement`). `transport` lets tests inject
+    failures; apps leave it alone.
     """
 
-    def __init__(self, base_url: str, api_key: str, *, timeout: float = 5.0,
-                 transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(self, base_url: str, api_key: str, *, read_key: str | None = None,
+                 timeout: float = 5.0, transport: httpx.BaseTransport | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
+        self.read_key = read_key
         self.timeout = timeout
         self.transport = transport
         self.http = self.new_http()
@@ -39,14 +42,17 @@ class BillingClient:
         )
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        resp = self.http.request(method, path, json=body)
+        return self._checked(self.http.request(method, path, json=body)).json()
+
+    @staticmethod
+    def _checked(resp: httpx.Response) -> httpx.Response:
         if resp.status_code >= 400:
             try:
                 problem = resp.json()
             except ValueError:
                 problem = {"detail": resp.text}
             raise ApiError(resp.status_code, problem)
-        return resp.json()
+        return resp
 
     def put_tariff(self, tariff_id: str, **fields: Any) -> Any:
         return self._call("PUT", f"/v1/tariffs/{tariff_id}", fields)
@@ -83,6 +89,27 @@ class BillingClient:
         if lines is not None:
             body["lines"] = lines
         return self._call("POST", "/v1/refunds", body)
+
+    def payout(self, sharer_id: str, currency: str, payout_id: str | None = None) -> Any:
+        """Ask to pay the sharer's whole payable balance in `currency`. The id is chosen
+        here when not given, so a retry of this call cannot pay twice. The amount (or
+        a `nothing_to_pay` reject) comes on the output streams and the statement."""
+        body = {"sharer_id": sharer_id, "currency": currency,
+                "payout_id": payout_id or f"pay-{uuid.uuid4().hex}"}
+        return self._call("POST", "/v1/payouts", body)
+
+    def statement(self, sharer_id: str, from_ms: int, to_ms: int, *,
+                  as_csv: bool = False) -> Any:
+        """The sharer's statement for [from_ms, to_ms): a dict, or CSV text."""
+        if self.read_key is None:
+            raise ValueError("statement() needs the client's read_key")
+        headers = {"Authorization": f"Bearer {self.read_key}"}
+        if as_csv:
+            headers["Accept"] = "text/csv"
+        resp = self._checked(self.http.get(f"/v1/sharers/{sharer_id}/statement",
+                                           params={"from": from_ms, "to": to_ms},
+                                           headers=headers))
+        return resp.text if as_csv else resp.json()
 
     def start_session(self, user_id: str, service_id: str, tariff_id: str,
                       session_id: str | None = None, **options: Any) -> HeartbeatSession:

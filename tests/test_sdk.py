@@ -9,7 +9,7 @@ import pytest
 
 from sdk import ApiError, BillingClient
 from sdk.faults import FlakyTransport
-from tests.conftest import WRITE_KEY
+from tests.conftest import READ_KEY, WRITE_KEY
 from tests.gen import SMALL_RULES
 from tests.live_helpers import flows_env, kill, start_flows, wait_for
 from tests.server import running_api
@@ -84,3 +84,28 @@ def test_client_helpers(stack, redis_client, keys):
         client.post_order("o1", "eve", "USD", [{"item_id": "i", "quantity": 1,
                                                 "unit_price_minor": 100}])
     assert err.value.status == 409
+
+
+def test_payout_and_statement(stack, redis_client, keys):
+    client = BillingClient(stack, WRITE_KEY, read_key=READ_KEY)
+    client.put_commission_rule("r", kind="percent", bps=1000)
+    share = client.create_share("i", "ana", "https://shop.example/p")
+    scan = client.in_app_scan(share["token"], "bob")
+    order = client.post_order("o1", "bob", "KWD", [{"item_id": "i", "quantity": 1,
+                                                    "unit_price_minor": 12345}],
+                              scan_id=scan["scan_id"])
+    asked = client.payout("ana", "KWD")  # still pending (SMALL_RULES hold 30 s)
+    assert asked["payout_id"].startswith("pay-")
+    assert client.payout("ana", "KWD", payout_id=asked["payout_id"])["ts"] == asked["ts"]
+
+    def statement():
+        return client.statement("ana", order["ts"], order["ts"] + 10**6)
+
+    wait_for(lambda: statement()["entries"], timeout=30)
+    body = statement()
+    assert [(e["kind"], e["commission_minor"]) for e in body["entries"]] == [("accrual", 1235)]
+    assert body["currencies"]["KWD"]["closing"] == {"pending": 1235, "payable": 0, "paid": 0}
+    text = client.statement("ana", order["ts"], order["ts"] + 10**6, as_csv=True)
+    assert "1235,1.235," in text  # KWD has 3 decimals
+    with pytest.raises(ValueError):
+        BillingClient(stack, WRITE_KEY).statement("ana", 0, 1)
