@@ -65,7 +65,8 @@ def test_dashboard_shows_new_figures_live(browser, settings, redis_url, prefix, 
             assert session.wait_started(10)
             client.post_refund("f-1", "nope")  # -> reject unknown_order
             # 10 % of 99.98 = 10.00 accrued; the open session; the reject.
-            wait_text(browser, "commission-totals", "USD 10.00 0.00 10.00")
+            wait_text(browser, "commission-totals", "USD 10.00 0.00 10.00 0.00 0.00")
+            wait_text(browser, "sharers", "ana USD 10.00 0.00 0.00")
             wait_text(browser, "latest-commissions", "o-1 lamp ana accrual 10.00 USD")
             wait_text(browser, "rejects", "unknown_order 1")
             # The session's first heartbeat comes a report interval (60 s) later, so post
@@ -85,7 +86,14 @@ def test_dashboard_shows_new_figures_live(browser, settings, redis_url, prefix, 
             wait_text(browser, "open-sessions",
                       f"sess-dash u-9 render 0h 00m 0{billed // 1000}s {fee / 100:.2f} EUR")
             client.post_refund("f-2", "o-1")
-            wait_text(browser, "commission-totals", "USD 10.00 -10.00 0.00")
+            wait_text(browser, "commission-totals", "USD 10.00 -10.00 0.00 0.00 0.00")
+            wait_text(browser, "sharers", "ana USD 0.00 0.00 0.00")
+            # JPY has no minor digits: 10 % of 1234 yen is 123 yen, not 1.23.
+            scan2 = client.in_app_scan(share["token"], "yui")
+            client.post_order("o-2", "yui", "JPY", [{"item_id": "lamp", "quantity": 1,
+                                                     "unit_price_minor": 1234}],
+                              scan_id=scan2["scan_id"])
+            wait_text(browser, "sharers", "ana JPY 123 0 0")
             ARTIFACTS.mkdir(exist_ok=True)
             browser.save_screenshot(str(ARTIFACTS / "dashboard.png"))
             assert os.path.getsize(ARTIFACTS / "dashboard.png") > 10_000
