@@ -16,8 +16,6 @@ Memory: a few integers per currency, and what one epoch brings.
 
 from __future__ import annotations
 
-from typing import Any
-
 from state.messages import Credit, SharerMessage
 from state.outputs import Output, payout, reject
 
@@ -74,6 +72,3 @@ class SharerLedger:
 
     def is_empty(self) -> bool:
         return not self.payable and not self.inbox
-
-    def summary(self) -> dict[str, Any]:
-        return {"payable": dict(self.payable), "waiting": len(self.inbox)}

@@ -89,11 +89,12 @@ def _sharer(state: KeyState, msg: Credit | PayoutRequest, settings: RuleSettings
 
 
 def _session(state: KeyState, log_time: int, settings: RuleSettings
-             ) -> tuple[Session | None, list[Output]]:
+             ) -> tuple[Session | None, Emitted]:
     """The session as of `log_time` (None if it does not exist, or was forgotten)."""
     if not isinstance(state, Session):
         return None, []
-    out, forgotten = state.advance(log_time, settings)
+    closed, forgotten = state.advance(log_time, settings)
+    out: Emitted = list(closed)
     return (None if forgotten else state), out
 
 
@@ -103,25 +104,24 @@ def _on_tick(state: KeyState, msg: Tick, settings: RuleSettings) -> Result:
         return state, []
     if isinstance(state, Line):
         return _line(state, msg.log_time, msg.step, settings)
-    session, out = _session(state, msg.log_time, settings)
-    return session, list(out)
+    return _session(state, msg.log_time, settings)
 
 
 def _on_start(state: KeyState, msg: Start, settings: RuleSettings) -> Result:
     session, out = _session(state, msg.event["ts"], settings)
     if session is not None:
         out.append(reject("duplicate", msg.event, msg.position))
-        return session, list(out)
-    return Session(msg.event, msg.tariff), list(out)
+        return session, out
+    return Session(msg.event, msg.tariff), out
 
 
 def _on_segment(state: KeyState, msg: Segment, settings: RuleSettings) -> Result:
     session, out = _session(state, msg.event["ts"], settings)
     if session is None:
         out.append(reject("unknown_session", msg.event, msg.position))
-        return None, list(out)
+        return None, out
     out.extend(session.on_segment(msg.event, msg.position, settings))
-    return session, list(out)
+    return session, out
 
 
 HANDLERS: dict[str, Callable[[KeyState, Any, RuleSettings], Result]] = {
@@ -157,9 +157,14 @@ def _failed(state: KeyState, message: KeyMessage, exc: Exception) -> Output:
         return invalid_event(message.order, f"{message.position}:{message.line['item_id']}", exc)
     if isinstance(message, Refund):
         return invalid_event(message.event, f"{message.position}:{message.item_id}", exc)
-    if isinstance(message, Attributed | Credit | ToLine):
-        ident = getattr(message, "ident", None) or getattr(message, "line_key", "attributed")
-        return invalid_event({"message": message.kind}, f"{message.kind}:{ident}", exc)
+    if isinstance(message, Credit):  # an approval's or a clawback's, named by its output
+        return invalid_event({"credit": message.ident}, f"credit:{message.ident}", exc)
+    if isinstance(message, Attributed):
+        r = message.record
+        ident = f"{r['order_id']}:{r['order_ts']}:{r['item_id']}"
+        return invalid_event({"attributed": ident}, f"attributed:{ident}", exc)
+    if isinstance(message, ToLine):
+        return invalid_event({"to_line": message.line_key}, f"to_line:{message.line_key}", exc)
     return invalid_event(message.event, message.position, exc)
 
 

@@ -45,9 +45,5 @@ class Recent(Generic[V]):
         self.by_key[key] = (ts, value)
         self._order.append((ts, key))
 
-    def discard(self, key: str) -> None:
-        """Forget `key` now; its queue entry is skipped when it comes up."""
-        self.by_key.pop(key, None)
-
     def __len__(self) -> int:
         return len(self.by_key)
