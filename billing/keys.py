@@ -50,6 +50,15 @@ class Keys:
     def sharer_view(self, sharer_id: str) -> str:
         return f"{self.prefix}billing:view:sharer:{sharer_id}"
 
+    def share_view(self, share_id: str) -> str:
+        """One share's funnel: scans, orders, commission (billing.share_view)."""
+        return f"{self.prefix}billing:view:share:{share_id}"
+
+    @property
+    def active_shares(self) -> str:
+        """The most recently scanned shares, capped (billing.share_view)."""
+        return f"{self.prefix}billing:view:shares:active"
+
     def applied(self, output_id: str) -> str:
         """Set once an output has been counted in the sharer's balances (expires)."""
         return f"{self.prefix}billing:view:applied:{output_id}"

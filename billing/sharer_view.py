@@ -9,7 +9,8 @@ Write plan (`balance_deltas`), from SPEC "Balances":
 - accrual: pending += c;  approval: pending -= c, payable += c;
 - reversal (c < 0): pending += c if its status is pending, else payable += c;
 - payout: payable -= a, paid += a.
-The sink's Lua script applies these with the output, atomically (flows.redis_io).
+The sink's Lua script applies these with the output, atomically (flows.redis_io),
+beside the share funnel's (billing.share_view), under one applied mark.
 
 Read decoding: `earnings` and `statement` below, used by the read API.
 """
@@ -46,16 +47,16 @@ def balance_deltas(out: dict[str, Any]) -> list[tuple[str, int]]:
     return [(f"{cur}:{where}", c), (f"{cur}:reversed", c), (f"{cur}:reversals", 1)]
 
 
-def write_args(keys: Keys, out: dict[str, Any], statement_ttl_ms: int) -> list[str | int]:
-    """The sharer part of the sink script's arguments for one output."""
+def write_args(keys: Keys, out: dict[str, Any], statement_ttl_ms: int
+               ) -> tuple[list[str | int], list[tuple[str, str, int]]]:
+    """The sink script's arguments for one output: its applied mark, statement key,
+    statement TTL and ts; and the (key, field, increment) triples for its balances."""
     sharer = out["sharer_id"]
-    deltas = balance_deltas(out)
-    args: list[str | int] = [keys.applied(out["output_id"]), keys.sharer_view(sharer),
+    view = keys.sharer_view(sharer)
+    head: list[str | int] = [keys.applied(out["output_id"]),
                              keys.statement(sharer, day_of(out["ts"])), statement_ttl_ms,
-                             out["ts"], len(deltas)]
-    for field, delta in deltas:
-        args += [field, delta]
-    return args
+                             out["ts"]]
+    return head, [(view, field, delta) for field, delta in balance_deltas(out)]
 
 
 def decode(totals: dict[str, str]) -> dict[str, dict[str, int]]:

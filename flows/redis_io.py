@@ -11,7 +11,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from pydantic import ValidationError
 
-from billing import sharer_view, stream_ids
+from billing import share_view, sharer_view, stream_ids
 from billing.events import entry_object, int64_safe, parse_log_line, validation_summary
 from billing.keys import Keys
 from billing.redis_runtime import client
@@ -161,12 +161,14 @@ class RedisStreamSource(FixedPartitionedSource[tuple[str, SequencerInput], str])
 # Arguments: stats_outputs, stats_rejects, seqkey, ttl_ms, then per output:
 #   kind, stream, output_id, data, and
 #   usage: view, started_ts, version | reject: reason |
-#   commission, payout: order_view ('' for a payout), then billing.sharer_view's
-#   applied, sharer_view, statement, statement_ttl_ms, ts, n, n x (field, delta).
+#   commission, payout: order_view ('' for a payout), applied, statement,
+#   statement_ttl_ms, ts, n, n x (hash, field, delta), m, m x hash to expire after
+#   ttl_ms (the balances of billing.sharer_view, the funnel of billing.share_view).
 _WRITE = """
 local outputs, rejects, seqkey, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local LIMIT = 9.2e18  -- below 2^63 by far more than a double's error at this size
-local function sharer_end(i) return i + 11 + 2 * tonumber(ARGV[i + 10]) end
+local function deltas_end(i) return i + 10 + 3 * tonumber(ARGV[i + 9]) end
+local function views_end(i) local d = deltas_end(i) return d + 1 + tonumber(ARGV[d]) end
 local pending = {}
 local i = 5
 while i <= #ARGV do
@@ -176,20 +178,20 @@ while i <= #ARGV do
   elseif kind == 'reject' then
     i = i + 5
   else
-    local output_id, applied, view = ARGV[i + 2], ARGV[i + 5], ARGV[i + 6]
+    local output_id, applied = ARGV[i + 2], ARGV[i + 5]
     if redis.call('EXISTS', applied) == 0 then
-      for j = i + 11, sharer_end(i) - 1, 2 do
-        local slot = view .. '\0' .. ARGV[j]
+      for j = i + 10, deltas_end(i) - 1, 3 do
+        local slot = ARGV[j] .. '\0' .. ARGV[j + 1]
         if pending[slot] == nil then
-          pending[slot] = tonumber(redis.call('HGET', view, ARGV[j]) or '0') or 0
+          pending[slot] = tonumber(redis.call('HGET', ARGV[j], ARGV[j + 1]) or '0') or 0
         end
-        pending[slot] = pending[slot] + tonumber(ARGV[j + 1])
+        pending[slot] = pending[slot] + tonumber(ARGV[j + 2])
         if math.abs(pending[slot]) > LIMIT then
           return {'overflow', output_id}
         end
       end
     end
-    i = sharer_end(i)
+    i = views_end(i)
   end
 end
 local t = redis.call('TIME')
@@ -215,20 +217,23 @@ while i <= #ARGV do
     redis.call('HINCRBY', rejects, ARGV[i + 4], 1)
     i = i + 5
   else
-    local order_view, applied, view = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
+    local order_view, applied = ARGV[i + 4], ARGV[i + 5]
     if order_view ~= '' then
       redis.call('HSET', order_view, output_id, data)
       redis.call('PEXPIRE', order_view, ttl)
     end
     if redis.call('SET', applied, '1', 'NX', 'PX', ttl) then
-      for j = i + 11, sharer_end(i) - 1, 2 do
-        redis.call('HINCRBY', view, ARGV[j], ARGV[j + 1])
+      for j = i + 10, deltas_end(i) - 1, 3 do
+        redis.call('HINCRBY', ARGV[j], ARGV[j + 1], ARGV[j + 2])
       end
-      local statement = ARGV[i + 7]
-      redis.call('ZADD', statement, ARGV[i + 9], data)
-      redis.call('PEXPIRE', statement, ARGV[i + 8])
+      for j = deltas_end(i) + 1, views_end(i) - 1 do
+        redis.call('PEXPIRE', ARGV[j], ttl)
+      end
+      local statement = ARGV[i + 6]
+      redis.call('ZADD', statement, ARGV[i + 8], data)
+      redis.call('PEXPIRE', statement, ARGV[i + 7])
     end
-    i = sharer_end(i)
+    i = views_end(i)
   end
 end
 redis.call('HSET', seqkey, 'ms', ms, 'seq', seq)
@@ -272,7 +277,13 @@ class _RedisWriter(StatelessSinkPartition[tuple[str, Output]]):
                 args.append(out["reason"])
             else:
                 args.append(keys.order_view(out["order_id"]) if kind == "commission" else "")
-                args += sharer_view.write_args(keys, out, self.statement_ttl_ms)
+                head, deltas = sharer_view.write_args(keys, out, self.statement_ttl_ms)
+                funnel = share_view.commission_deltas(keys, out)
+                expiring = sorted({view for view, _field, _delta in funnel})
+                args += [*head, len(deltas) + len(funnel)]
+                for view, field, delta in deltas + funnel:
+                    args += [view, field, delta]
+                args += [len(expiring), *expiring]
         return args
 
     def close(self) -> None:

@@ -106,7 +106,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.redis = client
         app.state.keys = keys
         app.state.appender = Appender(client, keys.events, keys.stats("ingested"),
-                                        settings.retention_ms)
+                                        settings.retention_ms,
+                                        settings.retention_ms + settings.facts_ttl_margin_ms)
         app.state.tokens = ShareTokens(settings.share_key_pairs) if settings.share_keys else None
         app.state.scan_guard = ScanGuard(settings)
         try:
@@ -128,5 +129,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(routes_shares.router)
     app.include_router(routes_read.router)
     app.include_router(routes_pages.router)
+    app.mount("/static/vendor", routes_pages.VENDOR, name="vendor")
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app

@@ -29,11 +29,13 @@ from billing.stream_ids import ts_of
 
 Mode = Literal["unique", "versioned", "none"]
 
+# After the n events: a count of share funnels to bump, then per funnel the index
+# of its (scan) event and billing.share_view.scan_args, plus the view's TTL in ARGV[3].
 _SCRIPT = """
-local n, ttl = tonumber(ARGV[1]), ARGV[2]
+local n, ttl, view_ttl = tonumber(ARGV[1]), ARGV[2], ARGV[3]
 local seen = {}
 for i = 0, n - 1 do
-  local b = 3 + i * 7
+  local b = 4 + i * 7
   local key, hash, mode, need = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 5]
   if need ~= '' and redis.call('EXISTS', need) == 0 and not seen[need] then
     return {'missing', tostring(i), need}
@@ -48,8 +50,9 @@ for i = 0, n - 1 do
 end
 local res = {'ok'}
 local done = {}
+local ids = {}
 for i = 0, n - 1 do
-  local b = 3 + i * 7
+  local b = 4 + i * 7
   local key, hash, mode, data, extra = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4]
   local cur = false
   if mode ~= 'none' then cur = done[key] or redis.call('GET', key) end
@@ -57,6 +60,7 @@ for i = 0, n - 1 do
     res[#res + 1] = 'repeat|' .. cur
   else
     local id = redis.call('XADD', KEYS[1], '*', 'data', data)
+    ids[i] = id
     redis.call('HINCRBY', KEYS[2], ARGV[b + 6], 1)
     local val = hash .. '|' .. id .. '|' .. extra
     if mode == 'unique' then
@@ -67,6 +71,19 @@ for i = 0, n - 1 do
       done[key] = val
     end
     res[#res + 1] = 'new|' .. val
+  end
+end
+local f = 4 + n * 7
+for k = 0, tonumber(ARGV[f]) - 1 do
+  local c = f + 1 + k * 7
+  local id = ids[tonumber(ARGV[c])]
+  if id then
+    local view, active, share = ARGV[c + 1], ARGV[c + 4], ARGV[c + 5]
+    redis.call('HINCRBY', view, 'scans', 1)
+    redis.call('HSET', view, 'item_id', ARGV[c + 2], 'sharer_id', ARGV[c + 3])
+    redis.call('PEXPIRE', view, view_ttl)
+    redis.call('ZADD', active, string.match(id, '^(%d+)'), share)
+    redis.call('ZREMRANGEBYRANK', active, 0, -tonumber(ARGV[c + 6]) - 1)
   end
 end
 return res
@@ -93,6 +110,8 @@ class Append:
     requires: str = ""  # a key that must exist (a known tariff for a session start)
     # What identifies "the same body"; defaults to the event itself.
     identity: dict[str, Any] | None = None
+    # A scan's share funnel to count it in once appended (billing.share_view.scan_args).
+    funnel: tuple[str, ...] = ()
 
     @property
     def body_hash(self) -> str:
@@ -126,11 +145,12 @@ class Missing(Exception):
 
 class Appender:
     def __init__(self, client: aioredis.Redis, stream: str, counters: str,
-                 retention_ms: int) -> None:
+                 retention_ms: int, view_ttl_ms: int) -> None:
         self.client = client
         self.stream = stream
         self.counters = counters  # events appended per type, for /metrics
         self.retention_ms = retention_ms  # how long a unique id's mark lives
+        self.view_ttl_ms = view_ttl_ms  # how long a share funnel outlives its last scan
         self._script = client.register_script(_SCRIPT)
         self._replace_extra = client.register_script(_REPLACE_EXTRA)
 
@@ -144,11 +164,16 @@ class Appender:
         await self._replace_extra(keys=[key], args=[extra])
 
     async def append(self, items: list[Append]) -> list[Appended]:
-        argv: list[str] = [str(len(items)), str(max(1, self.retention_ms))]
+        argv: list[str] = [str(len(items)), str(max(1, self.retention_ms)),
+                           str(max(1, self.view_ttl_ms))]
         for item in items:
             data = json.dumps(item.event, separators=(",", ":"))
             argv += [item.idem_key, item.body_hash, item.mode, data, item.extra, item.requires,
                      item.event["type"]]
+        funnels = [(i, item.funnel) for i, item in enumerate(items) if item.funnel]
+        argv.append(str(len(funnels)))
+        for i, funnel in funnels:
+            argv += [str(i), *funnel]
         reply = await self._script(keys=[self.stream, self.counters], args=argv)
         status = reply[0]
         if status == "conflict":

@@ -6,12 +6,17 @@ from pathlib import Path
 
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, Response
+from fastapi.staticfiles import StaticFiles
 
 from ingest_api import metrics
 from ingest_api.deps import KeysDep, Reader, RedisDep
 
 router = APIRouter(tags=["pages"])
-_DASHBOARD = (Path(__file__).parent / "static" / "dashboard.html").read_text()
+_STATIC = Path(__file__).parent / "static"
+_DASHBOARD = (_STATIC / "dashboard.html").read_text()
+# Third-party files served as they were published (no build step); each folder
+# keeps the package's version in its name and its LICENSE.
+VENDOR = StaticFiles(directory=_STATIC / "vendor")
 
 
 @router.get("/dashboard", response_class=HTMLResponse, dependencies=[Reader])

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from billing import sharer_view, stream_ids
+from billing import share_view, sharer_view, stream_ids
 from billing.currencies import format_minor
 from billing.events import MAX_TIME_MS, Id
 from ingest_api.deps import KeysDep, Reader, RedisDep, SettingsDep
@@ -50,6 +50,32 @@ async def get_sharer_earnings(sharer_id: Id, redis: RedisDep, keys: KeysDep) -> 
     if not totals:
         raise Problem(404, "Unknown sharer", f"no commissions for sharer {sharer_id!r}")
     return JSONResponse({"sharer_id": sharer_id, "currencies": sharer_view.earnings(totals)})
+
+
+@router.get("/shares/{share_id}/funnel")
+async def get_share_funnel(share_id: Id, redis: RedisDep, keys: KeysDep) -> JSONResponse:
+    """The share's funnel: `scans` logged, `orders` attributed to it, and its
+    commission per currency (`accrued`, `reversed`, `net`, minor units). Kept until
+    R (and a margin) after its last scan or commission."""
+    fields: dict[str, str] = await redis.hgetall(keys.share_view(share_id))  # type: ignore[misc,assignment]
+    if not fields:
+        raise Problem(404, "Unknown share", f"no scans for share {share_id!r}")
+    return JSONResponse(share_view.funnel(share_id, fields))
+
+
+@router.get("/funnels")
+async def get_funnels(redis: RedisDep, keys: KeysDep,
+                      limit: Annotated[int, Query(ge=1, le=share_view.ACTIVE_CAP)] = 50
+                      ) -> JSONResponse:
+    """The funnels of the most recently scanned shares, newest first."""
+    ids: list[str] = await redis.zrevrange(keys.active_shares, 0, limit - 1)  # type: ignore[assignment]
+    pipe = redis.pipeline(transaction=False)
+    for share_id in ids:
+        pipe.hgetall(keys.share_view(share_id))
+    views = await pipe.execute()
+    return JSONResponse({"funnels": [share_view.funnel(share_id, fields)
+                                     for share_id, fields in zip(ids, views, strict=True)
+                                     if fields]})
 
 
 TimeArg = Annotated[int, Query(ge=0, le=MAX_TIME_MS)]

@@ -12,7 +12,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
+from billing import share_view
 from billing.events import Id, ScanBody, ShareBody, to_log_dict
+from billing.keys import Keys
 from ingest_api import qr
 from ingest_api.appender import Append, Appender, Conflict
 from ingest_api.deps import AppenderDep, KeysDep, Reader, RedisDep, SettingsDep, TokensDep, Writer
@@ -151,7 +153,8 @@ def _with_scan_id(url: str, scan_id: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
-async def _write_scan(payload: SharePayload, scanner_id: str | None, appender: Any) -> str:
+async def _write_scan(payload: SharePayload, scanner_id: str | None, appender: Any,
+                      keys: Keys) -> str:
     scan_id = ulid("scn-")
     event = {
         "type": "scan",
@@ -161,7 +164,7 @@ async def _write_scan(payload: SharePayload, scanner_id: str | None, appender: A
         "sharer_id": payload.sharer_id,
         "scanner_id": scanner_id,
     }
-    await appender.append([Append(event)])
+    await appender.append([Append(event, funnel=tuple(share_view.scan_args(keys, event)))])
     return scan_id
 
 
@@ -188,7 +191,7 @@ async def scan_page(
     if refused is not None:
         await redis.hincrby(keys.stats("scans_refused"), refused, 1)
         return RedirectResponse(payload.activity_url, status_code=302)
-    scan_id = await _write_scan(payload, guard.scanner(request), appender)
+    scan_id = await _write_scan(payload, guard.scanner(request), appender, keys)
     return RedirectResponse(
         _with_scan_id(payload.activity_url, scan_id),
         status_code=302,
@@ -207,10 +210,11 @@ router.add_api_route(
 
 
 @router.post("/v1/scans", status_code=202, dependencies=[Writer])
-async def post_scan(body: ScanBody, appender: AppenderDep, tokens: TokensDep) -> JSONResponse:
+async def post_scan(body: ScanBody, appender: AppenderDep, tokens: TokensDep,
+                    keys: KeysDep) -> JSONResponse:
     """An in-app scan: the same scan record as the page, and the redirect URL."""
     payload = _verify(body.token, tokens)
-    scan_id = await _write_scan(payload, body.scanner_id, appender)
+    scan_id = await _write_scan(payload, body.scanner_id, appender, keys)
     return JSONResponse(
         {
             "scan_id": scan_id,

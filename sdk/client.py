@@ -98,12 +98,25 @@ class BillingClient:
                 "payout_id": payout_id or f"pay-{uuid.uuid4().hex}"}
         return self._call("POST", "/v1/payouts", body)
 
+    def _read_headers(self, method: str) -> dict[str, str]:
+        if self.read_key is None:
+            raise ValueError(f"{method}() needs the client's read_key")
+        return {"Authorization": f"Bearer {self.read_key}"}
+
+    def earnings(self, sharer_id: str) -> Any:
+        """Per currency: `pending`, `payable`, `paid`, the totals and the counts."""
+        return self._checked(self.http.get(f"/v1/sharers/{sharer_id}/earnings",
+                                           headers=self._read_headers("earnings"))).json()
+
+    def funnel(self, share_id: str) -> Any:
+        """The share's scans, attributed orders and commission per currency."""
+        return self._checked(self.http.get(f"/v1/shares/{share_id}/funnel",
+                                           headers=self._read_headers("funnel"))).json()
+
     def statement(self, sharer_id: str, from_ms: int, to_ms: int, *,
                   as_csv: bool = False) -> Any:
         """The sharer's statement for [from_ms, to_ms): a dict, or CSV text."""
-        if self.read_key is None:
-            raise ValueError("statement() needs the client's read_key")
-        headers = {"Authorization": f"Bearer {self.read_key}"}
+        headers = self._read_headers("statement")
         if as_csv:
             headers["Accept"] = "text/csv"
         resp = self._checked(self.http.get(f"/v1/sharers/{sharer_id}/statement",

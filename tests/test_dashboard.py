@@ -10,6 +10,7 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select
 
 from sdk import BillingClient
 from tests.conftest import READ_KEY, WRITE_KEY
@@ -53,7 +54,7 @@ def test_dashboard_shows_new_figures_live(browser, settings, redis_url, prefix, 
         with running_api(settings.model_copy(update={"report_interval_ms": 60_000})) as base:
             browser.get(f"{base}/dashboard?key={READ_KEY}")
             wait_text(browser, "status", "live")
-            client = BillingClient(base, WRITE_KEY)
+            client = BillingClient(base, WRITE_KEY, read_key=READ_KEY)
             client.put_commission_rule("r", kind="percent", bps=1000)
             share = client.create_share("lamp", "ana", "https://shop.example/lamp")
             scan = client.in_app_scan(share["token"], "zoe")
@@ -94,6 +95,7 @@ def test_dashboard_shows_new_figures_live(browser, settings, redis_url, prefix, 
                                                      "unit_price_minor": 1234}],
                               scan_id=scan2["scan_id"])
             wait_text(browser, "sharers", "ana JPY 123 0 0")
+            _check_against_the_read_api(browser, client, share["share_id"])
             ARTIFACTS.mkdir(exist_ok=True)
             browser.save_screenshot(str(ARTIFACTS / "dashboard.png"))
             assert os.path.getsize(ARTIFACTS / "dashboard.png") > 10_000
@@ -101,3 +103,46 @@ def test_dashboard_shows_new_figures_live(browser, settings, redis_url, prefix, 
             session.join(10)
     finally:
         kill(flows)
+
+
+def _last_points(driver, chart: str) -> list[float]:
+    return driver.execute_script(
+        f"const c = window.billingCharts.{chart};"
+        "return c ? c.data.slice(1).map((s) => s[s.length - 1]) : null;")
+
+
+def wait_points(driver, chart: str, wanted: list[float], timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while (got := _last_points(driver, chart)) != wanted:
+        assert time.monotonic() < deadline, f"{chart}: {got} != {wanted}"
+        time.sleep(0.1)
+
+
+def _check_against_the_read_api(driver, client: BillingClient, share_id: str) -> None:
+    """What the page shows equals what the read API answers, after the workload."""
+    earnings = client.earnings("ana")["currencies"]
+    for cur, exp in (("USD", 2), ("JPY", 0)):
+        e = earnings[cur]
+        figures = [e["pending"], e["payable"], e["paid"]]
+        wait_text(driver, "sharers", f"ana {cur} " + " ".join(
+            f"{v / 10**exp:.{exp}f}" for v in figures))
+    funnel = client.funnel(share_id)
+    assert (funnel["scans"], funnel["orders"]) == (2, 2)
+    assert {c: v["net"] for c, v in funnel["currencies"].items()} == {"USD": 0, "JPY": 123}
+    wait_text(driver, "funnels", f"{share_id} lamp ana 2 2 100.0 % 123 JPY, 0.00 USD")
+    # The charts are drawn (uPlot canvases), and their running totals end at the
+    # figures the API gives, per currency chosen in the picker.
+    for chart in ("chart-commissions", "chart-fees"):
+        assert driver.find_elements(By.CSS_SELECTOR, f"#{chart} .uplot canvas"), chart
+    picker = Select(driver.find_element(By.ID, "chart-currency"))
+    picker.select_by_value("USD")
+    usd = earnings["USD"]
+    wait_points(driver, "commissions", [usd["accrued"] / 100, usd["reversed"] / 100,
+                                        usd["paid"] / 100])
+    picker.select_by_value("JPY")
+    jpy = earnings["JPY"]
+    wait_points(driver, "commissions", [jpy["accrued"], jpy["reversed"], jpy["paid"]])
+    picker.select_by_value("EUR")
+    fee = client.http.get("/v1/sessions/sess-dash").json()["fee_minor"]
+    wait_points(driver, "fees", [fee / 100])
+    picker.select_by_value("USD")  # for the screenshot: accrued, then reversed

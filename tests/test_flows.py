@@ -56,6 +56,7 @@ def test_replay_gives_the_same_outputs_for_any_worker_count(tmp_path: Path, work
     buf = io.StringIO()
     replay(str(log), buf, SMALL_RULES, workers=workers)
     got = [json.loads(line) for line in buf.getvalue().splitlines()]
+    assert {"approval", "payout"} <= {o.get("kind") or o["type"] for o in got}
     assert canonical(got) == canonical(engine_outputs(events, SMALL_RULES))
 
 
@@ -102,6 +103,7 @@ def test_recovery_after_abort_loses_nothing_and_bills_nothing_twice(
     assert len(repeated) <= 20, len(repeated)
     engine = Engine(SMALL_RULES)
     expected = [o for item in items for o in engine.on_input(item)] + engine.finish()
+    assert {"approval", "payout"} <= {o.get("kind") or o["type"] for o in expected}
     assert len(second) < len(expected) or abort_at <= 1
     # At-least-once: repeats carry the same output_id and content; nothing is missing.
     by_id = {o["output_id"]: o for o in combined}

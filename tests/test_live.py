@@ -146,6 +146,7 @@ def test_sigkill_at_several_points_loses_nothing_and_bills_nothing_twice(
     expected_by_chunk = [{o["output_id"] for pos, ev in chunk for o in engine.feed(ev, pos)}
                          for chunk in chunks]
     expected_ids = set().union(*expected_by_chunk)
+    assert _exercises_the_lifecycle(_replay_all(positioned))
     # Ticks must not close sessions early here: a lag of ~forever keeps the watermark
     # behind this old log, so only the log's own time closes sessions, as in a replay.
     proc = flows_factory(lag_ms=10**13)
@@ -182,6 +183,12 @@ def test_sigkill_at_several_points_loses_nothing_and_bills_nothing_twice(
         assert view == [str(usage["started_ts"]), str(usage["version"])]
 
 
+def _exercises_the_lifecycle(outs) -> bool:
+    """The log has approvals, clawbacks or pending reversals, and payouts to compare."""
+    kinds = {o.get("kind") or o["type"] for o in outs}
+    return {"accrual", "approval", "reversal", "payout"} <= kinds
+
+
 def _replay_all(positioned):
     engine = Engine(SMALL_RULES)
     return [o for pos, ev in positioned for o in engine.feed(ev, pos)]
@@ -196,6 +203,7 @@ def _children(pid: int) -> list[int]:
 def test_cluster_shapes_bill_the_same(redis_client, keys, redis_url, prefix, tmp_path, args):
     positioned = with_stream_ids([parse_log_event(e) for e in random_log(99, 1200)])
     expected = _replay_all(positioned)
+    assert _exercises_the_lifecycle(expected)
     proc = start_flows(flows_env(redis_url, prefix, tmp_path / "rec", SMALL_RULES, 10**13),
                        *args)
     try:

@@ -161,3 +161,38 @@ def test_balances_hold_on_random_logs(seed):
             assert o["amount_minor"] > 0
         if o["type"] == "commission" and o["kind"] == "approval":
             assert o["commission_minor"] > 0 and o["status"] == "approved"
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 10_000))
+def test_balances_add_up_at_every_prefix_of_the_log(seed):
+    """Issue 8's properties, per sharer and currency, after every log entry:
+    pending + payable + paid = accruals - reversals (reversals are negative amounts,
+    so: their sum), the payouts so far never exceed approvals minus approved
+    reversals, and the engine's own payable balance equals the outputs'."""
+    from billing.events import parse_log_event
+    from state.balances import SharerLedger
+    from state.engine import Engine
+    from tests.live_helpers import with_stream_ids
+
+    engine = Engine(SMALL_RULES)
+    outs: list[dict] = []
+    for position, event in with_stream_ids([parse_log_event(e) for e in random_log(seed, 250)]):
+        outs += engine.feed(event, position)
+        sums: dict[tuple[str, str], Counter[str]] = {}
+        for o in outs:
+            if o["type"] == "payout":
+                sums.setdefault((o["sharer_id"], o["currency"]), Counter())["payouts"] += \
+                    o["amount_minor"]
+            elif o["type"] == "commission":
+                s = sums.setdefault((o["sharer_id"], o["currency"]), Counter())
+                s[o["kind"]] += o["commission_minor"]
+                if o["kind"] == "reversal" and o["status"] == "approved":
+                    s["approved_reversals"] += o["commission_minor"]
+        for key, b in balances(outs).items():
+            s = sums[key]
+            assert b["pending"] + b["payable"] + b["paid"] == s["accrual"] + s["reversal"]
+            assert s["payouts"] <= s["approval"] + s["approved_reversals"]
+            ledger = engine.keys.get(f"sharer:{key[0]}")
+            held = ledger.payable.get(key[1], 0) if isinstance(ledger, SharerLedger) else 0
+            assert held == b["payable"]
