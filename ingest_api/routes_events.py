@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
+import redis.asyncio as aioredis
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
@@ -181,10 +183,26 @@ async def post_segment(
     keys: KeysDep,
     settings: SettingsDep,
 ) -> JSONResponse:
-    """One heartbeat segment. Unknown sessions are the engine's to reject (`unknown_session`)."""
-    return await _append_one(
+    """One heartbeat segment. Unknown sessions are the engine's to reject (`unknown_session`).
+
+    The answer also carries `session`: the session as last billed (`status`,
+    `closed_reason`, `billed_ms`, `version`, `started_ts`), or null before its first
+    usage output. A session the engine closed as idle (after an outage, say) takes
+    segments only within the late grace, so a client that sees `closed` knows to
+    start a new session and to report the time it could not bill (the SDK does).
+    """
+    answer = await _append_one(
         _event("segment", body, session_id=session_id), appender, keys, settings
     )
+    try:
+        data = await appender.client.hget(keys.session_view(session_id), "data")  # type: ignore[misc]
+    except (aioredis.ConnectionError, aioredis.TimeoutError, OSError):
+        data = None  # the segment is logged; its state is only advice
+    usage = json.loads(data) if data else None
+    body_out = json.loads(bytes(answer.body))
+    body_out["session"] = None if usage is None else {
+        k: usage[k] for k in ("status", "closed_reason", "billed_ms", "version", "started_ts")}
+    return JSONResponse(body_out, status_code=answer.status_code)
 
 
 @router.post("/events", status_code=202)

@@ -9,6 +9,7 @@ and nothing is billed twice: the final state equals the plain loop's.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -19,6 +20,7 @@ import pytest
 
 from billing.keys import Keys
 from billing.redis_runtime import EmbeddedRedis, client
+from state.config import RuleSettings
 from state.engine import Engine
 from state.messages import LogEvent
 from tests.gen import SMALL_RULES, random_log
@@ -93,3 +95,68 @@ def test_flows_ride_out_a_pause_and_a_restart_of_redis(private_redis: EmbeddedRe
         kill(flows)
     # Live has no end of input (and no watermark here): compared without finish().
     assert final_state(outputs(conn, keys)) == final_state(expected)
+
+
+def test_an_outage_past_the_idle_timeout_is_reported_never_lost(private_redis: EmbeddedRedis,
+                                                                 tmp_path: Path):
+    """Issue 10, item 3 (second part). Redis is paused, then killed and restarted,
+    for longer than a session's idle timeout plus the late grace. The engine closes
+    the SDK's session as idle and rejects the held segments `late`, as SPEC says; the
+    segment answers tell the SDK the session is closed, so it goes on in a new
+    session, and its report accounts for every metered millisecond: billed in one
+    of its sessions, or counted as unbilled."""
+    from billing.settings import Settings
+    from sdk import BillingClient
+    from tests.conftest import READ_KEY, SHARE_KEYS, WRITE_KEY
+    from tests.server import running_api
+
+    keys = Keys("outage2:")
+    rules = RuleSettings(idle_timeout_factor=2, late_grace_ms=1_000, clock_skew_ms=500,
+                         max_segment_ms=5_000)
+    flows = start_flows(flows_env(private_redis.url, keys.prefix, tmp_path / "rec", rules, 200))
+    settings = Settings(redis_url=private_redis.url, key_prefix=keys.prefix, api_keys=WRITE_KEY,
+                        read_keys=READ_KEY, share_keys=SHARE_KEYS, report_interval_ms=500,
+                        _env_file=None)  # type: ignore[call-arg]
+    try:
+        with running_api(settings) as base:
+            client = BillingClient(base, WRITE_KEY)
+            client.put_tariff("t", currency="EUR", unit_ms=100, price_minor=1)
+            session = client.start_session("u", "svc", "t", session_id="long-run")
+            assert session.wait_started(10)
+            time.sleep(2)
+            private_redis.proc.send_signal(signal.SIGSTOP)
+            time.sleep(4)
+            private_redis.proc.send_signal(signal.SIGCONT)
+            time.sleep(2)
+            private_redis.restart(down_s=3)
+            time.sleep(4)
+            session.stop()
+            assert session.join(30)
+            assert flows.poll() is None
+            conn = client_for(private_redis)
+
+            def settled() -> bool:
+                views = [conn.hget(keys.session_view(s), "data") for s in session.session_ids]
+                return all(v is not None and '"status":"closed"' in v for v in views)
+
+            wait_for(settled, timeout=30)
+            report = session.report()
+    finally:
+        kill(flows)
+    first, *later = report["sessions"]
+    assert first["closed_reason"] == "idle"  # the outage outlasted idle + grace
+    assert later and later[-1]["closed_reason"] == "end"  # it went on, and ended
+    assert session.closed_by_server["long-run"]["status"] == "closed"
+    rejects = [json.loads(f["data"]) for _, f in conn.xrange(keys.rejects)]
+    assert any(r["reason"] == "late" for r in rejects)  # held segments came too late
+    # Nothing vanished silently: metered = billed + unbilled, and the unbilled part
+    # is at least the outage's share beyond idle timeout and grace (4 s + 3 s - 2 s).
+    assert report["billed_ms"] <= report["metered_ms"]
+    assert report["metered_ms"] == report["billed_ms"] + report["unbilled_ms"]
+    assert report["unbilled_ms"] >= 3_000
+    assert report["billed_ms"] >= 2_000  # before the outage, and after it in new sessions
+    assert [s["billed_ms"] > 0 for s in report["sessions"]] == [True] * len(report["sessions"])
+
+
+def client_for(server: EmbeddedRedis):
+    return client(server.url)
