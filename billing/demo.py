@@ -22,6 +22,7 @@ import httpx
 
 from billing.redis_runtime import EmbeddedRedis, client, delete_prefix, resolve_url
 from billing.workload import Workload
+from sdk import BillingClient
 
 
 def _child(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -87,7 +88,11 @@ def run(args: argparse.Namespace) -> int:
         _wait_ready(base, children)
         print(f"redis:     {redis_url}" + (" (embedded)" if embedded else ""))
         print(f"api:       {base}  (OpenAPI: {base}/docs)")
-        print(f"dashboard: {base}/dashboard?key={read_key}")
+        # A signed token that expires (12 h) rides in the URL, not a long-lived read key.
+        admin = BillingClient(base, env["BILLING_API_KEYS"].split(",")[0])
+        dashboard_token = admin.read_token(ttl_ms=43_200_000)["token"]
+        admin.close()
+        print(f"dashboard: {base}/dashboard?key={dashboard_token}")
         print(f"children:  {' '.join(str(p.pid) for p in children)}"
               + (f" redis={embedded[0].proc.pid}" if embedded else ""))
         print("Ctrl-C stops everything.", flush=True)

@@ -7,7 +7,6 @@ unset key list means the matching endpoints refuse every request.
 from __future__ import annotations
 
 from dataclasses import fields
-from functools import cached_property
 
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -72,19 +71,19 @@ class Settings(BaseSettings):
     epoch_interval_ms: int = Field(1_000, gt=0)
     recovery_dir: str = ""
 
-    @cached_property
+    @property
     def api_key_list(self) -> list[str]:
         return _split(self.api_keys)
 
-    @cached_property
+    @property
     def activity_host_list(self) -> list[str]:
         return [h.lower() for h in _split(self.activity_hosts)]
 
-    @cached_property
+    @property
     def read_key_list(self) -> list[str]:
         return _split(self.read_keys)
 
-    @cached_property
+    @property
     def share_key_pairs(self) -> list[tuple[str, str]]:
         pairs = []
         for item in _split(self.share_keys):

@@ -21,9 +21,11 @@ from ingest_api import (
     routes_pages,
     routes_read,
     routes_shares,
+    routes_tokens,
 )
 from ingest_api.appender import Appender
 from ingest_api.deps import RedisDep
+from ingest_api.read_tokens import ReadTokens
 from ingest_api.scan_guard import ScanGuard
 from ingest_api.tokens import ShareTokens
 
@@ -109,6 +111,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                         settings.retention_ms,
                                         settings.retention_ms + settings.facts_ttl_margin_ms)
         app.state.tokens = ShareTokens(settings.share_key_pairs) if settings.share_keys else None
+        app.state.read_tokens = (ReadTokens(settings.share_key_pairs) if settings.share_keys
+                                 else None)
         app.state.scan_guard = ScanGuard(settings)
         try:
             yield
@@ -128,6 +132,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(routes_events.router)
     app.include_router(routes_shares.router)
     app.include_router(routes_read.router)
+    app.include_router(routes_tokens.router)
     app.include_router(routes_pages.router)
     app.mount("/static/vendor", routes_pages.VENDOR, name="vendor")
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)

@@ -200,6 +200,7 @@ async def stream(
 
     Resume with `Last-Event-ID` (or `?after=`): no gaps, no repeats. Filters: `type`
     (repeatable), `sharer_id`, `session_id`. Starts from the beginning by default.
+    With a sharer's read token, only that sharer's commissions and payouts.
     """
     start = last_event_id or after or "0-0"
     try:
@@ -208,6 +209,8 @@ async def stream(
         raise Problem(400, "Bad Last-Event-ID", "expected a Redis stream id") from exc
     kinds = type or ["commission", "usage", "payout", "reject"]
     streams = [keys.output_stream(kind) for kind in kinds]
+    # A sharer's read token sees only its sharer's outputs (ingest_api.deps).
+    sharer_id = getattr(request.state, "sharer_scope", None) or sharer_id
     return StreamingResponse(
         _events(request, redis, streams, start, sharer_id, session_id, poll_s=1.0),
         media_type="text/event-stream",

@@ -98,6 +98,11 @@ class BillingClient:
                 "payout_id": payout_id or f"pay-{uuid.uuid4().hex}"}
         return self._call("POST", "/v1/payouts", body)
 
+    def read_token(self, sharer_id: str | None = None, ttl_ms: int = 3_600_000) -> Any:
+        """Mint a signed read token that expires: for one sharer's earnings, statement
+        and stream (a sharer portal), or, without a sharer, a short-lived dashboard key."""
+        return self._call("POST", "/v1/read-tokens", {"sharer_id": sharer_id, "ttl_ms": ttl_ms})
+
     def _read_headers(self, method: str) -> dict[str, str]:
         if self.read_key is None:
             raise ValueError(f"{method}() needs the client's read_key")
