@@ -5,6 +5,8 @@ COPY billing billing
 COPY ingest_api ingest_api
 COPY state state
 COPY flows flows
+COPY sdk sdk
+COPY webhooks webhooks
 RUN pip install --no-cache-dir -c constraints.txt .
 ENV PYTHONUNBUFFERED=1
 EXPOSE 8000

@@ -11,7 +11,8 @@ the recovery directory's size and the flow lag (newest input `ts` minus the newe
 `ts` the flows have read). It prints the samples and, for the second half of the
 run (after the first R of log has filled), the slope of each per million events:
 bounded state means slopes near 0 once R has passed, and the lag must not grow.
-A short `--retention-ms` (default 60 s) makes R pass inside the run. Uses REDIS_URL,
+A short `--retention-ms` (default 60 s) and `--margin-ms` (10 s) make R and the
+margin pass inside the run. Uses REDIS_URL,
 else 127.0.0.1:6379, else an embedded server; cleans its keys up.
 """
 
@@ -113,6 +114,8 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=2500, help="events per second")
     parser.add_argument("--seconds", type=int, default=300)
     parser.add_argument("--retention-ms", type=int, default=60_000)
+    parser.add_argument("--margin-ms", type=int, default=10_000,
+                        help="how long facts, marks and outputs outlive R (default 1 day live)")
     args = parser.parse_args()
     rules = RuleSettings(retention_ms=args.retention_ms, attribution_window_ms=30_000,
                          holding_period_ms=20_000, late_grace_ms=10_000)
@@ -121,6 +124,10 @@ def main() -> None:
         conn, keys = client(url), Keys(prefix)
         recovery = Path(tmp) / "rec"
         env = flows_env(url, prefix, recovery, rules, 2000, epoch_ms=1000)
+        env["BILLING_FACTS_TTL_MARGIN_MS"] = str(args.margin_ms)
+        # Statements are a finance record kept for their own retention (400 days by
+        # default); here they keep R, so that the run shows every store bounded.
+        env["BILLING_STATEMENT_RETENTION_MS"] = str(args.retention_ms)
         proc = start_flows(env)
         samples: list[dict[str, float]] = []
         sent = 0

@@ -1,4 +1,4 @@
-"""The `billing` command: serve, flows, replay, export, demo."""
+"""The `billing` command: serve, flows, webhooks, replay, export, demo."""
 
 from __future__ import annotations
 
@@ -42,6 +42,18 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_webhooks(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+
+    from webhooks.dispatcher import serve
+
+    logging.basicConfig(level=getattr(logging, args.log_level.upper()),
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    asyncio.run(serve(Settings()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="billing", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -52,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="info",
                        choices=["critical", "error", "warning", "info", "debug"])
     serve.set_defaults(func=cmd_serve)
+
+    hooks = sub.add_parser("webhooks", help="deliver outputs to webhook endpoints "
+                           "(run any number of replicas)")
+    hooks.add_argument("--log-level", default="info",
+                       choices=["critical", "error", "warning", "info", "debug"])
+    hooks.set_defaults(func=cmd_webhooks)
 
     export = sub.add_parser("export", help="write the live input stream as a log file")
     export.add_argument("--output", "-o", default=None)

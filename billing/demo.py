@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import httpx
@@ -61,6 +62,8 @@ def _environment(port: int, redis_url: str, shared_server: bool, recovery: str
     env.setdefault("BILLING_TRUSTED_PROXIES", "127.0.0.1/32")
     env.setdefault("BILLING_SCAN_RATE_PER_CLIENT", "100000/minute")
     env.setdefault("BILLING_RECOVERY_DIR", recovery)
+    # The demo's own webhook receiver listens on 127.0.0.1.
+    env.setdefault("BILLING_WEBHOOK_ALLOW_PRIVATE", "true")
     if shared_server and not env.get("BILLING_KEY_PREFIX"):
         # Someone else's server: keep the demo's keys apart from anything on it.
         env["BILLING_KEY_PREFIX"] = f"demo:{secrets.token_hex(4)}:"
@@ -82,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
     base = env["BILLING_PUBLIC_BASE_URL"]
     read_key = env["BILLING_READ_KEYS"].split(",")[0]
     children = [_child(["serve", "--port", str(args.port), "--log-level", "warning"], env),
-                _child(["flows"], env)]
+                _child(["flows"], env), _child(["webhooks", "--log-level", "warning"], env)]
+    receiver = DemoReceiver()
     workload: Workload | None = None
     try:
         _wait_ready(base, children)
@@ -91,7 +95,13 @@ def run(args: argparse.Namespace) -> int:
         # A signed token that expires (12 h) rides in the URL, not a long-lived read key.
         admin = BillingClient(base, env["BILLING_API_KEYS"].split(",")[0])
         dashboard_token = admin.read_token(ttl_ms=43_200_000)["token"]
+        hook = admin.http.post("/v1/webhook-endpoints", json={
+            "url": receiver.url, "types": ["commission", "usage", "payout", "reject"],
+            "description": "the demo's own receiver"})
+        hook.raise_for_status()
+        receiver.secret = hook.json()["secret"]
         admin.close()
+        print(f"webhooks:  {receiver.url} (signed; verified as they arrive)")
         print(f"dashboard: {base}/dashboard?key={dashboard_token}")
         print(f"children:  {' '.join(str(p.pid) for p in children)}"
               + (f" redis={embedded[0].proc.pid}" if embedded else ""))
@@ -109,13 +119,15 @@ def run(args: argparse.Namespace) -> int:
                 return 1
             if time.monotonic() - last >= args.summary_every:
                 last = time.monotonic()
-                print(_summary(base, read_key, workload), flush=True)
+                print(f"{_summary(base, read_key, workload)} | webhooks: "
+                      f"{receiver.verified} verified, {receiver.refused} refused", flush=True)
             time.sleep(0.2)
         return 0
     finally:
         if workload is not None:
             workload.stop()
         _stop(children)
+        receiver.close()
         if not embedded and env.get("BILLING_KEY_PREFIX", "").startswith("demo:") \
                 and not os.environ.get("BILLING_KEY_PREFIX"):
             _delete_prefix(redis_url, env["BILLING_KEY_PREFIX"])
@@ -123,6 +135,45 @@ def run(args: argparse.Namespace) -> int:
             server.stop()
         shutil.rmtree(recovery, ignore_errors=True)
         print("stopped.", flush=True)
+
+
+class DemoReceiver:
+    """A tiny webhook receiver: checks each signature as a receiving app would."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+        self.secret = ""
+        self.verified = self.refused = 0
+        self.seen: set[str] = set()
+        demo = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                try:
+                    Webhook(demo.secret).verify(body, dict(self.headers))
+                    if self.headers["webhook-id"] not in demo.seen:  # repeats are dropped
+                        demo.seen.add(self.headers["webhook-id"])
+                        demo.verified += 1
+                    self.send_response(204)
+                except WebhookVerificationError:
+                    demo.refused += 1
+                    self.send_response(400)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/webhooks"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def _delete_prefix(redis_url: str, prefix: str) -> None:

@@ -71,6 +71,26 @@ class Settings(BaseSettings):
     epoch_interval_ms: int = Field(1_000, gt=0)
     recovery_dir: str = ""
 
+    # Webhooks (SPEC "Interfaces"; the `billing webhooks` dispatcher).
+    # Endpoints on loopback, link-local or private addresses are refused unless true.
+    webhook_allow_private: bool = False
+    # The retry back-off after each failed attempt (ms, comma-separated): when it is
+    # spent, the delivery is `failed`. The default is 5 s, 5 min, 30 min, 2 h, 5 h,
+    # 10 h, 10 h, as the best anchors do.
+    webhook_retry_schedule_ms: str = "5000,300000,1800000,7200000,18000000,36000000,36000000"
+    webhook_timeout_ms: int = Field(5_000, gt=0)
+    # Requests in flight to one endpoint from one dispatcher.
+    webhook_concurrency_per_endpoint: int = Field(4, gt=0)
+    # How long a claimed delivery may stay unanswered before another dispatcher may
+    # take it over (a dispatcher killed mid-delivery).
+    webhook_lease_ms: int = Field(30_000, gt=0)
+    # How long deliveries and their attempts are listed (past the last attempt).
+    webhook_log_retention_ms: int = Field(604_800_000, gt=0)
+
+    @property
+    def webhook_schedule(self) -> list[int]:
+        return [int(part) for part in _split(self.webhook_retry_schedule_ms)]
+
     @property
     def api_key_list(self) -> list[str]:
         return _split(self.api_keys)
@@ -96,6 +116,11 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _rules_are_consistent(self) -> Settings:
         self.rules()  # SPEC: a retention shorter than a window it covers is refused here
+        schedule = self.webhook_schedule  # ValueError (so a validation error) if not ints
+        if any(step <= 0 for step in schedule):
+            raise ValueError("webhook_retry_schedule_ms: every step must be > 0")
+        if self.webhook_log_retention_ms <= sum(schedule) + self.webhook_lease_ms:
+            raise ValueError("webhook_log_retention_ms must outlast the retry schedule")
         return self
 
     def rules(self) -> RuleSettings:

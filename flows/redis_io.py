@@ -143,7 +143,7 @@ class RedisStreamSource(FixedPartitionedSource[tuple[str, SequencerInput], str])
 # One script call per batch appends every output to its public stream and updates
 # the views, written so that a replayed output (at-least-once recovery) changes
 # nothing: a session view only moves to a later (started_ts, version), an order
-# view is keyed by output_id, and a sharer's balances and statement take each
+# view is keyed by output_id (both expire ttl_ms after their last write), and a sharer's balances and statement take each
 # output once (an `applied` mark per output, expiring after R; billing.sharer_view
 # owns that view's layout and write plan). (Keys travel in ARGV: this is a
 # single-node deployment; a cluster would need one call per hash slot.)
@@ -153,6 +153,10 @@ class RedisStreamSource(FixedPartitionedSource[tuple[str, SequencerInput], str])
 # output marked applied but never counted. The one write that can fail is a
 # balance passing int64 (HINCRBY refuses); that output is named in the answer
 # and the sink writes it as a reject instead.
+#
+# The output streams are public, but not kept for ever: each XADD trims entries older
+# than ttl_ms (R and the facts margin), approximately (whole radix-tree nodes, O(1)
+# amortised). A reader resuming from an older id starts at the oldest entry kept.
 #
 # Entry ids come from one sequence shared by the output streams (Redis's clock,
 # then a counter within the millisecond), so an id names one output across all
@@ -203,7 +207,9 @@ i = 5
 while i <= #ARGV do
   local kind, stream, output_id, data = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   seq = seq + 1
-  redis.call('XADD', stream, ms .. '-' .. seq, 'output_id', output_id, 'data', data)
+  -- Output streams keep ttl_ms (R and a margin) of entries, trimmed as they grow.
+  redis.call('XADD', stream, 'MINID', '~', math.max(0, ms - tonumber(ttl)), ms .. '-' .. seq,
+             'output_id', output_id, 'data', data)
   redis.call('HINCRBY', outputs, kind, 1)
   if kind == 'usage' then
     local view, started, version = ARGV[i + 4], tonumber(ARGV[i + 5]), tonumber(ARGV[i + 6])
@@ -212,6 +218,7 @@ while i <= #ARGV do
     if started > cur_started or (started == cur_started and version > cur_version) then
       redis.call('HSET', view, 'started_ts', started, 'version', version, 'data', data)
     end
+    redis.call('PEXPIRE', view, ttl)  -- R and a margin after the session's last output
     i = i + 7
   elseif kind == 'reject' then
     redis.call('HINCRBY', rejects, ARGV[i + 4], 1)

@@ -22,12 +22,14 @@ from ingest_api import (
     routes_read,
     routes_shares,
     routes_tokens,
+    routes_webhooks,
 )
 from ingest_api.appender import Appender
 from ingest_api.deps import RedisDep
 from ingest_api.read_tokens import ReadTokens
 from ingest_api.scan_guard import ScanGuard
 from ingest_api.tokens import ShareTokens
+from webhooks.store import WebhookStore
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -114,6 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.read_tokens = (ReadTokens(settings.share_key_pairs) if settings.share_keys
                                  else None)
         app.state.scan_guard = ScanGuard(settings)
+        app.state.webhooks = WebhookStore(client, settings.key_prefix)
         try:
             yield
         finally:
@@ -133,6 +136,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(routes_shares.router)
     app.include_router(routes_read.router)
     app.include_router(routes_tokens.router)
+    app.include_router(routes_webhooks.router)
     app.include_router(routes_pages.router)
     app.mount("/static/vendor", routes_pages.VENDOR, name="vendor")
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)

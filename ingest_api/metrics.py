@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from billing.keys import Keys
 from billing.stream_ids import ts_of
@@ -26,6 +26,31 @@ class _Snapshot:
 
 def _ms(entry_id: str | None) -> int | None:
     return ts_of(entry_id) if entry_id else None
+
+
+async def _webhook_families(redis: Any, keys: Keys, now_ms: int) -> list[Any]:
+    from webhooks.dispatcher import LATENCY_BUCKETS_MS
+    from webhooks.store import WebhookStore
+
+    store = WebhookStore(redis, keys.prefix)
+    outcomes = await redis.hgetall(store.stats_key)
+    latency = await redis.hgetall(store.latency_key)
+    oldest = await store.oldest_undelivered_ms()
+    fam = CounterMetricFamily("billing_webhook_deliveries",
+                              "Webhook delivery attempts, by endpoint and outcome "
+                              "(succeeded, retry, failed)", labels=["endpoint", "outcome"])
+    for field, count in sorted(outcomes.items()):
+        endpoint, _, outcome = field.partition("|")
+        fam.add_metric([endpoint, outcome], int(count))
+    age = GaugeMetricFamily("billing_webhook_oldest_undelivered_age_ms",
+                            "Age of the oldest delivery not yet succeeded or failed")
+    age.add_metric([], 0 if oldest is None else max(0, now_ms - oldest))
+    hist = HistogramMetricFamily("billing_webhook_latency_ms",
+                                 "Webhook request latency (ms), every attempt")
+    buckets = [(str(b), int(latency.get(str(b), 0))) for b in LATENCY_BUCKETS_MS]
+    buckets.append(("+Inf", int(latency.get("+Inf", 0))))
+    hist.add_metric([], buckets, sum_value=int(latency.get("sum", 0)))
+    return [fam, age, hist]
 
 
 async def render(redis: Any, keys: Keys) -> bytes:
@@ -65,6 +90,8 @@ async def render(redis: Any, keys: Keys) -> bytes:
     if newest_ms is not None:
         lag.add_metric([], max(0, newest_ms - (processed_ms or 0)))
     families.append(lag)
+    seconds, micros = await redis.time()
+    families += await _webhook_families(redis, keys, int(seconds) * 1000 + int(micros) // 1000)
     registry = CollectorRegistry()
     registry.register(_Snapshot(families))  # type: ignore[arg-type]
     return generate_latest(registry)

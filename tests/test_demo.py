@@ -48,7 +48,8 @@ def test_demo_runs_bills_and_leaves_no_orphans_on_ctrl_c(redis_url):
             if line.startswith("dashboard:"):
                 dashboard = line.split()[1]
             # Payouts of approved commissions show within a minute (20 s holding).
-            if "commission=" in line and "usage=" in line and "payout=" in line:
+            if "commission=" in line and "usage=" in line and "payout=" in line \
+                    and re.search(r"webhooks: [1-9]\d* verified, 0 refused", line):
                 break
         else:
             raise AssertionError("no outputs:\n" + "".join(lines))

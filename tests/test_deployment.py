@@ -32,6 +32,22 @@ def test_compose_services_and_commands_exist():
         if check[1] == "billing":
             assert check[2] in _subcommands()
     assert (ROOT / services["api"]["build"] / "Dockerfile").exists()
+    hooks = services["webhooks"]
+    assert hooks["command"][:2] == ["billing", "webhooks"] and "webhooks" in _subcommands()
+    for name in hooks["environment"]:
+        assert name == "REDIS_URL" or name in {f"BILLING_{f.upper()}"
+                                               for f in Settings.model_fields}, name
+
+
+def test_the_image_copies_every_package():
+    """The image once lacked `sdk/`, so every `billing` command failed on import."""
+    import tomllib
+
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "packages"]["find"]["include"]
+    copied = {line.split()[1] for line in (ROOT / "Dockerfile").read_text().splitlines()
+              if line.startswith("COPY ")}
+    assert {p.rstrip("*") for p in packages} <= copied
 
 
 def test_compose_environment_names_real_settings():

@@ -222,3 +222,24 @@ def test_cluster_shapes_bill_the_same(redis_client, keys, redis_url, prefix, tmp
         assert final_state(got) == final_state(expected)
     finally:
         kill(proc, signal.SIGTERM)
+
+
+def test_output_streams_keep_a_bounded_span(redis_client, keys):
+    """No public stream grows with all history: each write trims entries older than
+    the sink's ttl (R and a margin), a radix-tree node at a time."""
+    import time
+
+    from flows.redis_io import _RedisWriter
+
+    writer = _RedisWriter(_url_of(redis_client), keys, ttl_ms=500)
+    old = [("k", {"type": "reject", "output_id": f"reject:{n}", "reason": "duplicate",
+                  "event": {}}) for n in range(300)]
+    writer.write_batch(old)
+    assert redis_client.xlen(keys.rejects) == 300
+    time.sleep(0.7)
+    writer.write_batch([("k", {"type": "reject", "output_id": "reject:new",
+                               "reason": "duplicate", "event": {}})])
+    assert redis_client.xlen(keys.rejects) < 150  # whole nodes of old entries went
+    newest = json.loads(redis_client.xrevrange(keys.rejects, count=1)[0][1]["data"])
+    assert newest["output_id"] == "reject:new"
+    writer.close()

@@ -1,0 +1,250 @@
+"""`billing webhooks`: deliver every output to the endpoints that subscribe to it.
+
+Any number of replicas share the work through one Redis consumer group per output
+stream. A replica reads new entries (XREADGROUP) and entries a dead replica left
+unacknowledged (XAUTOCLAIM, idle past the lease); for each it records one delivery
+per subscribed endpoint, leased to itself (webhooks.store), and only then
+acknowledges the entry: from there the delivery is in Redis, due again when the
+lease runs out if this replica dies mid-request. Retries follow the schedule
+setting; when it is spent the delivery is `failed` (listed, retryable by hand).
+
+Each request is signed as Standard Webhooks says, with the `standardwebhooks`
+package: `webhook-id` is the output's `output_id`, so receivers drop repeats. It
+goes to the address checked just before (webhooks.addresses), with the URL's host
+in the Host header and in TLS's SNI and certificate check. Requests in flight per
+endpoint are bounded, so a slow receiver delays only its own deliveries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import time
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import redis.asyncio as aioredis
+from standardwebhooks.webhooks import Webhook
+
+from billing.keys import Keys
+from billing.settings import Settings
+from billing.stream_ids import ts_of
+from webhooks.addresses import RefusedAddress, check_url, system_resolver
+from webhooks.store import GROUP, WebhookStore, delivery_id
+
+log = logging.getLogger("billing.webhooks")
+LATENCY_BUCKETS_MS = (10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+READ_COUNT = 200
+MAX_IN_FLIGHT = 256
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Dispatcher:
+    def __init__(self, settings: Settings, redis: aioredis.Redis | None = None,
+                 consumer: str | None = None) -> None:
+        self.settings = settings
+        self.keys = Keys(settings.key_prefix)
+        self.r = redis or aioredis.Redis.from_url(settings.redis_url, decode_responses=True,
+                                                  socket_timeout=10, socket_connect_timeout=5)
+        self.store = WebhookStore(self.r, settings.key_prefix)
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
+        self.schedule = settings.webhook_schedule
+        self.lease_ms = settings.webhook_lease_ms
+        self.log_ms = settings.webhook_log_retention_ms
+        self.http = httpx.AsyncClient(timeout=settings.webhook_timeout_ms / 1000,
+                                      follow_redirects=False)
+        self.endpoints: dict[str, dict[str, Any]] = {}
+        self._endpoints_at = 0.0
+        self.in_flight: dict[str, int] = {}  # endpoint -> requests in flight
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.stopping = asyncio.Event()
+
+    # --- the loop -------------------------------------------------------------------
+    async def run(self) -> None:
+        streams = list(self.keys.output_streams)
+        await self._ensure_groups(streams)
+        while not self.stopping.is_set():
+            try:
+                await self._refresh_endpoints()
+                await self._take_over(streams)
+                await self._read(streams)
+                await self._due()
+            except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
+                log.warning("redis unavailable (%s); retrying", type(exc).__name__)
+                await asyncio.sleep(0.5)
+                await self._ensure_groups(streams, quiet=True)
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.http.aclose()
+
+    async def _ensure_groups(self, streams: list[str], quiet: bool = False) -> None:
+        for stream in streams:
+            try:
+                # From the start of what is kept: an endpoint gets only outputs written
+                # after it was created, and a later endpoint filters by that time.
+                await self.r.xgroup_create(stream, GROUP, id="0", mkstream=True)
+            except aioredis.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+            except (aioredis.ConnectionError, aioredis.TimeoutError, OSError):
+                if not quiet:
+                    raise
+
+    async def _refresh_endpoints(self) -> None:
+        if time.monotonic() - self._endpoints_at >= 0.5:
+            found = await self.store.endpoints(with_secret=True)
+            self.endpoints = {e["id"]: e for e in found}
+            self._endpoints_at = time.monotonic()
+
+    async def _take_over(self, streams: list[str]) -> None:
+        """Entries a dead replica read but never acknowledged."""
+        for stream in streams:
+            reply: Any = await self.r.xautoclaim(stream, GROUP, self.consumer,
+                                            min_idle_time=self.lease_ms, start_id="0-0",
+                                            count=READ_COUNT)
+            if reply[1]:
+                await self._fan_out(stream, reply[1])
+
+    async def _read(self, streams: list[str]) -> None:
+        if len(self.tasks) >= MAX_IN_FLIGHT:
+            await asyncio.sleep(0.05)
+            return
+        reply: Any = await self.r.xreadgroup(GROUP, self.consumer, dict.fromkeys(streams, ">"),
+                                        count=READ_COUNT, block=100)
+        for stream, entries in reply or []:
+            await self._fan_out(stream, entries)
+
+    async def _fan_out(self, stream: str, entries: list[Any]) -> None:
+        planned: list[tuple[str, str, str, str, str]] = []
+        for entry_id, fields in entries:
+            if not fields or "data" not in fields:
+                continue  # trimmed away before it was claimed
+            data = fields["data"]
+            out_type = json.loads(data)["type"]
+            written = ts_of(entry_id)
+            for ep in self.endpoints.values():
+                if out_type in ep["types"] and ep["created_at"] <= written:
+                    planned.append((delivery_id(ep["id"], fields["output_id"]), ep["id"],
+                                    fields["output_id"], out_type, data))
+        created: list[str] = []
+        token = ""
+        if planned:
+            created, token = await self.store.create(now_ms(), self.lease_ms, self.log_ms,
+                                                     len(self.schedule), planned)
+        # Recorded (or recorded before, by a replica that died): done with the entries.
+        await self.r.xack(stream, GROUP, *[entry_id for entry_id, _ in entries])
+        by_id = {p[0]: p for p in planned}
+        for ident in created:
+            _, endpoint, output_id, _, data = by_id[ident]
+            self._spawn(ident, token, endpoint, output_id, data)
+
+    async def _due(self) -> None:
+        room = MAX_IN_FLIGHT - len(self.tasks)
+        if room <= 0:
+            return
+        for ident, token in await self.store.claim_due(now_ms(), self.lease_ms, min(room, 100)):
+            d: Any = await self.r.hmget(self.store.delivery_key(ident), "endpoint_id",
+                                        "output_id", "data")
+            if d[0] is None:
+                continue
+            self._spawn(ident, token, d[0], d[1], d[2])
+
+    def _spawn(self, ident: str, token: str, endpoint: str, output_id: str, data: str) -> None:
+        task = asyncio.create_task(self._deliver(ident, token, endpoint, output_id, data))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    # --- one attempt ----------------------------------------------------------------
+    async def _deliver(self, ident: str, token: str, endpoint_id: str, output_id: str,
+                       data: str) -> None:
+        ep = self.endpoints.get(endpoint_id) or await self.store.endpoint(endpoint_id, True)
+        started = now_ms()
+        if ep is None:
+            await self._record(ident, token, endpoint_id, "failed", started,
+                               {"at": started, "status_code": None, "latency_ms": 0,
+                                "error": "endpoint deleted"})
+            return
+        if self.in_flight.get(endpoint_id, 0) >= self.settings.webhook_concurrency_per_endpoint:
+            # Its receiver is busy: try again shortly, without counting an attempt.
+            await self.store.finish(ident, token, "defer", started + 200, self.log_ms, None)
+            return
+        self.in_flight[endpoint_id] = self.in_flight.get(endpoint_id, 0) + 1
+        try:
+            status, error = await self._post(ep, output_id, data)
+        finally:
+            self.in_flight[endpoint_id] -= 1
+        latency = now_ms() - started
+        attempt = {"at": started, "status_code": status, "latency_ms": latency, "error": error}
+        ok = status is not None and 200 <= status < 300
+        await self._record(ident, token, endpoint_id, "succeeded" if ok else "retry", started,
+                           attempt)
+
+    async def _post(self, ep: dict[str, Any], output_id: str, data: str
+                    ) -> tuple[int | None, str | None]:
+        loop = asyncio.get_running_loop()
+        allow = self.settings.webhook_allow_private
+        try:
+            target = await loop.run_in_executor(None, check_url, ep["url"], allow,
+                                                system_resolver)
+        except RefusedAddress as exc:
+            return None, f"refused: {exc}"
+        parts = urlsplit(ep["url"])
+        host = f"[{target.address}]" if ":" in target.address else target.address
+        pinned = urlunsplit(parts._replace(netloc=f"{host}:{target.port}"))
+        signed_at = datetime.now(UTC)
+        headers = {
+            "content-type": "application/json",
+            "host": parts.netloc.rpartition("@")[2],
+            "webhook-id": output_id,
+            "webhook-timestamp": str(int(signed_at.timestamp())),
+            "webhook-signature": Webhook(ep["secret"]).sign(output_id, signed_at, data),
+            "user-agent": "billing-webhooks/1",
+        }
+        extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
+        try:
+            resp = await self.http.post(pinned, content=data.encode(), headers=headers,
+                                        extensions=extensions)
+        except httpx.TimeoutException:
+            return None, "timeout"
+        except httpx.HTTPError as exc:
+            return None, f"{type(exc).__name__}: {exc}"[:300]
+        return resp.status_code, None if resp.is_success else f"HTTP {resp.status_code}"
+
+    async def _record(self, ident: str, token: str, endpoint_id: str, outcome: str,
+                      started: int, attempt: dict[str, Any]) -> None:
+        next_at = started
+        if outcome == "retry":
+            left = await self.r.hget(self.store.delivery_key(ident), "retries_left")
+            left_n = int(left or 0)
+            if left_n <= 0:
+                outcome = "failed"
+            else:
+                next_at = now_ms() + self.schedule[len(self.schedule) - left_n]
+        await self.store.finish(ident, token, outcome, next_at, self.log_ms, attempt)
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hincrby(self.store.stats_key, f"{endpoint_id}|{outcome}", 1)
+        for bound in LATENCY_BUCKETS_MS:
+            if attempt["latency_ms"] <= bound:
+                pipe.hincrby(self.store.latency_key, str(bound), 1)
+        pipe.hincrby(self.store.latency_key, "+Inf", 1)
+        pipe.hincrby(self.store.latency_key, "sum", attempt["latency_ms"])
+        await pipe.execute()
+        if outcome != "succeeded":
+            log.info("delivery %s to %s: %s (%s)", ident, endpoint_id, outcome, attempt["error"])
+
+
+async def serve(settings: Settings) -> None:
+    dispatcher = Dispatcher(settings)
+    loop = asyncio.get_running_loop()
+    import signal
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, dispatcher.stopping.set)
+    await dispatcher.run()

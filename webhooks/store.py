@@ -1,0 +1,300 @@
+"""Webhook endpoints and deliveries in Redis: key layout, write plan, read decoding.
+
+Keys (under the deployment's key prefix and `billing:`):
+- `webhook:endpoint:<id>` hash (url, types, description, secret, created_at), and
+  `webhook:endpoints`, the set of ids (endpoints are few: set up by operators);
+- `webhook:delivery:<id>` hash per (endpoint, output): status (`pending`,
+  `scheduled`, `succeeded`, `failed`), attempts, retries left, next_at, the lease
+  of whoever is sending it, and the output; `webhook:attempts:<id>` its attempts
+  (at, status code, latency, error). Both expire `log_ms` after their last change;
+- `webhook:log:<endpoint>:<hour>` sorted sets listing an endpoint's deliveries by
+  creation time, one per hour (no key grows with all traffic), expiring with them;
+- `webhook:due:<second>` sets of deliveries due in that second, and
+  `webhook:due:index` the seconds that hold some; `webhook:due:oldest` the oldest
+  creation time per second, for the "oldest undelivered" metric.
+
+Every delivery not yet `succeeded` or `failed` is in exactly one due set. Claiming a
+due delivery moves it to the set of `now + lease` and stamps a fresh lease token,
+so a dispatcher killed mid-request leaves it due again when the lease runs out,
+for another dispatcher to take (at least once). A dispatcher that finishes after
+its lease was taken over finds another token and changes nothing.
+
+The scripts take their keys in ARGV, as the sink's do: one Redis node (see README).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+from typing import Any
+
+import redis.asyncio as aioredis
+
+HOUR_MS = 3_600_000
+OUTPUT_TYPES = ("commission", "usage", "payout", "reject")
+GROUP = "billing-webhooks"
+
+_CREATE = """
+local p, now, lease_until, log_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local retries, token = ARGV[5], ARGV[6]
+local created = {}
+local bucket = math.floor(lease_until / 1000)
+for i = 7, #ARGV, 5 do
+  local id, endpoint = ARGV[i], ARGV[i + 1]
+  local key = p .. 'webhook:delivery:' .. id
+  if redis.call('EXISTS', key) == 0 then
+    redis.call('HSET', key, 'endpoint_id', endpoint, 'output_id', ARGV[i + 2],
+               'type', ARGV[i + 3], 'data', ARGV[i + 4], 'status', 'pending',
+               'attempts', 0, 'retries_left', retries, 'next_at', lease_until,
+               'created_at', now, 'lease', token)
+    redis.call('PEXPIRE', key, log_ms)
+    redis.call('SADD', p .. 'webhook:due:' .. bucket, id)
+    redis.call('ZADD', p .. 'webhook:due:index', bucket, bucket)
+    local oldest = tonumber(redis.call('HGET', p .. 'webhook:due:oldest', bucket) or now)
+    redis.call('HSET', p .. 'webhook:due:oldest', bucket, math.min(oldest, now))
+    local log = p .. 'webhook:log:' .. endpoint .. ':' .. math.floor(now / 3600000)
+    redis.call('ZADD', log, now, id)
+    redis.call('PEXPIRE', log, log_ms + 3600000)
+    created[#created + 1] = id
+  end
+end
+return created
+"""
+
+_CLAIM = """
+local p, now, lease_ms, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local index = p .. 'webhook:due:index'
+local until_ = now + lease_ms
+local new_bucket = math.floor(until_ / 1000)
+local claimed = {}
+for _, bucket in ipairs(redis.call('ZRANGEBYSCORE', index, '-inf', math.floor(now / 1000))) do
+  local set = p .. 'webhook:due:' .. bucket
+  for _, id in ipairs(redis.call('SMEMBERS', set)) do
+    if #claimed >= limit then return claimed end
+    local key = p .. 'webhook:delivery:' .. id
+    local d = redis.call('HMGET', key, 'status', 'next_at')
+    if d[1] == false or d[1] == 'succeeded' or d[1] == 'failed' then
+      redis.call('SREM', set, id)
+    elseif tonumber(d[2]) <= now then
+      local token = ARGV[5 + #claimed]
+      redis.call('SREM', set, id)
+      redis.call('HSET', key, 'next_at', until_, 'lease', token)
+      redis.call('SADD', p .. 'webhook:due:' .. new_bucket, id)
+      redis.call('ZADD', index, new_bucket, new_bucket)
+      local created = redis.call('HGET', key, 'created_at')
+      local oldest = tonumber(redis.call('HGET', p .. 'webhook:due:oldest', new_bucket) or created)
+      redis.call('HSET', p .. 'webhook:due:oldest', new_bucket, math.min(oldest, tonumber(created)))
+      claimed[#claimed + 1] = id
+      claimed[#claimed + 1] = token
+    end
+  end
+  if redis.call('SCARD', set) == 0 then
+    redis.call('ZREM', index, bucket)
+    redis.call('HDEL', p .. 'webhook:due:oldest', bucket)
+  end
+end
+return claimed
+"""
+
+# ARGV: prefix, id, lease token, outcome (succeeded|failed|retry|defer), next_at, log_ms,
+# attempt JSON ('' for defer). Nothing changes if the lease was taken over.
+_FINISH = """
+local p, id, token, outcome = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local next_at, log_ms, attempt = tonumber(ARGV[5]), ARGV[6], ARGV[7]
+local key = p .. 'webhook:delivery:' .. id
+local d = redis.call('HMGET', key, 'lease', 'next_at')
+if d[1] ~= token then return 0 end
+local old = p .. 'webhook:due:' .. math.floor(tonumber(d[2]) / 1000)
+redis.call('SREM', old, id)
+if outcome == 'succeeded' or outcome == 'failed' then
+  redis.call('HSET', key, 'status', outcome, 'lease', '')
+else
+  local bucket = math.floor(next_at / 1000)
+  redis.call('HSET', key, 'next_at', next_at, 'lease', '')
+  if outcome == 'retry' then
+    redis.call('HSET', key, 'status', 'scheduled')
+    redis.call('HINCRBY', key, 'retries_left', -1)
+  end
+  redis.call('SADD', p .. 'webhook:due:' .. bucket, id)
+  redis.call('ZADD', p .. 'webhook:due:index', bucket, bucket)
+  local created = tonumber(redis.call('HGET', key, 'created_at'))
+  local oldest = tonumber(redis.call('HGET', p .. 'webhook:due:oldest', bucket) or created)
+  redis.call('HSET', p .. 'webhook:due:oldest', bucket, math.min(oldest, created))
+end
+if attempt ~= '' then
+  local attempts = p .. 'webhook:attempts:' .. id
+  redis.call('HINCRBY', key, 'attempts', 1)
+  redis.call('HSET', key, 'last_attempt', attempt)
+  redis.call('RPUSH', attempts, attempt)
+  redis.call('PEXPIRE', attempts, log_ms)
+end
+redis.call('PEXPIRE', key, log_ms)
+return 1
+"""
+
+# A failed delivery, retried by hand: one more attempt, due now.
+_RETRY = """
+local p, id, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local key = p .. 'webhook:delivery:' .. id
+local status = redis.call('HGET', key, 'status')
+if not status then return 'missing' end
+if status ~= 'failed' then return status end
+local bucket = math.floor(now / 1000)
+redis.call('HSET', key, 'status', 'scheduled', 'next_at', now, 'retries_left', 0, 'lease', '')
+redis.call('SADD', p .. 'webhook:due:' .. bucket, id)
+redis.call('ZADD', p .. 'webhook:due:index', bucket, bucket)
+local created = tonumber(redis.call('HGET', key, 'created_at'))
+local oldest = tonumber(redis.call('HGET', p .. 'webhook:due:oldest', bucket) or created)
+redis.call('HSET', p .. 'webhook:due:oldest', bucket, math.min(oldest, created))
+return 'ok'
+"""
+
+
+def new_secret() -> str:
+    """Standard Webhooks' form: `whsec_` and base64 of 24 random bytes."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+def delivery_id(endpoint_id: str, output_id: str) -> str:
+    """Stable per (endpoint, output): a re-read output never makes a second delivery."""
+    digest = hashlib.sha256(f"{endpoint_id}\0{output_id}".encode()).hexdigest()[:24]
+    return f"dlv_{digest}"
+
+
+class WebhookStore:
+    def __init__(self, redis: aioredis.Redis, prefix: str) -> None:
+        self.r, self.p = redis, f"{prefix}billing:"  # the scripts' key prefix
+        self._create = redis.register_script(_CREATE)
+        self._claim = redis.register_script(_CLAIM)
+        self._finish = redis.register_script(_FINISH)
+        self._retry = redis.register_script(_RETRY)
+
+    # --- key layout -----------------------------------------------------------------
+    def endpoint_key(self, endpoint_id: str) -> str:
+        return f"{self.p}webhook:endpoint:{endpoint_id}"
+
+    @property
+    def endpoints_key(self) -> str:
+        return f"{self.p}webhook:endpoints"
+
+    def delivery_key(self, ident: str) -> str:
+        return f"{self.p}webhook:delivery:{ident}"
+
+    def attempts_key(self, ident: str) -> str:
+        return f"{self.p}webhook:attempts:{ident}"
+
+    def log_key(self, endpoint_id: str, hour: int) -> str:
+        return f"{self.p}webhook:log:{endpoint_id}:{hour}"
+
+    @property
+    def stats_key(self) -> str:
+        return f"{self.p}stats:webhook_deliveries"
+
+    @property
+    def latency_key(self) -> str:
+        return f"{self.p}stats:webhook_latency"
+
+    # --- endpoints ------------------------------------------------------------------
+    async def add_endpoint(self, endpoint_id: str, url: str, types: list[str],
+                           description: str | None, secret: str, now_ms: int) -> None:
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(self.endpoint_key(endpoint_id), mapping={
+            "url": url, "types": ",".join(types), "description": description or "",
+            "secret": secret, "created_at": now_ms})
+        pipe.sadd(self.endpoints_key, endpoint_id)
+        await pipe.execute()
+
+    async def endpoint(self, endpoint_id: str, with_secret: bool = False) -> dict[str, Any] | None:
+        raw: Any = await self.r.hgetall(self.endpoint_key(endpoint_id))  # type: ignore[misc]
+        return decode_endpoint(endpoint_id, raw, with_secret) if raw else None
+
+    async def endpoints(self, with_secret: bool = False) -> list[dict[str, Any]]:
+        members: Any = await self.r.smembers(self.endpoints_key)  # type: ignore[misc]
+        ids: list[str] = sorted(members)
+        pipe = self.r.pipeline(transaction=False)
+        for ident in ids:
+            pipe.hgetall(self.endpoint_key(ident))
+        found = await pipe.execute()
+        return [decode_endpoint(i, raw, with_secret) for i, raw in zip(ids, found, strict=True)
+                if raw]
+
+    async def delete_endpoint(self, endpoint_id: str) -> bool:
+        pipe = self.r.pipeline(transaction=True)
+        pipe.delete(self.endpoint_key(endpoint_id))
+        pipe.srem(self.endpoints_key, endpoint_id)
+        deleted, _ = await pipe.execute()
+        return bool(deleted)
+
+    # --- deliveries -----------------------------------------------------------------
+    async def create(self, now_ms: int, lease_ms: int, log_ms: int, retries: int,
+                     deliveries: list[tuple[str, str, str, str, str]]) -> tuple[list[str], str]:
+        """Record (id, endpoint, output_id, type, data) deliveries that do not exist
+        yet, leased to the caller; returns the ids created and the lease token."""
+        token = secrets.token_hex(8)
+        args: list[Any] = [self.p, now_ms, now_ms + lease_ms, log_ms, retries, token]
+        for d in deliveries:
+            args += list(d)
+        created = await self._create(args=args)
+        return list(created), token
+
+    async def claim_due(self, now_ms: int, lease_ms: int, limit: int) -> list[tuple[str, str]]:
+        tokens = [secrets.token_hex(8) for _ in range(limit)]
+        flat = await self._claim(args=[self.p, now_ms, lease_ms, limit, *tokens])
+        return list(zip(flat[::2], flat[1::2], strict=True))
+
+    async def finish(self, ident: str, token: str, outcome: str, next_at: int, log_ms: int,
+                     attempt: dict[str, Any] | None) -> bool:
+        text = "" if attempt is None else json.dumps(attempt, separators=(",", ":"))
+        return bool(await self._finish(args=[self.p, ident, token, outcome, next_at, log_ms,
+                                             text]))
+
+    async def retry(self, ident: str, now_ms: int) -> str:
+        return str(await self._retry(args=[self.p, ident, now_ms]))
+
+    async def delivery(self, ident: str) -> dict[str, Any] | None:
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hgetall(self.delivery_key(ident))
+        pipe.lrange(self.attempts_key(ident), 0, -1)
+        raw, attempts = await pipe.execute()
+        return decode_delivery(ident, raw, attempts) if raw else None
+
+    async def deliveries(self, endpoint_id: str, now_ms: int, log_ms: int, limit: int,
+                         status: str | None) -> list[dict[str, Any]]:
+        """Newest first, walking the hourly logs back over the retention."""
+        found: list[dict[str, Any]] = []
+        hour = now_ms // HOUR_MS
+        oldest_hour = (now_ms - log_ms) // HOUR_MS - 1
+        while hour >= oldest_hour and len(found) < limit:
+            ids: Any = await self.r.zrevrange(self.log_key(endpoint_id, hour), 0, -1)
+            for ident in ids:
+                d = await self.delivery(ident)
+                if d is not None and (status is None or d["status"] == status):
+                    found.append(d)
+                    if len(found) == limit:
+                        break
+            hour -= 1
+        return found
+
+    async def oldest_undelivered_ms(self) -> int | None:
+        values = await self.r.hvals(f"{self.p}webhook:due:oldest")  # type: ignore[misc]
+        return min((int(float(v)) for v in values), default=None)
+
+
+def decode_endpoint(endpoint_id: str, raw: dict[str, str], with_secret: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": endpoint_id, "url": raw["url"], "types": raw["types"].split(","),
+                           "description": raw.get("description") or None,
+                           "created_at": int(raw["created_at"])}
+    if with_secret:
+        out["secret"] = raw["secret"]
+    return out
+
+
+def decode_delivery(ident: str, raw: dict[str, str], attempts: list[str]) -> dict[str, Any]:
+    return {"id": ident, "endpoint_id": raw["endpoint_id"], "output_id": raw["output_id"],
+            "type": raw["type"], "status": raw["status"], "attempts": int(raw["attempts"]),
+            "next_attempt_at": (int(float(raw["next_at"]))
+                                if raw["status"] in ("pending", "scheduled") else None),
+            "created_at": int(float(raw["created_at"])),
+            "attempt_log": [json.loads(a) for a in attempts]}
