@@ -231,6 +231,25 @@ def test_a_private_address_is_refused_at_delivery_time(private_api, write, redis
         assert receiver.requests == []
 
 
+def test_a_redirect_is_never_followed(private_api, write, redis_url, prefix):
+    """A receiver answering 307 to an internal address (here: another local server
+    standing in for 169.254.169.254) gets a failed attempt; the target gets nothing."""
+    with Receiver() as internal, Receiver(redirect_to="") as bouncer:
+        bouncer.redirect_to = internal.url
+        endpoint = subscribe(private_api, bouncer.url, ["payout"])
+        base = f"/v1/webhook-endpoints/{endpoint['id']}/deliveries"
+        proc = start_dispatcher(dispatcher_env(redis_url, prefix))
+        try:
+            write([output("payout", 3)])
+            wait_for(lambda: private_api.get(f"{base}?status=failed").json()["deliveries"],
+                     timeout=30)
+        finally:
+            kill(proc)
+        (failed,) = private_api.get(f"{base}?status=failed").json()["deliveries"]
+        assert [a["status_code"] for a in failed["attempt_log"]] == [307, 307, 307]
+        assert internal.requests == [] and len(bouncer.requests) == 3
+
+
 def test_a_killed_dispatcher_loses_nothing(private_api, write, redis_url, prefix):
     """Two replicas share the work; one is SIGKILLed with deliveries in flight; the
     other takes its deliveries over once their lease runs out."""

@@ -19,8 +19,10 @@ class Receiver:
     """Records every request; answers `fail_first` 500s per webhook-id, or always
     500 while `failing`, after sleeping `delay_s`."""
 
-    def __init__(self, fail_first: int = 0, delay_s: float = 0.0) -> None:
+    def __init__(self, fail_first: int = 0, delay_s: float = 0.0,
+                 redirect_to: str | None = None) -> None:
         self.fail_first, self.delay_s, self.failing = fail_first, delay_s, False
+        self.redirect_to = redirect_to
         self.requests: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         receiver = self
@@ -36,7 +38,12 @@ class Receiver:
                     receiver.requests.append({"id": ident, "headers": dict(self.headers),
                                               "body": body, "at": time.monotonic(),
                                               "answered": 200 if ok else 500})
-                self.send_response(200 if ok else 500)
+                if receiver.redirect_to:
+                    receiver.requests[-1]["answered"] = 307
+                    self.send_response(307)
+                    self.send_header("location", receiver.redirect_to)
+                else:
+                    self.send_response(200 if ok else 500)
                 self.send_header("content-length", "0")
                 self.end_headers()
 
