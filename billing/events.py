@@ -307,11 +307,18 @@ LOG_EVENT = TypeAdapter(LogEvent)
 _KEEP_NULL = {"scanner_id"}
 
 
+_KEPT_NULL_BY_CLASS: dict[type, tuple[str, ...]] = {}
+
+
 def to_log_dict(model: BaseModel) -> dict[str, Any]:
     """The event as the log stores it: no None-valued optional fields."""
     data = model.model_dump(exclude_none=True)  # in Rust: no Python loop per field
-    for name in _KEEP_NULL:
-        if name in type(model).model_fields and name not in data:
+    cls = type(model)
+    kept = _KEPT_NULL_BY_CLASS.get(cls)
+    if kept is None:  # model_fields is a descriptor call: asked once per class
+        kept = _KEPT_NULL_BY_CLASS[cls] = tuple(n for n in _KEEP_NULL if n in cls.model_fields)
+    for name in kept:
+        if name not in data:
             data[name] = None
     return data
 

@@ -36,7 +36,8 @@ def live_flow(settings: Settings) -> Dataflow:
     keys = Keys(settings.key_prefix)
     rules = settings.rules()  # refuses inconsistent settings before any event is read
     source = RedisStreamSource(settings.redis_url, keys, lag_ms=settings.watermark_lag_ms,
-                               trim_ms=rules.retention_ms if settings.trim_input else None)
+                               trim_ms=rules.retention_ms if settings.trim_input else None,
+                               recovery_dir=settings.recovery_dir or None)
     ttl_ms = rules.retention_ms + settings.facts_ttl_margin_ms
 
     def facts() -> RedisFacts:

@@ -16,13 +16,14 @@ from billing.events import entry_object, int64_safe, parse_log_line, validation_
 from billing.keys import Keys
 from billing.redis_runtime import client
 from billing.stream_ids import ts_of
-from flows import stats
+from flows import recovery_gc, stats
 from flows.encoding import encode, unwritable
 from state.messages import BadEntry, LogEvent, SequencerInput, Watermark
 from state.outputs import Output
 
 HEARTBEAT_EVERY_S = 0.25  # also how fresh the flow-lag metric is
 TRIM_EVERY_S = 1.0
+SWEEP_EVERY_S = 5.0
 
 
 class _StreamPartition(StatefulSourcePartition[tuple[str, SequencerInput], str]):
@@ -41,7 +42,8 @@ class _StreamPartition(StatefulSourcePartition[tuple[str, SequencerInput], str])
     """
 
     def __init__(self, url: str, keys: Keys, stream: str, resume: str | None, batch: int,
-                 poll_s: float, lag_ms: int, trim_ms: int | None) -> None:
+                 poll_s: float, lag_ms: int, trim_ms: int | None,
+                 recovery_dir: str | None = None) -> None:
         self.r = client(url, patient=True)
         self.keys, self.stream = keys, stream
         self.last_id = resume or "0-0"
@@ -51,6 +53,8 @@ class _StreamPartition(StatefulSourcePartition[tuple[str, SequencerInput], str])
         self._last_tick = -1
         self._last_beat = 0.0
         self._last_trim = 0.0
+        self.recovery_dir = recovery_dir
+        self._last_sweep = time.monotonic()
         self._snapshots: deque[str] = deque(maxlen=2)
 
     def next_batch(self) -> list[tuple[str, SequencerInput]]:
@@ -83,6 +87,10 @@ class _StreamPartition(StatefulSourcePartition[tuple[str, SequencerInput], str])
         if self.trim_ms is not None and now - self._last_trim >= TRIM_EVERY_S:
             self._trim(server_ms)
             self._last_trim = now
+        if self.recovery_dir and now - self._last_sweep >= SWEEP_EVERY_S:
+            # The one source partition sweeps every partition file (one machine).
+            stats.add("tombstones_swept", recovery_gc.sweep(self.recovery_dir))
+            self._last_sweep = now
         return items
 
     def _trim(self, server_ms: int) -> None:
@@ -125,11 +133,13 @@ class _StreamPartition(StatefulSourcePartition[tuple[str, SequencerInput], str])
 
 
 class RedisStreamSource(FixedPartitionedSource[tuple[str, SequencerInput], str]):
-    def __init__(self, url: str, keys: Keys, *, batch: int = 2000, poll_s: float = 0.01,
-                 lag_ms: int = 2000, trim_ms: int | None = None) -> None:
+    def __init__(self, url: str, keys: Keys, *, batch: int = 2000, poll_s: float = 0.05,
+                 lag_ms: int = 2000, trim_ms: int | None = None,
+                 recovery_dir: str | None = None) -> None:
         self.url, self.keys = url, keys
         self.batch, self.poll_s, self.lag_ms = batch, poll_s, lag_ms
         self.trim_ms = trim_ms
+        self.recovery_dir = recovery_dir
 
     def list_parts(self) -> list[str]:
         return [self.keys.events]
@@ -137,7 +147,7 @@ class RedisStreamSource(FixedPartitionedSource[tuple[str, SequencerInput], str])
     def build_part(self, step_id: str, for_part: str, resume_state: str | None
                    ) -> _StreamPartition:
         return _StreamPartition(self.url, self.keys, for_part, resume_state, self.batch,
-                                self.poll_s, self.lag_ms, self.trim_ms)
+                                self.poll_s, self.lag_ms, self.trim_ms, self.recovery_dir)
 
 
 # One script call per batch appends every output to its public stream and updates
@@ -203,6 +213,7 @@ local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local last = redis.call('HMGET', seqkey, 'ms', 'seq')
 local last_ms, seq = tonumber(last[1] or '0'), tonumber(last[2] or '-1')
 if ms > last_ms then seq = -1 else ms = last_ms end
+local counts, reasons, touched = {}, {}, {}
 i = 5
 while i <= #ARGV do
   local kind, stream, output_id, data = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
@@ -210,7 +221,7 @@ while i <= #ARGV do
   -- Output streams keep ttl_ms (R and a margin) of entries, trimmed as they grow.
   redis.call('XADD', stream, 'MINID', '~', math.max(0, ms - tonumber(ttl)), ms .. '-' .. seq,
              'output_id', output_id, 'data', data)
-  redis.call('HINCRBY', outputs, kind, 1)
+  counts[kind] = (counts[kind] or 0) + 1
   if kind == 'usage' then
     local view, started, version = ARGV[i + 4], tonumber(ARGV[i + 5]), tonumber(ARGV[i + 6])
     local cur = redis.call('HMGET', view, 'started_ts', 'version')
@@ -218,31 +229,35 @@ while i <= #ARGV do
     if started > cur_started or (started == cur_started and version > cur_version) then
       redis.call('HSET', view, 'started_ts', started, 'version', version, 'data', data)
     end
-    redis.call('PEXPIRE', view, ttl)  -- R and a margin after the session's last output
+    touched[view] = ttl  -- R and a margin after the session's last output
     i = i + 7
   elseif kind == 'reject' then
-    redis.call('HINCRBY', rejects, ARGV[i + 4], 1)
+    reasons[ARGV[i + 4]] = (reasons[ARGV[i + 4]] or 0) + 1
     i = i + 5
   else
     local order_view, applied = ARGV[i + 4], ARGV[i + 5]
     if order_view ~= '' then
       redis.call('HSET', order_view, output_id, data)
-      redis.call('PEXPIRE', order_view, ttl)
+      touched[order_view] = ttl
     end
     if redis.call('SET', applied, '1', 'NX', 'PX', ttl) then
       for j = i + 10, deltas_end(i) - 1, 3 do
         redis.call('HINCRBY', ARGV[j], ARGV[j + 1], ARGV[j + 2])
       end
       for j = deltas_end(i) + 1, views_end(i) - 1 do
-        redis.call('PEXPIRE', ARGV[j], ttl)
+        touched[ARGV[j]] = ttl
       end
       local statement = ARGV[i + 6]
       redis.call('ZADD', statement, ARGV[i + 8], data)
-      redis.call('PEXPIRE', statement, ARGV[i + 7])
+      touched[statement] = ARGV[i + 7]
     end
     i = views_end(i)
   end
 end
+-- Counters and expiries once per key per call, not once per output.
+for key, n in pairs(counts) do redis.call('HINCRBY', outputs, key, n) end
+for key, n in pairs(reasons) do redis.call('HINCRBY', rejects, key, n) end
+for key, ms_ttl in pairs(touched) do redis.call('PEXPIRE', key, ms_ttl) end
 redis.call('HSET', seqkey, 'ms', ms, 'seq', seq)
 return {'ok'}
 """
