@@ -23,6 +23,7 @@ import os
 import random
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -36,7 +37,7 @@ from billing.keys import Keys
 from billing.redis_runtime import client
 from billing.stream_ids import ts_of
 from state.config import RuleSettings
-from tests.live_helpers import flows_env, start_flows
+from tests.live_helpers import flows_env
 
 
 class LiveMix:
@@ -130,7 +131,10 @@ def main() -> None:
         # Statements are a finance record kept for their own retention (400 days by
         # default); here they keep R, so that the run shows every store bounded.
         env["BILLING_STATEMENT_RETENTION_MS"] = str(args.retention_ms)
-        proc = start_flows(env, "--workers", str(args.workers))
+        flows_log = open(Path(tmp) / "flows.log", "wb")  # noqa: SIM115 (closed below)
+        proc = subprocess.Popen([sys.executable, "-m", "billing.cli", "flows", "--workers",
+                                 str(args.workers)], env=env, start_new_session=True,
+                                stdout=flows_log, stderr=subprocess.STDOUT)
         samples: list[dict[str, float]] = []
         sent = 0
         try:
@@ -172,6 +176,10 @@ def main() -> None:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
             conn.close()
+            flows_log.close()
+            output = (Path(tmp) / "flows.log").read_text(errors="replace")
+            if "Traceback" in output or "panicked" in output:
+                print("flows reported errors:\n" + output[-3000:])
     elapsed = samples[-1]["t"] if samples else 0.0
     print(f"\nsent {sent:,} events in {elapsed:.0f} s = {sent / max(elapsed, 1):,.0f} events/s;"
           f" R = {args.retention_ms} ms")

@@ -8,6 +8,7 @@ outputs, which carry the same `output_id`s and leave the views unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -16,6 +17,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+import redis
 from bytewax.dataflow import Dataflow
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
@@ -24,20 +26,21 @@ from billing.keys import Keys
 from billing.net import free_ports
 from billing.redis_runtime import client, die_with_parent
 from billing.settings import Settings
+from flows import recovery_gc
 from flows.dataflow import build_flow
 from flows.facts_redis import RedisFacts
 from flows.redis_io import RedisOutputSink, RedisStreamSource
 from flows.runtime import tune_gc
 
 RECOVERY_PARTITIONS = 4
+SWEEP_EVERY_S = 10.0
 
 
 def live_flow(settings: Settings) -> Dataflow:
     keys = Keys(settings.key_prefix)
     rules = settings.rules()  # refuses inconsistent settings before any event is read
     source = RedisStreamSource(settings.redis_url, keys, lag_ms=settings.watermark_lag_ms,
-                               trim_ms=rules.retention_ms if settings.trim_input else None,
-                               recovery_dir=settings.recovery_dir or None)
+                               trim_ms=rules.retention_ms if settings.trim_input else None)
     ttl_ms = rules.retention_ms + settings.facts_ttl_margin_ms
 
     def facts() -> RedisFacts:
@@ -97,8 +100,12 @@ def run_cluster(settings: Settings, workers: int, processes: int) -> int:
             )
             for i in range(processes)
         ]
+        swept_at = time.monotonic()
         while not stopping and all(child.poll() is None for child in children):
             time.sleep(0.2)
+            if settings.recovery_dir and time.monotonic() - swept_at >= SWEEP_EVERY_S:
+                _sweep(settings)
+                swept_at = time.monotonic()
         for child in children:
             if child.poll() is None:
                 child.terminate()
@@ -116,6 +123,19 @@ def run_cluster(settings: Settings, workers: int, processes: int) -> int:
                 time.sleep(0.1)
             backoff = min(backoff * 2, 30.0)
     return 0
+
+
+def _sweep(settings: Settings) -> None:
+    """Here, in the supervisor, never in a flows process: bytewax links its own SQLite,
+    and two SQLite copies on one file in one process break each other's POSIX locks
+    (measured: "database disk image is malformed"). Across processes, the file's
+    locks keep the two apart as SQLite always does."""
+    swept = recovery_gc.sweep(settings.recovery_dir)
+    if swept:
+        conn = client(settings.redis_url)
+        with contextlib.suppress(redis.RedisError):  # a statistic, not worth a crash
+            conn.hincrby(Keys(settings.key_prefix).stats("snapshots"), "tombstones_swept", swept)
+        conn.close()
 
 
 def healthy(settings: Settings, max_age_s: float) -> bool:

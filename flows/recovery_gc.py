@@ -11,6 +11,9 @@ in the soak as a flow lag that grew without end at a constant input rate.
 A tombstone older than the partition's committed epoch can go: that commit already
 deleted every older snapshot of its key, and a resume (at the committed epoch or
 later) then finds no state for the key, which is what the tombstone said.
+
+Run it from another process than the flows' (the `billing flows` supervisor does):
+see flows.live._sweep for why.
 """
 
 from __future__ import annotations

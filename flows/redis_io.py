@@ -16,14 +16,13 @@ from billing.events import entry_object, int64_safe, parse_log_line, validation_
 from billing.keys import Keys
 from billing.redis_runtime import client
 from billing.stream_ids import ts_of
-from flows import recovery_gc, stats
+from flows import stats
 from flows.encoding import encode, unwritable
 from state.messages import BadEntry, LogEvent, SequencerInput, Watermark
 from state.outputs import Output
 
 HEARTBEAT_EVERY_S = 0.25  # also how fresh the flow-lag metric is
 TRIM_EVERY_S = 1.0
-SWEEP_EVERY_S = 5.0
 
 
 class _StreamPartition(StatefulSourcePartition[tuple[str, SequencerInput], str]):
@@ -42,8 +41,7 @@ class _StreamPartition(StatefulSourcePartition[tuple[str, SequencerInput], str])
     """
 
     def __init__(self, url: str, keys: Keys, stream: str, resume: str | None, batch: int,
-                 poll_s: float, lag_ms: int, trim_ms: int | None,
-                 recovery_dir: str | None = None) -> None:
+                 poll_s: float, lag_ms: int, trim_ms: int | None) -> None:
         self.r = client(url, patient=True)
         self.keys, self.stream = keys, stream
         self.last_id = resume or "0-0"
@@ -53,8 +51,6 @@ class _StreamPartition(StatefulSourcePartition[tuple[str, SequencerInput], str])
         self._last_tick = -1
         self._last_beat = 0.0
         self._last_trim = 0.0
-        self.recovery_dir = recovery_dir
-        self._last_sweep = time.monotonic()
         self._snapshots: deque[str] = deque(maxlen=2)
 
     def next_batch(self) -> list[tuple[str, SequencerInput]]:
@@ -87,10 +83,6 @@ class _StreamPartition(StatefulSourcePartition[tuple[str, SequencerInput], str])
         if self.trim_ms is not None and now - self._last_trim >= TRIM_EVERY_S:
             self._trim(server_ms)
             self._last_trim = now
-        if self.recovery_dir and now - self._last_sweep >= SWEEP_EVERY_S:
-            # The one source partition sweeps every partition file (one machine).
-            stats.add("tombstones_swept", recovery_gc.sweep(self.recovery_dir))
-            self._last_sweep = now
         return items
 
     def _trim(self, server_ms: int) -> None:
@@ -134,12 +126,10 @@ class _StreamPartition(StatefulSourcePartition[tuple[str, SequencerInput], str])
 
 class RedisStreamSource(FixedPartitionedSource[tuple[str, SequencerInput], str]):
     def __init__(self, url: str, keys: Keys, *, batch: int = 2000, poll_s: float = 0.05,
-                 lag_ms: int = 2000, trim_ms: int | None = None,
-                 recovery_dir: str | None = None) -> None:
+                 lag_ms: int = 2000, trim_ms: int | None = None) -> None:
         self.url, self.keys = url, keys
         self.batch, self.poll_s, self.lag_ms = batch, poll_s, lag_ms
         self.trim_ms = trim_ms
-        self.recovery_dir = recovery_dir
 
     def list_parts(self) -> list[str]:
         return [self.keys.events]
@@ -147,7 +137,7 @@ class RedisStreamSource(FixedPartitionedSource[tuple[str, SequencerInput], str])
     def build_part(self, step_id: str, for_part: str, resume_state: str | None
                    ) -> _StreamPartition:
         return _StreamPartition(self.url, self.keys, for_part, resume_state, self.batch,
-                                self.poll_s, self.lag_ms, self.trim_ms, self.recovery_dir)
+                                self.poll_s, self.lag_ms, self.trim_ms)
 
 
 # One script call per batch appends every output to its public stream and updates
@@ -213,7 +203,7 @@ local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local last = redis.call('HMGET', seqkey, 'ms', 'seq')
 local last_ms, seq = tonumber(last[1] or '0'), tonumber(last[2] or '-1')
 if ms > last_ms then seq = -1 else ms = last_ms end
-local counts, reasons, touched = {}, {}, {}
+local counts, reasons, touched, statements = {}, {}, {}, {}
 i = 5
 while i <= #ARGV do
   local kind, stream, output_id, data = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
@@ -249,7 +239,7 @@ while i <= #ARGV do
       end
       local statement = ARGV[i + 6]
       redis.call('ZADD', statement, ARGV[i + 8], data)
-      touched[statement] = ARGV[i + 7]
+      statements[statement] = tonumber(ARGV[i + 7])
     end
     i = views_end(i)
   end
@@ -258,6 +248,12 @@ end
 for key, n in pairs(counts) do redis.call('HINCRBY', outputs, key, n) end
 for key, n in pairs(reasons) do redis.call('HINCRBY', rejects, key, n) end
 for key, ms_ttl in pairs(touched) do redis.call('PEXPIRE', key, ms_ttl) end
+-- A day's statement keeps only entries within its retention (a retention shorter
+-- than a day would otherwise keep the whole day while it is being written).
+for key, ms_ttl in pairs(statements) do
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. math.max(0, ms - ms_ttl))
+  redis.call('PEXPIRE', key, ms_ttl)
+end
 redis.call('HSET', seqkey, 'ms', ms, 'seq', seq)
 return {'ok'}
 """

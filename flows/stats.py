@@ -1,6 +1,6 @@
 """Per-process counters of what the flows snapshot, published to Redis by the
-source's heartbeat (`billing:stats:snapshots`: bytes, keys, epochs, tombstones swept
-from the recovery store), so that the
+source's heartbeat (`billing:stats:snapshots`: bytes, keys, epochs; the supervisor
+adds the recovery store's tombstones it swept), so that the
 benchmarks and /metrics can tell the snapshot cost per epoch."""
 
 from __future__ import annotations
@@ -8,18 +8,13 @@ from __future__ import annotations
 import threading
 
 _lock = threading.Lock()
-_pending = {"bytes": 0, "keys": 0, "epochs": 0, "tombstones_swept": 0}
+_pending = {"bytes": 0, "keys": 0, "epochs": 0}
 
 
 def snapshot_taken(size: int) -> None:
     with _lock:
         _pending["bytes"] += size
         _pending["keys"] += 1
-
-
-def add(name: str, count: int) -> None:
-    with _lock:
-        _pending[name] += count
 
 
 def epoch_closed() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 
 import pytest
 
@@ -70,6 +71,9 @@ def test_http_to_outputs_and_views_end_to_end(api, redis_client, keys, flows_fac
     assert redis_client.xlen(keys.rejects) == 0
 
 
+NOW = int(time.time() * 1000)  # statements keep 400 days back from Redis's clock
+
+
 def test_views_never_go_backwards(redis_client, keys):
     from flows.redis_io import _RedisWriter
 
@@ -82,13 +86,13 @@ def test_views_never_go_backwards(redis_client, keys):
     newer, older = use(10, 2), use(10, 1)
     commission = {"type": "commission", "output_id": "commission:accrual:o:i", "kind": "accrual",
                   "status": "pending", "order_id": "o", "sharer_id": "al", "currency": "USD",
-                  "commission_minor": 7, "ts": 5}
+                  "commission_minor": 7, "ts": NOW}
     writer.write_batch([("k", newer), ("k", older), ("k", commission)])
     writer.write_batch([("k", older), ("k", commission)])  # a replay after a crash
     assert redis_client.hget(keys.session_view("s"), "version") == "2"
     assert redis_client.hgetall(keys.sharer_view("al")) == {
         "USD:accrued": "7", "USD:accruals": "1", "USD:pending": "7"}
-    assert redis_client.zcard(keys.statement("al", 0)) == 1
+    assert redis_client.zcard(keys.statement("al", NOW // 86_400_000)) == 1
     # After Retention the id names a new session: its version 1 is newer than the old 2.
     writer.write_batch([("k", use(99, 1)), ("k", newer)])
     assert redis_client.hmget(keys.session_view("s"), "started_ts", "version") == ["99", "1"]
@@ -242,4 +246,29 @@ def test_output_streams_keep_a_bounded_span(redis_client, keys):
     assert redis_client.xlen(keys.rejects) < 150  # whole nodes of old entries went
     newest = json.loads(redis_client.xrevrange(keys.rejects, count=1)[0][1]["data"])
     assert newest["output_id"] == "reject:new"
+    writer.close()
+
+
+def test_statements_keep_only_their_retention(redis_client, keys):
+    """Entries older than the statement retention leave their day's key, even while
+    that day is still being written."""
+    import time
+
+    from flows.redis_io import _RedisWriter
+
+    writer = _RedisWriter(_url_of(redis_client), keys, statement_ttl_ms=60_000)
+    now = int(time.time() * 1000)
+
+    def accrual(order: str, ts: int) -> dict:
+        return {"type": "commission", "output_id": f"commission:accrual:{order}:{ts}:i",
+                "kind": "accrual", "status": "pending", "order_id": order, "sharer_id": "al",
+                "currency": "USD", "commission_minor": 1, "ts": ts}
+
+    day = now // 86_400_000
+    old_ts = max(day * 86_400_000, now - 120_000)  # same day, older than the retention
+    writer.write_batch([("k", accrual("old", old_ts)), ("k", accrual("new", now))])
+    kept = [json.loads(e)["order_id"] for e in redis_client.zrange(keys.statement("al", day),
+                                                                     0, -1)]
+    assert kept == (["new"] if old_ts < now - 60_000 else ["old", "new"])
+    assert 0 < redis_client.pttl(keys.statement("al", day)) <= 60_000
     writer.close()
