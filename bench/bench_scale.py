@@ -24,8 +24,6 @@ import argparse
 import io
 import json
 import os
-import signal
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -35,7 +33,7 @@ from typing import Any
 import orjson
 
 from bench.bench_replay import make_log
-from bench.common import scratch_redis
+from bench.common import scratch_redis, stop_group
 from billing.keys import Keys
 from billing.redis_runtime import client
 from flows.file_io import parse_line
@@ -123,12 +121,7 @@ def run_live(url: str, prefix: str, tmp: str, log: str, rules: RuleSettings,
         time.sleep(1.5)  # one more heartbeat publishes the last snapshot counts
         rss = _rss_mb(proc.pid)
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc)
     snaps = {k: int(v) for k, v in conn.hgetall(keys.stats("snapshots")).items()}
     epochs = max(1, snaps.get("epochs", 0))
     return {

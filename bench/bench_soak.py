@@ -19,9 +19,7 @@ else 127.0.0.1:6379, else an embedded server; cleans its keys up.
 from __future__ import annotations
 
 import argparse
-import os
 import random
-import signal
 import subprocess
 import sys
 import tempfile
@@ -32,7 +30,7 @@ from typing import Any
 import orjson
 
 from bench.bench_scale import _rss_mb
-from bench.common import scratch_redis
+from bench.common import scratch_redis, stop_group
 from billing.keys import Keys
 from billing.redis_runtime import client
 from billing.stream_ids import ts_of
@@ -160,21 +158,17 @@ def main() -> None:
                     samples.append({
                         "t": now - start, "events": sent, "rss_mb": _rss_mb(proc.pid),
                         "redis_mb": int(conn.info("memory")["used_memory"]) / 2**20,
+                        "keys": conn.dbsize(),
                         "recovery_mb": _dir_mb(recovery), "lag_ms": lag})
                     s = samples[-1]
                     print(f"t={s['t']:6.1f}s events={sent:>9,} rss={s['rss_mb']:7.1f} MB "
                           f"redis={s['redis_mb']:7.1f} MB recovery={s['recovery_mb']:6.1f} MB "
-                          f"lag={lag:>6} ms", flush=True)
+                          f"keys={s['keys']:>8,} lag={lag:>6} ms", flush=True)
                     next_sample += 5
                 tick += 1
                 time.sleep(max(0.0, start + tick * 0.1 - time.monotonic()))
         finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            stop_group(proc)
             conn.close()
             flows_log.close()
             output = (Path(tmp) / "flows.log").read_text(errors="replace")
@@ -187,8 +181,8 @@ def main() -> None:
     if len(half) >= 2:
         millions = [s["events"] / 1e6 for s in half]
         print("slopes per million events, second half of the run:")
-        for name, unit in (("rss_mb", "MB"), ("redis_mb", "MB"), ("recovery_mb", "MB"),
-                           ("lag_ms", "ms")):
+        for name, unit in (("rss_mb", "MB"), ("redis_mb", "MB"), ("keys", "keys"),
+                           ("recovery_mb", "MB"), ("lag_ms", "ms")):
             print(f"  {name:12} {_slope(millions, [s[name] for s in half]):+10.2f} {unit}"
                   f"   (last {half[-1][name]:.1f})")
 

@@ -40,7 +40,9 @@ from webhooks.store import GROUP, WebhookStore, delivery_id
 log = logging.getLogger("billing.webhooks")
 LATENCY_BUCKETS_MS = (10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 READ_COUNT = 200
-MAX_IN_FLIGHT = 256
+MAX_IN_FLIGHT = 256  # deliveries held by this replica: waiting for their endpoint, or sent
+QUEUE_PER_CONNECTION = 8  # held per endpoint, per request it may have in flight
+DEFER_MS = 1000
 
 
 def now_ms() -> int:
@@ -63,7 +65,8 @@ class Dispatcher:
                                       follow_redirects=False)
         self.endpoints: dict[str, dict[str, Any]] = {}
         self._endpoints_at = 0.0
-        self.in_flight: dict[str, int] = {}  # endpoint -> requests in flight
+        self.held: dict[str, int] = {}  # endpoint -> deliveries held (waiting or sent)
+        self.slots: dict[str, asyncio.Semaphore] = {}  # endpoint -> requests in flight
         self.tasks: set[asyncio.Task[None]] = set()
         self.stopping = asyncio.Event()
 
@@ -116,8 +119,11 @@ class Dispatcher:
         if len(self.tasks) >= MAX_IN_FLIGHT:
             await asyncio.sleep(0.05)
             return
+        # Read no more than this replica can hold: the rest waits in the streams, where
+        # any replica may take it.
+        count = max(1, min(READ_COUNT, MAX_IN_FLIGHT - len(self.tasks)))
         reply: Any = await self.r.xreadgroup(GROUP, self.consumer, dict.fromkeys(streams, ">"),
-                                        count=READ_COUNT, block=100)
+                                             count=count, block=100)
         for stream, entries in reply or []:
             await self._fan_out(stream, entries)
 
@@ -157,34 +163,44 @@ class Dispatcher:
             self._spawn(ident, token, d[0], d[1], d[2])
 
     def _spawn(self, ident: str, token: str, endpoint: str, output_id: str, data: str) -> None:
-        task = asyncio.create_task(self._deliver(ident, token, endpoint, output_id, data))
+        limit = self.settings.webhook_concurrency_per_endpoint
+        if self.held.get(endpoint, 0) >= limit * QUEUE_PER_CONNECTION:
+            # Its receiver is behind: back to the due set for a second, no attempt
+            # counted, so that a slow receiver holds only its own share of this replica.
+            work = self.store.finish(ident, token, "defer", now_ms() + DEFER_MS, self.log_ms,
+                                     None)
+        else:
+            self.held[endpoint] = self.held.get(endpoint, 0) + 1
+            work = self._deliver(ident, token, endpoint, output_id, data)
+        task: asyncio.Task[Any] = asyncio.create_task(work)  # type: ignore[arg-type]
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
     # --- one attempt ----------------------------------------------------------------
     async def _deliver(self, ident: str, token: str, endpoint_id: str, output_id: str,
                        data: str) -> None:
-        ep = self.endpoints.get(endpoint_id) or await self.store.endpoint(endpoint_id, True)
-        started = now_ms()
-        if ep is None:
-            await self._record(ident, token, endpoint_id, "failed", started,
-                               {"at": started, "status_code": None, "latency_ms": 0,
-                                "error": "endpoint deleted"})
-            return
-        if self.in_flight.get(endpoint_id, 0) >= self.settings.webhook_concurrency_per_endpoint:
-            # Its receiver is busy: try again shortly, without counting an attempt.
-            await self.store.finish(ident, token, "defer", started + 200, self.log_ms, None)
-            return
-        self.in_flight[endpoint_id] = self.in_flight.get(endpoint_id, 0) + 1
         try:
-            status, error = await self._post(ep, output_id, data)
+            slots = self.slots.setdefault(endpoint_id, asyncio.Semaphore(
+                self.settings.webhook_concurrency_per_endpoint))
+            async with slots:
+                ep = self.endpoints.get(endpoint_id) or await self.store.endpoint(endpoint_id,
+                                                                                  True)
+                started = now_ms()
+                status: int | None = None
+                error: str | None = "endpoint deleted"
+                if ep is not None:
+                    status, error = await self._post(ep, output_id, data)
+            latency = now_ms() - started
+            attempt = {"at": started, "status_code": status, "latency_ms": latency,
+                       "error": error}
+            ok = status is not None and 200 <= status < 300
+            outcome = "succeeded" if ok else ("failed" if ep is None else "retry")
+            await self._record(ident, token, endpoint_id, outcome, started, attempt)
+        except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
+            # Its lease runs out and the delivery is due again: nothing is lost.
+            log.warning("delivery %s not recorded (%s)", ident, type(exc).__name__)
         finally:
-            self.in_flight[endpoint_id] -= 1
-        latency = now_ms() - started
-        attempt = {"at": started, "status_code": status, "latency_ms": latency, "error": error}
-        ok = status is not None and 200 <= status < 300
-        await self._record(ident, token, endpoint_id, "succeeded" if ok else "retry", started,
-                           attempt)
+            self.held[endpoint_id] -= 1
 
     async def _post(self, ep: dict[str, Any], output_id: str, data: str
                     ) -> tuple[int | None, str | None]:
@@ -227,8 +243,10 @@ class Dispatcher:
                 outcome = "failed"
             else:
                 next_at = now_ms() + self.schedule[len(self.schedule) - left_n]
-        await self.store.finish(ident, token, outcome, next_at, self.log_ms, attempt)
+        # The outcome and its statistics in one round trip.
         pipe = self.r.pipeline(transaction=False)
+        await self.store.finish(ident, token, outcome, next_at, self.log_ms, attempt,
+                                client=pipe)
         pipe.hincrby(self.store.stats_key, f"{endpoint_id}|{outcome}", 1)
         for bound in LATENCY_BUCKETS_MS:
             if attempt["latency_ms"] <= bound:

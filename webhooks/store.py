@@ -245,10 +245,12 @@ class WebhookStore:
         return list(zip(flat[::2], flat[1::2], strict=True))
 
     async def finish(self, ident: str, token: str, outcome: str, next_at: int, log_ms: int,
-                     attempt: dict[str, Any] | None) -> bool:
+                     attempt: dict[str, Any] | None, client: Any = None) -> Any:
+        """Record an outcome, if the caller still holds the lease (in `client`, a
+        pipeline, when given: then its reply is the pipeline's)."""
         text = "" if attempt is None else json.dumps(attempt, separators=(",", ":"))
-        return bool(await self._finish(args=[self.p, ident, token, outcome, next_at, log_ms,
-                                             text]))
+        return await self._finish(args=[self.p, ident, token, outcome, next_at, log_ms, text],
+                                  client=client)
 
     async def retry(self, ident: str, now_ms: int) -> str:
         return str(await self._retry(args=[self.p, ident, now_ms]))
