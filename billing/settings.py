@@ -80,7 +80,7 @@ class Settings(BaseSettings):
     webhook_retry_schedule_ms: str = "5000,300000,1800000,7200000,18000000,36000000,36000000"
     webhook_timeout_ms: int = Field(5_000, gt=0)
     # Requests in flight to one endpoint from one dispatcher.
-    webhook_concurrency_per_endpoint: int = Field(4, gt=0)
+    webhook_concurrency_per_endpoint: int = Field(16, gt=0)
     # How long a claimed delivery may stay unanswered before another dispatcher may
     # take it over (a dispatcher killed mid-delivery).
     webhook_lease_ms: int = Field(30_000, gt=0)

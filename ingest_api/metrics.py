@@ -47,8 +47,11 @@ async def _webhook_families(redis: Any, keys: Keys, now_ms: int) -> list[Any]:
     age.add_metric([], 0 if oldest is None else max(0, now_ms - oldest))
     hist = HistogramMetricFamily("billing_webhook_latency_ms",
                                  "Webhook request latency (ms), every attempt")
-    buckets = [(str(b), int(latency.get(str(b), 0))) for b in LATENCY_BUCKETS_MS]
-    buckets.append(("+Inf", int(latency.get("+Inf", 0))))
+    # Kept per bucket (one counter per attempt); Prometheus wants running totals.
+    buckets, running = [], 0
+    for bound in [*map(str, LATENCY_BUCKETS_MS), "+Inf"]:
+        running += int(latency.get(bound, 0))
+        buckets.append((bound, running))
     hist.add_metric([], buckets, sum_value=int(latency.get("sum", 0)))
     return [fam, age, hist]
 

@@ -72,13 +72,13 @@ local claimed = {}
 for _, bucket in ipairs(redis.call('ZRANGEBYSCORE', index, '-inf', math.floor(now / 1000))) do
   local set = p .. 'webhook:due:' .. bucket
   for _, id in ipairs(redis.call('SMEMBERS', set)) do
-    if #claimed >= limit then return claimed end
+    if #claimed >= limit * 5 then return claimed end
     local key = p .. 'webhook:delivery:' .. id
     local d = redis.call('HMGET', key, 'status', 'next_at')
     if d[1] == false or d[1] == 'succeeded' or d[1] == 'failed' then
       redis.call('SREM', set, id)
     elseif tonumber(d[2]) <= now then
-      local token = ARGV[5 + #claimed]
+      local token = ARGV[5 + #claimed / 5]
       redis.call('SREM', set, id)
       redis.call('HSET', key, 'next_at', until_, 'lease', token)
       redis.call('SADD', p .. 'webhook:due:' .. new_bucket, id)
@@ -86,8 +86,12 @@ for _, bucket in ipairs(redis.call('ZRANGEBYSCORE', index, '-inf', math.floor(no
       local created = redis.call('HGET', key, 'created_at')
       local oldest = tonumber(redis.call('HGET', p .. 'webhook:due:oldest', new_bucket) or created)
       redis.call('HSET', p .. 'webhook:due:oldest', new_bucket, math.min(oldest, tonumber(created)))
+      local d2 = redis.call('HMGET', key, 'endpoint_id', 'output_id', 'data')
       claimed[#claimed + 1] = id
       claimed[#claimed + 1] = token
+      claimed[#claimed + 1] = d2[1]
+      claimed[#claimed + 1] = d2[2]
+      claimed[#claimed + 1] = d2[3]
     end
   end
   if redis.call('SCARD', set) == 0 then
@@ -99,7 +103,9 @@ return claimed
 """
 
 # ARGV: prefix, id, lease token, outcome (succeeded|failed|retry|defer), next_at, log_ms,
-# attempt JSON ('' for defer). Nothing changes if the lease was taken over.
+# attempt JSON ('' for defer), then for an attempt its statistics: the endpoint's
+# outcome field, the latency bucket, the latency (ms). Nothing changes if the lease
+# was taken over.
 _FINISH = """
 local p, id, token, outcome = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local next_at, log_ms, attempt = tonumber(ARGV[5]), ARGV[6], ARGV[7]
@@ -129,6 +135,11 @@ if attempt ~= '' then
   redis.call('HSET', key, 'last_attempt', attempt)
   redis.call('RPUSH', attempts, attempt)
   redis.call('PEXPIRE', attempts, log_ms)
+  redis.call('HINCRBY', p .. 'stats:webhook_deliveries', ARGV[8], 1)
+  local latency = p .. 'stats:webhook_latency'
+  redis.call('HINCRBY', latency, ARGV[9], 1)
+  redis.call('HINCRBY', latency, 'count', 1)
+  redis.call('HINCRBY', latency, 'sum', ARGV[10])
 end
 redis.call('PEXPIRE', key, log_ms)
 return 1
@@ -239,18 +250,26 @@ class WebhookStore:
         created = await self._create(args=args)
         return list(created), token
 
-    async def claim_due(self, now_ms: int, lease_ms: int, limit: int) -> list[tuple[str, str]]:
+    async def claim_due(self, now_ms: int, lease_ms: int, limit: int
+                        ) -> list[tuple[str, str, str, str, str]]:
+        """Up to `limit` due deliveries, leased: (id, lease token, endpoint, output_id,
+        data) each."""
         tokens = [secrets.token_hex(8) for _ in range(limit)]
         flat = await self._claim(args=[self.p, now_ms, lease_ms, limit, *tokens])
-        return list(zip(flat[::2], flat[1::2], strict=True))
+        return [tuple(flat[i:i + 5]) for i in range(0, len(flat), 5)]  # type: ignore[misc]
 
     async def finish(self, ident: str, token: str, outcome: str, next_at: int, log_ms: int,
-                     attempt: dict[str, Any] | None, client: Any = None) -> Any:
-        """Record an outcome, if the caller still holds the lease (in `client`, a
-        pipeline, when given: then its reply is the pipeline's)."""
-        text = "" if attempt is None else json.dumps(attempt, separators=(",", ":"))
-        return await self._finish(args=[self.p, ident, token, outcome, next_at, log_ms, text],
-                                  client=client)
+                     attempt: dict[str, Any] | None = None, endpoint_id: str = "",
+                     bucket: str = "") -> bool:
+        """Record an outcome, if the caller still holds the lease; an attempt's
+        statistics (per endpoint and outcome, latency `bucket`) in the same call."""
+        args: list[Any] = [self.p, ident, token, outcome, next_at, log_ms]
+        if attempt is None:
+            args.append("")
+        else:
+            args += [json.dumps(attempt, separators=(",", ":")), f"{endpoint_id}|{outcome}",
+                     bucket, attempt["latency_ms"]]
+        return bool(await self._finish(args=args))
 
     async def retry(self, ident: str, now_ms: int) -> str:
         return str(await self._retry(args=[self.p, ident, now_ms]))
