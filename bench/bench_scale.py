@@ -1,6 +1,7 @@
 """The engine at scale (issue 7): figures printed, not asserted.
 
     .venv/bin/python -m bench.bench_scale catchup [--sizes 200000,1000000,3000000] [--huge]
+        [--no-recovery]
     .venv/bin/python -m bench.bench_scale hotkey [--events 200000]
     .venv/bin/python -m bench.bench_scale ceiling [--events 1000000]
     .venv/bin/python -m bench.bench_scale processes [--events 600000]
@@ -99,11 +100,13 @@ def _rss_mb(root: int) -> float:
 
 
 def run_live(url: str, prefix: str, tmp: str, log: str, rules: RuleSettings,
-             processes: int = 1) -> dict[str, float]:
+             processes: int = 1, recovery: bool = True) -> dict[str, float]:
     conn = client(url)
     keys = Keys(prefix)
     events, expected = load_stream(conn, keys, log, rules)
     env = flows_env(url, prefix, Path(tmp) / f"rec-{prefix}", rules, 10**13, epoch_ms=1000)
+    if not recovery:
+        env.pop("BILLING_RECOVERY_DIR")
     env["BILLING_TRIM_INPUT"] = "false"  # the log is historical: keep it for the count
     proc = start_flows(env, "--processes", str(processes))
     try:
@@ -139,7 +142,7 @@ def catchup(args: argparse.Namespace) -> None:
         with scratch_redis() as (url, prefix), tempfile.TemporaryDirectory() as tmp:
             log = os.path.join(tmp, "log.jsonl")
             make_log(log, size)
-            r = run_live(url, prefix, tmp, log, DEFAULTS)
+            r = run_live(url, prefix, tmp, log, DEFAULTS, recovery=not args.no_recovery)
             rates[size] = r["rate"]
             print(f"catch-up {r['events']:>9,} events: {r['rate']:>8,.0f} events/s "
                   f"({r['elapsed']:.1f} s); snapshot {r['snap_bytes_per_epoch'] / 1e3:,.1f} kB "
@@ -289,6 +292,7 @@ def main() -> None:
     c = sub.add_parser("catchup")
     c.add_argument("--sizes", default="200000,1000000,3000000")
     c.add_argument("--huge", action="store_true", help="also 10M events")
+    c.add_argument("--no-recovery", action="store_true", help="run the flows without recovery")
     c.set_defaults(func=catchup)
     h = sub.add_parser("hotkey")
     h.add_argument("--events", type=int, default=200_000)
