@@ -27,6 +27,7 @@ import redis.asyncio as aioredis
 from bench.common import scratch_redis
 from billing.keys import Keys
 from billing.redis_runtime import client
+from billing.settings import Settings
 from billing.stream_ids import ts_of
 from flows.redis_io import _RedisWriter
 from tests.live_helpers import kill
@@ -93,7 +94,11 @@ def main() -> None:
             await r.aclose()
 
         asyncio.run(add_endpoint())
-        procs = [start_dispatcher(dispatcher_env(url, prefix))
+        # Production lease and schedule, not the tests' fast ones.
+        env = dispatcher_env(url, prefix, webhook_lease_ms="30000",
+                             webhook_retry_schedule_ms=Settings.model_fields[
+                                 "webhook_retry_schedule_ms"].default)
+        procs = [start_dispatcher(env)
                  for _ in range(args.replicas)]
         writer = _RedisWriter(url, keys)
         try:

@@ -49,6 +49,14 @@ def write(redis_client, keys):
     writer.close()
 
 
+def failed_delivery(api, endpoint: dict) -> dict:
+    """Wait for the endpoint's one delivery to be `failed`, and return it."""
+    base = f"/v1/webhook-endpoints/{endpoint['id']}/deliveries?status=failed"
+    wait_for(lambda: api.get(base).json()["deliveries"], timeout=30)
+    (failed,) = api.get(base).json()["deliveries"]
+    return failed
+
+
 def subscribe(api, url: str, types: list[str]) -> dict:
     resp = api.post("/v1/webhook-endpoints", json={"url": url, "types": types})
     assert resp.status_code == 201, resp.text
@@ -191,9 +199,7 @@ def test_a_spent_schedule_fails_and_can_be_retried_by_hand(private_api, write, r
         proc = start_dispatcher(dispatcher_env(redis_url, prefix))
         try:
             write([output("usage", 7)])
-            wait_for(lambda: private_api.get(f"{base}?status=failed").json()["deliveries"],
-                     timeout=30)
-            (failed,) = private_api.get(f"{base}?status=failed").json()["deliveries"]
+            failed = failed_delivery(private_api, endpoint)
             assert failed["attempts"] == 3 and len(receiver.requests) == 3  # 1 + 2 retries
             metrics = private_api.get("/metrics").text
             assert f'billing_webhook_deliveries_total{{endpoint="{endpoint["id"]}",' \
@@ -217,16 +223,13 @@ def test_a_private_address_is_refused_at_delivery_time(private_api, write, redis
     """Saved while private addresses were allowed; the dispatcher does not allow them."""
     with Receiver() as receiver:
         endpoint = subscribe(private_api, receiver.url, ["payout"])
-        base = f"/v1/webhook-endpoints/{endpoint['id']}/deliveries"
         proc = start_dispatcher(dispatcher_env(redis_url, prefix,
                                                webhook_allow_private="false"))
         try:
             write([output("payout", 2)])
-            wait_for(lambda: private_api.get(f"{base}?status=failed").json()["deliveries"],
-                     timeout=30)
+            failed = failed_delivery(private_api, endpoint)
         finally:
             kill(proc)
-        (failed,) = private_api.get(f"{base}?status=failed").json()["deliveries"]
         assert all("non-public" in a["error"] for a in failed["attempt_log"])
         assert receiver.requests == []
 
@@ -237,15 +240,12 @@ def test_a_redirect_is_never_followed(private_api, write, redis_url, prefix):
     with Receiver() as internal, Receiver(redirect_to="") as bouncer:
         bouncer.redirect_to = internal.url
         endpoint = subscribe(private_api, bouncer.url, ["payout"])
-        base = f"/v1/webhook-endpoints/{endpoint['id']}/deliveries"
         proc = start_dispatcher(dispatcher_env(redis_url, prefix))
         try:
             write([output("payout", 3)])
-            wait_for(lambda: private_api.get(f"{base}?status=failed").json()["deliveries"],
-                     timeout=30)
+            failed = failed_delivery(private_api, endpoint)
         finally:
             kill(proc)
-        (failed,) = private_api.get(f"{base}?status=failed").json()["deliveries"]
         assert [a["status_code"] for a in failed["attempt_log"]] == [307, 307, 307]
         assert internal.requests == [] and len(bouncer.requests) == 3
 

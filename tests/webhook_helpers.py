@@ -24,6 +24,7 @@ class Receiver:
         self.fail_first, self.delay_s, self.failing = fail_first, delay_s, False
         self.redirect_to = redirect_to
         self.requests: list[dict[str, Any]] = []
+        self.attempts: dict[str, int] = {}  # webhook-id -> requests seen
         self.lock = threading.Lock()
         receiver = self
 
@@ -33,7 +34,8 @@ class Receiver:
                 time.sleep(receiver.delay_s)
                 with receiver.lock:
                     ident = self.headers.get("webhook-id", "")
-                    seen = sum(1 for r in receiver.requests if r["id"] == ident)
+                    seen = receiver.attempts.get(ident, 0)
+                    receiver.attempts[ident] = seen + 1
                     ok = not receiver.failing and seen >= receiver.fail_first
                     receiver.requests.append({"id": ident, "headers": dict(self.headers),
                                               "body": body, "at": time.monotonic(),
