@@ -14,6 +14,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 from billing.keys import Keys
 from billing.stream_ids import ts_of
+from webhooks.store import LATENCY_BUCKETS_MS, WebhookStore
 
 
 class _Snapshot:
@@ -29,9 +30,6 @@ def _ms(entry_id: str | None) -> int | None:
 
 
 async def _webhook_families(redis: Any, keys: Keys, now_ms: int) -> list[Any]:
-    from webhooks.dispatcher import LATENCY_BUCKETS_MS
-    from webhooks.store import WebhookStore
-
     store = WebhookStore(redis, keys.prefix)
     outcomes = await redis.hgetall(store.stats_key)
     latency = await redis.hgetall(store.latency_key)

@@ -24,7 +24,7 @@ from billing.events import (
 )
 from billing.keys import Keys
 from ingest_api.appender import Append, Appended, Conflict, Missing
-from ingest_api.deps import AppenderDep, KeysDep, SettingsDep, Writer
+from ingest_api.deps import AppenderDep, KeysDep, RedisDep, SettingsDep, Writer
 from ingest_api.ids import ulid
 from ingest_api.problems import Problem
 
@@ -104,9 +104,10 @@ def _missing(exc: Missing, where: str) -> Problem:
     return Problem(404, "Unknown tariff", f"{where}tariff {tariff_id!r} is not known")
 
 
-async def _append_one(
+async def _append(
     event: dict[str, Any], appender: AppenderDep, keys: Keys, settings: SettingsDep
-) -> JSONResponse:
+) -> tuple[dict[str, Any], int]:
+    """The answer's body and status: 202 when appended, 200 for a repeat."""
     plan, answer = _plan(event, keys, settings.report_interval_ms)
     try:
         (done,) = await appender.append([plan])
@@ -114,7 +115,14 @@ async def _append_one(
         raise Problem(409, "Conflict", "this id was already used with a different body") from exc
     except Missing as exc:
         raise _missing(exc, "") from exc
-    return JSONResponse(answer(done), status_code=202 if done.new else 200)
+    return answer(done), 202 if done.new else 200
+
+
+async def _append_one(
+    event: dict[str, Any], appender: AppenderDep, keys: Keys, settings: SettingsDep
+) -> JSONResponse:
+    body, status = await _append(event, appender, keys, settings)
+    return JSONResponse(body, status_code=status)
 
 
 def _event(kind: str, body: Any, **ids: Any) -> dict[str, Any]:
@@ -180,6 +188,7 @@ async def post_segment(
     session_id: Id,
     body: SegmentBody,
     appender: AppenderDep,
+    redis: RedisDep,
     keys: KeysDep,
     settings: SettingsDep,
 ) -> JSONResponse:
@@ -191,18 +200,17 @@ async def post_segment(
     segments only within the late grace, so a client that sees `closed` knows to
     start a new session and to report the time it could not bill (the SDK does).
     """
-    answer = await _append_one(
+    answer, status = await _append(
         _event("segment", body, session_id=session_id), appender, keys, settings
     )
     try:
-        data = await appender.client.hget(keys.session_view(session_id), "data")  # type: ignore[misc]
+        data = await redis.hget(keys.session_view(session_id), "data")  # type: ignore[misc]
     except (aioredis.ConnectionError, aioredis.TimeoutError, OSError):
         data = None  # the segment is logged; its state is only advice
     usage = json.loads(data) if data else None
-    body_out = json.loads(bytes(answer.body))
-    body_out["session"] = None if usage is None else {
+    answer["session"] = None if usage is None else {
         k: usage[k] for k in ("status", "closed_reason", "billed_ms", "version", "started_ts")}
-    return JSONResponse(body_out, status_code=answer.status_code)
+    return JSONResponse(answer, status_code=status)
 
 
 @router.post("/events", status_code=202)

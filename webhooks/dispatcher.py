@@ -22,6 +22,7 @@ import ipaddress
 import json
 import logging
 import os
+import signal
 import socket
 import time
 from datetime import UTC, datetime
@@ -36,10 +37,9 @@ from billing.keys import Keys
 from billing.settings import Settings
 from billing.stream_ids import ts_of
 from webhooks.addresses import RefusedAddress, check_url, system_resolver
-from webhooks.store import GROUP, WebhookStore, delivery_id
+from webhooks.store import GROUP, WebhookStore, delivery_id, latency_bucket
 
 log = logging.getLogger("billing.webhooks")
-LATENCY_BUCKETS_MS = (10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 READ_COUNT = 200
 MAX_IN_FLIGHT = 512  # deliveries held by this replica: waiting for their endpoint, or sent
 QUEUE_PER_CONNECTION = 32  # held per endpoint, per request it may have in flight
@@ -231,16 +231,15 @@ class Dispatcher:
                     ) -> tuple[int | None, str | None]:
         loop = asyncio.get_running_loop()
         allow = self.settings.webhook_allow_private
+        parts = urlsplit(ep["url"])
         try:
-            host = urlsplit(ep["url"]).hostname or ""
-            if _is_ip(host):  # nothing to resolve: no thread needed
+            if _is_ip(parts.hostname or ""):  # nothing to resolve: no thread needed
                 target = check_url(ep["url"], allow, system_resolver)
             else:
                 target = await loop.run_in_executor(None, check_url, ep["url"], allow,
                                                     system_resolver)
         except RefusedAddress as exc:
             return None, f"refused: {exc}"
-        parts = urlsplit(ep["url"])
         host = f"[{target.address}]" if ":" in target.address else target.address
         pinned = urlunsplit(parts._replace(netloc=f"{host}:{target.port}"))
         signed_at = datetime.now(UTC)
@@ -273,9 +272,8 @@ class Dispatcher:
             else:
                 next_at = now_ms() + self.schedule[len(self.schedule) - left_n]
         # The outcome and its statistics in one script call.
-        bucket = next((str(b) for b in LATENCY_BUCKETS_MS if attempt["latency_ms"] <= b), "+Inf")
         await self.store.finish(ident, token, outcome, next_at, self.log_ms, attempt,
-                                endpoint_id, bucket)
+                                endpoint_id, latency_bucket(attempt["latency_ms"]))
         if outcome != "succeeded":
             log.info("delivery %s to %s: %s (%s)", ident, endpoint_id, outcome, attempt["error"])
 
@@ -283,8 +281,6 @@ class Dispatcher:
 async def serve(settings: Settings) -> None:
     dispatcher = Dispatcher(settings)
     loop = asyncio.get_running_loop()
-    import signal
-
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, dispatcher.stopping.set)
     await dispatcher.run()

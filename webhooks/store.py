@@ -33,14 +33,32 @@ from typing import Any
 import redis.asyncio as aioredis
 
 HOUR_MS = 3_600_000
-OUTPUT_TYPES = ("commission", "usage", "payout", "reject")
 GROUP = "billing-webhooks"
+# Attempt latency, counted per bucket (not cumulative; /metrics adds them up).
+LATENCY_BUCKETS_MS = (10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 
-_CREATE = """
+
+def latency_bucket(latency_ms: int) -> str:
+    return next((str(b) for b in LATENCY_BUCKETS_MS if latency_ms <= b), "+Inf")
+
+
+# Every script that makes a delivery due goes through this: its due set by second,
+# that second in the index, and the second's oldest creation time (for the metric).
+_DUE = """
+local function make_due(p, id, at, created)
+  local bucket = math.floor(at / 1000)
+  redis.call('SADD', p .. 'webhook:due:' .. bucket, id)
+  redis.call('ZADD', p .. 'webhook:due:index', bucket, bucket)
+  local oldest_key = p .. 'webhook:due:oldest'
+  local oldest = tonumber(redis.call('HGET', oldest_key, bucket) or created)
+  redis.call('HSET', oldest_key, bucket, math.min(oldest, created))
+end
+"""
+
+_CREATE = _DUE + """
 local p, now, lease_until, log_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local retries, token = ARGV[5], ARGV[6]
 local created = {}
-local bucket = math.floor(lease_until / 1000)
 for i = 7, #ARGV, 5 do
   local id, endpoint = ARGV[i], ARGV[i + 1]
   local key = p .. 'webhook:delivery:' .. id
@@ -50,10 +68,7 @@ for i = 7, #ARGV, 5 do
                'attempts', 0, 'retries_left', retries, 'next_at', lease_until,
                'created_at', now, 'lease', token)
     redis.call('PEXPIRE', key, log_ms)
-    redis.call('SADD', p .. 'webhook:due:' .. bucket, id)
-    redis.call('ZADD', p .. 'webhook:due:index', bucket, bucket)
-    local oldest = tonumber(redis.call('HGET', p .. 'webhook:due:oldest', bucket) or now)
-    redis.call('HSET', p .. 'webhook:due:oldest', bucket, math.min(oldest, now))
+    make_due(p, id, lease_until, now)
     local log = p .. 'webhook:log:' .. endpoint .. ':' .. math.floor(now / 3600000)
     redis.call('ZADD', log, now, id)
     redis.call('PEXPIRE', log, log_ms + 3600000)
@@ -63,11 +78,10 @@ end
 return created
 """
 
-_CLAIM = """
+_CLAIM = _DUE + """
 local p, now, lease_ms, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local index = p .. 'webhook:due:index'
 local until_ = now + lease_ms
-local new_bucket = math.floor(until_ / 1000)
 local claimed = {}
 for _, bucket in ipairs(redis.call('ZRANGEBYSCORE', index, '-inf', math.floor(now / 1000))) do
   local set = p .. 'webhook:due:' .. bucket
@@ -81,12 +95,8 @@ for _, bucket in ipairs(redis.call('ZRANGEBYSCORE', index, '-inf', math.floor(no
       local token = ARGV[5 + #claimed / 5]
       redis.call('SREM', set, id)
       redis.call('HSET', key, 'next_at', until_, 'lease', token)
-      redis.call('SADD', p .. 'webhook:due:' .. new_bucket, id)
-      redis.call('ZADD', index, new_bucket, new_bucket)
-      local created = redis.call('HGET', key, 'created_at')
-      local oldest = tonumber(redis.call('HGET', p .. 'webhook:due:oldest', new_bucket) or created)
-      redis.call('HSET', p .. 'webhook:due:oldest', new_bucket, math.min(oldest, tonumber(created)))
-      local d2 = redis.call('HMGET', key, 'endpoint_id', 'output_id', 'data')
+      local d2 = redis.call('HMGET', key, 'endpoint_id', 'output_id', 'data', 'created_at')
+      make_due(p, id, until_, tonumber(d2[4]))
       claimed[#claimed + 1] = id
       claimed[#claimed + 1] = token
       claimed[#claimed + 1] = d2[1]
@@ -106,7 +116,7 @@ return claimed
 # attempt JSON ('' for defer), then for an attempt its statistics: the endpoint's
 # outcome field, the latency bucket, the latency (ms). Nothing changes if the lease
 # was taken over.
-_FINISH = """
+_FINISH = _DUE + """
 local p, id, token, outcome = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local next_at, log_ms, attempt = tonumber(ARGV[5]), ARGV[6], ARGV[7]
 local key = p .. 'webhook:delivery:' .. id
@@ -117,22 +127,16 @@ redis.call('SREM', old, id)
 if outcome == 'succeeded' or outcome == 'failed' then
   redis.call('HSET', key, 'status', outcome, 'lease', '')
 else
-  local bucket = math.floor(next_at / 1000)
   redis.call('HSET', key, 'next_at', next_at, 'lease', '')
   if outcome == 'retry' then
     redis.call('HSET', key, 'status', 'scheduled')
     redis.call('HINCRBY', key, 'retries_left', -1)
   end
-  redis.call('SADD', p .. 'webhook:due:' .. bucket, id)
-  redis.call('ZADD', p .. 'webhook:due:index', bucket, bucket)
-  local created = tonumber(redis.call('HGET', key, 'created_at'))
-  local oldest = tonumber(redis.call('HGET', p .. 'webhook:due:oldest', bucket) or created)
-  redis.call('HSET', p .. 'webhook:due:oldest', bucket, math.min(oldest, created))
+  make_due(p, id, next_at, tonumber(redis.call('HGET', key, 'created_at')))
 end
 if attempt ~= '' then
   local attempts = p .. 'webhook:attempts:' .. id
   redis.call('HINCRBY', key, 'attempts', 1)
-  redis.call('HSET', key, 'last_attempt', attempt)
   redis.call('RPUSH', attempts, attempt)
   redis.call('PEXPIRE', attempts, log_ms)
   redis.call('HINCRBY', p .. 'stats:webhook_deliveries', ARGV[8], 1)
@@ -146,19 +150,14 @@ return 1
 """
 
 # A failed delivery, retried by hand: one more attempt, due now.
-_RETRY = """
+_RETRY = _DUE + """
 local p, id, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local key = p .. 'webhook:delivery:' .. id
 local status = redis.call('HGET', key, 'status')
 if not status then return 'missing' end
 if status ~= 'failed' then return status end
-local bucket = math.floor(now / 1000)
 redis.call('HSET', key, 'status', 'scheduled', 'next_at', now, 'retries_left', 0, 'lease', '')
-redis.call('SADD', p .. 'webhook:due:' .. bucket, id)
-redis.call('ZADD', p .. 'webhook:due:index', bucket, bucket)
-local created = tonumber(redis.call('HGET', key, 'created_at'))
-local oldest = tonumber(redis.call('HGET', p .. 'webhook:due:oldest', bucket) or created)
-redis.call('HSET', p .. 'webhook:due:oldest', bucket, math.min(oldest, created))
+make_due(p, id, now, tonumber(redis.call('HGET', key, 'created_at')))
 return 'ok'
 """
 
@@ -275,27 +274,35 @@ class WebhookStore:
         return str(await self._retry(args=[self.p, ident, now_ms]))
 
     async def delivery(self, ident: str) -> dict[str, Any] | None:
+        return (await self._deliveries([ident]))[0]
+
+    async def _deliveries(self, idents: list[str]) -> list[dict[str, Any] | None]:
         pipe = self.r.pipeline(transaction=False)
-        pipe.hgetall(self.delivery_key(ident))
-        pipe.lrange(self.attempts_key(ident), 0, -1)
-        raw, attempts = await pipe.execute()
-        return decode_delivery(ident, raw, attempts) if raw else None
+        for ident in idents:
+            pipe.hgetall(self.delivery_key(ident))
+            pipe.lrange(self.attempts_key(ident), 0, -1)
+        replies = await pipe.execute()
+        return [decode_delivery(ident, raw, attempts) if raw else None
+                for ident, raw, attempts in zip(idents, replies[::2], replies[1::2],
+                                                strict=True)]
 
     async def deliveries(self, endpoint_id: str, now_ms: int, log_ms: int, limit: int,
                          status: str | None) -> list[dict[str, Any]]:
-        """Newest first, walking the hourly logs back over the retention."""
+        """Newest first, walking the hourly logs back over the retention (one round
+        trip for the hours' lists, then one per hour that lists any)."""
+        hours = range(now_ms // HOUR_MS, (now_ms - log_ms) // HOUR_MS - 2, -1)
+        pipe = self.r.pipeline(transaction=False)
+        for hour in hours:
+            pipe.zrevrange(self.log_key(endpoint_id, hour), 0, -1)
         found: list[dict[str, Any]] = []
-        hour = now_ms // HOUR_MS
-        oldest_hour = (now_ms - log_ms) // HOUR_MS - 1
-        while hour >= oldest_hour and len(found) < limit:
-            ids: Any = await self.r.zrevrange(self.log_key(endpoint_id, hour), 0, -1)
-            for ident in ids:
-                d = await self.delivery(ident)
+        for idents in await pipe.execute():
+            if not idents:
+                continue
+            for d in await self._deliveries(list(idents)):
                 if d is not None and (status is None or d["status"] == status):
                     found.append(d)
                     if len(found) == limit:
-                        break
-            hour -= 1
+                        return found
         return found
 
     async def oldest_undelivered_ms(self) -> int | None:
