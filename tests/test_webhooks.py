@@ -88,6 +88,8 @@ def test_endpoints_are_saved_shown_once_and_deleted(private_api):
     ({"url": "http://[::1]/x", "types": ["usage"]}, "body.url"),
     ({"url": "http://[::ffff:192.168.0.1]/x", "types": ["usage"]}, "body.url"),
     ({"url": "http://user:pw@example.com/x", "types": ["usage"]}, "body.url"),
+    ({"url": "http://[zz::1]/x", "types": ["usage"]}, "body.url"),  # once a 500
+    ({"url": "http://a\x00b/x", "types": ["usage"]}, "body.url"),
     ({"url": "https://example.com/x", "types": []}, "body.types"),
     ({"url": "https://example.com/x", "types": ["orders"]}, "body.types.0"),
 ])

@@ -48,7 +48,11 @@ class Target:
 
 def check_url(url: str, allow_private: bool, resolve: Resolver = system_resolver) -> Target:
     """The address to send to, or RefusedAddress saying why not."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.hostname  # noqa: B018 (an invalid bracketed host raises only when asked)
+    except ValueError as exc:
+        raise RefusedAddress(f"not a valid URL: {exc}") from exc
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise RefusedAddress("the URL must be http or https, with a host")
     if parts.username or parts.password:
