@@ -18,7 +18,7 @@ import tempfile
 from bench.bench_replay import make_log
 from bench.bench_scale import run_live
 from bench.common import scratch_redis
-from tests.gen import SMALL_RULES
+from state.testing import SMALL_RULES
 
 
 def main() -> None:
@@ -29,8 +29,10 @@ def main() -> None:
         log = os.path.join(tmp, "log.jsonl")
         make_log(log, args.events)
         r = run_live(url, prefix, tmp, log, SMALL_RULES)
-        print(f"live Redis->flow->Redis: {r['rate']:,.0f} events/s "
-              f"({r['elapsed']:.1f} s, {r['events']:,} events, with views and recovery)")
+        print(
+            f"live Redis->flow->Redis: {r['rate']:,.0f} events/s "
+            f"({r['elapsed']:.1f} s, {r['events']:,} events, with views and recovery)"
+        )
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import time
 
 from flows.replay import replay
 from state.engine import Engine
-from tests.gen import SMALL_RULES, random_log
+from state.testing import SMALL_RULES, random_log
 
 
 def make_log(path: str, events: int) -> int:
@@ -25,8 +25,9 @@ def make_log(path: str, events: int) -> int:
         seed = 0
         while written < events:
             # Independent chunks, shifted in time so the whole file stays in log order.
-            chunk = random_log(seed, min(50_000, events - written), t0=1_700_000_000_000
-                               + seed * 10**9)
+            chunk = random_log(
+                seed, min(50_000, events - written), t0=1_700_000_000_000 + seed * 10**9
+            )
             for event in chunk:
                 event = dict(event)
                 for key in ("order_id", "scan_id", "refund_id", "session_id"):
@@ -55,8 +56,10 @@ def main() -> None:
         elapsed = time.perf_counter() - started
         with open(os.path.join(tmp, "out.jsonl")) as produced_file:
             outputs = sum(1 for _ in produced_file)
-        print(f"replay dataflow ({args.workers} worker): {count / elapsed:,.0f} events/s "
-              f"({elapsed:.1f} s, {outputs} outputs)")
+        print(
+            f"replay dataflow ({args.workers} worker): {count / elapsed:,.0f} events/s "
+            f"({elapsed:.1f} s, {outputs} outputs)"
+        )
 
         from flows.file_io import parse_line
 
@@ -64,11 +67,14 @@ def main() -> None:
             entries = [p for n, line in enumerate(f, 1) if (p := parse_line(line, n))]
         started = time.perf_counter()
         engine = Engine(SMALL_RULES)
-        produced = sum(len(engine.on_batch(entries[i:i + 2000]))
-                       for i in range(0, len(entries), 2000)) + len(engine.finish())
+        produced = sum(
+            len(engine.on_batch(entries[i : i + 2000])) for i in range(0, len(entries), 2000)
+        ) + len(engine.finish())
         elapsed = time.perf_counter() - started
-        print(f"plain loop, parsed events, no I/O: {count / elapsed:,.0f} events/s "
-              f"({produced} outputs)")
+        print(
+            f"plain loop, parsed events, no I/O: {count / elapsed:,.0f} events/s "
+            f"({produced} outputs)"
+        )
 
 
 if __name__ == "__main__":

@@ -39,10 +39,10 @@ from billing.keys import Keys
 from billing.redis_runtime import client
 from flows.file_io import parse_line
 from flows.replay import replay
+from harness.live import append_positioned, flows_env, start_flows, with_stream_ids
 from state.config import RuleSettings
 from state.engine import Engine
 from state.messages import LogEvent
-from tests.live_helpers import append_positioned, flows_env, start_flows, with_stream_ids
 
 DEFAULTS = RuleSettings()
 
@@ -99,8 +99,15 @@ def _rss_mb(root: int) -> float:
     return total / 1024
 
 
-def run_live(url: str, prefix: str, tmp: str, log: str, rules: RuleSettings,
-             processes: int = 1, recovery: bool = True) -> dict[str, float]:
+def run_live(
+    url: str,
+    prefix: str,
+    tmp: str,
+    log: str,
+    rules: RuleSettings,
+    processes: int = 1,
+    recovery: bool = True,
+) -> dict[str, float]:
     conn = client(url)
     keys = Keys(prefix)
     events, expected = load_stream(conn, keys, log, rules)
@@ -128,10 +135,13 @@ def run_live(url: str, prefix: str, tmp: str, log: str, rules: RuleSettings,
     snaps = {k: int(v) for k, v in conn.hgetall(keys.stats("snapshots")).items()}
     epochs = max(1, snaps.get("epochs", 0))
     return {
-        "events": events, "rate": events / elapsed, "elapsed": elapsed,
+        "events": events,
+        "rate": events / elapsed,
+        "elapsed": elapsed,
         "snap_bytes_per_epoch": snaps.get("bytes", 0) / epochs,
         "snap_keys_per_epoch": snaps.get("keys", 0) / epochs,
-        "rss_mb": rss, "redis_mb": int(conn.info("memory")["used_memory"]) / 2**20,
+        "rss_mb": rss,
+        "redis_mb": int(conn.info("memory")["used_memory"]) / 2**20,
     }
 
 
@@ -144,10 +154,13 @@ def catchup(args: argparse.Namespace) -> None:
             make_log(log, size)
             r = run_live(url, prefix, tmp, log, DEFAULTS, recovery=not args.no_recovery)
             rates[size] = r["rate"]
-            print(f"catch-up {r['events']:>9,} events: {r['rate']:>8,.0f} events/s "
-                  f"({r['elapsed']:.1f} s); snapshot {r['snap_bytes_per_epoch'] / 1e3:,.1f} kB "
-                  f"in {r['snap_keys_per_epoch']:,.0f} keys per epoch; flows RSS "
-                  f"{r['rss_mb']:,.0f} MB; Redis {r['redis_mb']:,.0f} MB", flush=True)
+            print(
+                f"catch-up {r['events']:>9,} events: {r['rate']:>8,.0f} events/s "
+                f"({r['elapsed']:.1f} s); snapshot {r['snap_bytes_per_epoch'] / 1e3:,.1f} kB "
+                f"in {r['snap_keys_per_epoch']:,.0f} keys per epoch; flows RSS "
+                f"{r['rss_mb']:,.0f} MB; Redis {r['redis_mb']:,.0f} MB",
+                flush=True,
+            )
     if len(rates) > 1:
         small, big = rates[sizes[0]], rates[sizes[-1]]
         print(f"largest / smallest rate: {big / small:.2f} (target >= 0.9)")
@@ -158,19 +171,43 @@ def _hot_and_uniform(path_hot: str, path_uniform: str, events: int) -> None:
     with open(path_hot, "w") as hot, open(path_uniform, "w") as uniform:
         for n in range(scans):
             ts = t0 + n
-            for out, item, buyer in ((hot, "hot", "b"), (uniform, f"i{n % 10_000}",
-                                                         f"b{n % 9_973}")):
-                out.write(json.dumps({"type": "scan", "scan_id": f"c{n}", "ts": ts,
-                                      "share_id": "x", "item_id": item,
-                                      "sharer_id": f"s{n % 50}", "scanner_id": buyer}) + "\n")
+            for out, item, buyer in (
+                (hot, "hot", "b"),
+                (uniform, f"i{n % 10_000}", f"b{n % 9_973}"),
+            ):
+                out.write(
+                    json.dumps(
+                        {
+                            "type": "scan",
+                            "scan_id": f"c{n}",
+                            "ts": ts,
+                            "share_id": "x",
+                            "item_id": item,
+                            "sharer_id": f"s{n % 50}",
+                            "scanner_id": buyer,
+                        }
+                    )
+                    + "\n"
+                )
         for n in range(events - scans):
             ts = t0 + scans + n
-            for out, item, buyer in ((hot, "hot", "b"), (uniform, f"i{n % 10_000}",
-                                                         f"b{n % 9_973}")):
-                out.write(json.dumps({"type": "order", "order_id": f"o{n}", "ts": ts,
-                                      "buyer_id": buyer, "currency": "USD",
-                                      "lines": [{"item_id": item, "quantity": 1,
-                                                 "unit_price_minor": 1000}]}) + "\n")
+            for out, item, buyer in (
+                (hot, "hot", "b"),
+                (uniform, f"i{n % 10_000}", f"b{n % 9_973}"),
+            ):
+                out.write(
+                    json.dumps(
+                        {
+                            "type": "order",
+                            "order_id": f"o{n}",
+                            "ts": ts,
+                            "buyer_id": buyer,
+                            "currency": "USD",
+                            "lines": [{"item_id": item, "quantity": 1, "unit_price_minor": 1000}],
+                        }
+                    )
+                    + "\n"
+                )
 
 
 def _replay_rate(log: str, rules: RuleSettings) -> tuple[float, int]:
@@ -187,8 +224,10 @@ def hotkey(args: argparse.Namespace) -> None:
         rate_u, out_u = _replay_rate(uniform, DEFAULTS)
         rate_h, out_h = _replay_rate(hot, DEFAULTS)
         print(f"uniform ({args.events:,} events, {out_u:,} outputs): {rate_u:,.0f} events/s")
-        print(f"hot key (one item, one buyer, {args.events // 2:,} scans in the window, then "
-              f"orders; {out_h:,} outputs): {rate_h:,.0f} events/s")
+        print(
+            f"hot key (one item, one buyer, {args.events // 2:,} scans in the window, then "
+            f"orders; {out_h:,} outputs): {rate_h:,.0f} events/s"
+        )
         print(f"hot / uniform: {rate_h / rate_u:.2f} (target >= 0.8)")
 
 
@@ -281,8 +320,11 @@ def processes(args: argparse.Namespace) -> None:
             make_log(log, args.events)
             r = run_live(url, prefix, tmp, log, DEFAULTS, processes=count)
             rates[count] = r["rate"]
-            print(f"--processes {count}: {r['rate']:,.0f} events/s ({r['events']:,} events, "
-                  f"{r['elapsed']:.1f} s)", flush=True)
+            print(
+                f"--processes {count}: {r['rate']:,.0f} events/s ({r['events']:,} events, "
+                f"{r['elapsed']:.1f} s)",
+                flush=True,
+            )
     print(f"2 / 1 processes: {rates[2] / rates[1]:.2f} (target >= 1.3)")
 
 

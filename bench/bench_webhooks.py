@@ -20,7 +20,7 @@ import asyncio
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 
@@ -30,8 +30,7 @@ from billing.redis_runtime import client
 from billing.settings import Settings
 from billing.stream_ids import ts_of
 from flows.redis_io import _RedisWriter
-from tests.live_helpers import kill
-from tests.webhook_helpers import dispatcher_env, start_dispatcher
+from harness.live import dispatcher_env, kill, start_dispatcher
 from webhooks.store import WebhookStore, new_secret
 
 
@@ -89,17 +88,24 @@ def main() -> None:
         async def add_endpoint() -> None:
             r = aioredis.Redis.from_url(url, decode_responses=True)
             await WebhookStore(r, prefix).add_endpoint(
-                "whe_bench", receiver.url, ["commission", "payout", "reject", "usage"], None,
-                new_secret(), int(time.time() * 1000) - 1000)
+                "whe_bench",
+                receiver.url,
+                ["commission", "payout", "reject", "usage"],
+                None,
+                new_secret(),
+                int(time.time() * 1000) - 1000,
+            )
             await r.aclose()
 
         asyncio.run(add_endpoint())
         # Production lease and schedule, not the tests' fast ones.
-        env = dispatcher_env(url, prefix, webhook_lease_ms="30000",
-                             webhook_retry_schedule_ms=Settings.model_fields[
-                                 "webhook_retry_schedule_ms"].default)
-        procs = [start_dispatcher(env)
-                 for _ in range(args.replicas)]
+        env = dispatcher_env(
+            url,
+            prefix,
+            webhook_lease_ms="30000",
+            webhook_retry_schedule_ms=Settings.model_fields["webhook_retry_schedule_ms"].default,
+        )
+        procs = [start_dispatcher(env) for _ in range(args.replicas)]
         writer = _RedisWriter(url, keys)
         try:
             time.sleep(1.5)  # start-up
@@ -107,8 +113,10 @@ def main() -> None:
             _wait(receiver, args.burst, 120)
             times = sorted(receiver.arrivals.values())
             burst_rate = args.burst / max((times[-1] - times[0]) / 1000, 1e-6)
-            print(f"burst: {args.burst:,} outputs, {burst_rate:,.0f} deliveries/s "
-                  f"({args.replicas} replica(s))")
+            print(
+                f"burst: {args.burst:,} outputs, {burst_rate:,.0f} deliveries/s "
+                f"({args.replicas} replica(s))"
+            )
             receiver.arrivals.clear()
             per_tick = max(1, args.rate // 100)
             start, n = time.monotonic(), args.burst
@@ -119,12 +127,16 @@ def main() -> None:
                 time.sleep(max(0.0, start + (tick + 1) * 0.01 - time.monotonic()))
             sent = ticks * per_tick
             _wait(receiver, sent, 120)
-            written = {f["output_id"]: ts_of(eid)
-                       for eid, f in conn.xrange(keys.rejects, min="-", max="+")}
+            written = {
+                f["output_id"]: ts_of(eid)
+                for eid, f in cast(list[Any], conn.xrange(keys.rejects, min="-", max="+"))
+            }
             latencies = [receiver.arrivals[i] - written[i] for i in receiver.arrivals]
-            print(f"steady: {sent / args.seconds:,.0f} outputs/s for {args.seconds} s: "
-                  f"latency p50 {_pct(latencies, 0.5):.1f} ms, p99 {_pct(latencies, 0.99):.1f}"
-                  f" ms, max {max(latencies):.1f} ms")
+            print(
+                f"steady: {sent / args.seconds:,.0f} outputs/s for {args.seconds} s: "
+                f"latency p50 {_pct(latencies, 0.5):.1f} ms, p99 {_pct(latencies, 0.99):.1f}"
+                f" ms, max {max(latencies):.1f} ms"
+            )
         finally:
             for proc in procs:
                 kill(proc)

@@ -209,8 +209,13 @@ class BatchPayout(PayoutBody):
 
 
 BatchEvent = Annotated[
-    BatchCommissionRule | BatchTariff | BatchOrder | BatchRefund | BatchSessionStart
-    | BatchSegment | BatchPayout,
+    BatchCommissionRule
+    | BatchTariff
+    | BatchOrder
+    | BatchRefund
+    | BatchSessionStart
+    | BatchSegment
+    | BatchPayout,
     Field(discriminator="type"),
 ]
 

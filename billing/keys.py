@@ -35,8 +35,12 @@ class Keys:
         return (self.commissions, self.usage, self.payouts, self.rejects)
 
     def output_stream(self, output_type: str) -> str:
-        return {"commission": self.commissions, "usage": self.usage, "payout": self.payouts,
-                "reject": self.rejects}[output_type]
+        return {
+            "commission": self.commissions,
+            "usage": self.usage,
+            "payout": self.payouts,
+            "reject": self.rejects,
+        }[output_type]
 
     def idem(self, kind: str, ident: str) -> str:
         return f"{self.prefix}billing:idem:{kind}:{ident}"

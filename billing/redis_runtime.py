@@ -39,7 +39,10 @@ def client(url: str, patient: bool = False) -> redis.Redis:
     if not patient:
         return redis.Redis.from_url(url, decode_responses=True, socket_timeout=5)
     return redis.Redis.from_url(
-        url, decode_responses=True, socket_timeout=5, socket_connect_timeout=2,
+        url,
+        decode_responses=True,
+        socket_timeout=5,
+        socket_connect_timeout=2,
         retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), PATIENT_RETRIES),
         retry_on_error=[redis.ConnectionError, redis.TimeoutError, BusyLoadingError],
     )
@@ -89,11 +92,26 @@ class EmbeddedRedis:
         atexit.register(self.stop)
 
     def _start(self) -> None:
-        aof = ["--appendonly", "yes", "--appendfsync", "always"] if self.persist else [
-            "--appendonly", "no"]
+        aof = (
+            ["--appendonly", "yes", "--appendfsync", "always"]
+            if self.persist
+            else ["--appendonly", "no"]
+        )
         self.proc = subprocess.Popen(
-            [_server_binary(), "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
-             *aof, "--dir", self.dir, "--daemonize", "no"],
+            [
+                _server_binary(),
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--save",
+                "",
+                *aof,
+                "--dir",
+                self.dir,
+                "--daemonize",
+                "no",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             preexec_fn=die_with_parent,

@@ -14,6 +14,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from billing.events import MAX_INTERVAL_MS
 from state.config import RuleSettings
 
+# The rule settings and their defaults are defined once, in state/config.py.
+_RULES = RuleSettings()
+
 
 def _split(raw: str) -> list[str]:
     return [part.strip() for part in raw.split(",") if part.strip()]
@@ -47,14 +50,14 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1_000_000, gt=0)
     max_batch_events: int = Field(1000, gt=0)
 
-    attribution_window_ms: int = Field(604_800_000, ge=0)
+    attribution_window_ms: int = Field(_RULES.attribution_window_ms, ge=0)
     report_interval_ms: int = Field(10_000, gt=0, le=MAX_INTERVAL_MS)
-    max_segment_ms: int = Field(600_000, gt=0)
-    clock_skew_ms: int = Field(5_000, ge=0)
-    idle_timeout_factor: int = Field(3, gt=0)
-    late_grace_ms: int = Field(300_000, ge=0)
-    holding_period_ms: int = Field(2_592_000_000, ge=0)
-    retention_ms: int = Field(3_024_000_000, ge=0)
+    max_segment_ms: int = Field(_RULES.max_segment_ms, gt=0)
+    clock_skew_ms: int = Field(_RULES.clock_skew_ms, ge=0)
+    idle_timeout_factor: int = Field(_RULES.idle_timeout_factor, gt=0)
+    late_grace_ms: int = Field(_RULES.late_grace_ms, ge=0)
+    holding_period_ms: int = Field(_RULES.holding_period_ms, ge=0)
+    retention_ms: int = Field(_RULES.retention_ms, ge=0)
 
     # Live flows: how far the watermark trails the server clock, so that no event
     # with an earlier ts can still be in flight when a session is closed as idle.

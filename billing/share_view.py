@@ -40,8 +40,14 @@ def commission_deltas(keys: Keys, out: dict[str, Any]) -> list[tuple[str, str, i
 
 def scan_args(keys: Keys, event: dict[str, Any]) -> list[str]:
     """What the append script needs to count one logged scan (see its comment)."""
-    return [keys.share_view(event["share_id"]), event["item_id"], event["sharer_id"],
-            keys.active_shares, event["share_id"], str(ACTIVE_CAP)]
+    return [
+        keys.share_view(event["share_id"]),
+        event["item_id"],
+        event["sharer_id"],
+        keys.active_shares,
+        event["share_id"],
+        str(ACTIVE_CAP),
+    ]
 
 
 def funnel(share_id: str, fields: dict[str, str]) -> dict[str, Any]:
@@ -57,6 +63,7 @@ def funnel(share_id: str, fields: dict[str, str]) -> dict[str, Any]:
         "item_id": fields.get("item_id"),
         "sharer_id": fields.get("sharer_id"),
         **{name: int(fields.get(name, 0)) for name in COUNTS},
-        "currencies": {cur: {**v, "net": v["accrued"] + v["reversed"]}
-                       for cur, v in sorted(currencies.items())},
+        "currencies": {
+            cur: {**v, "net": v["accrued"] + v["reversed"]} for cur, v in sorted(currencies.items())
+        },
     }

@@ -47,15 +47,19 @@ def balance_deltas(out: dict[str, Any]) -> list[tuple[str, int]]:
     return [(f"{cur}:{where}", c), (f"{cur}:reversed", c), (f"{cur}:reversals", 1)]
 
 
-def write_args(keys: Keys, out: dict[str, Any], statement_ttl_ms: int
-               ) -> tuple[list[str | int], list[tuple[str, str, int]]]:
+def write_args(
+    keys: Keys, out: dict[str, Any], statement_ttl_ms: int
+) -> tuple[list[str | int], list[tuple[str, str, int]]]:
     """The sink script's arguments for one output: its applied mark, statement key,
     statement TTL and ts; and the (key, field, increment) triples for its balances."""
     sharer = out["sharer_id"]
     view = keys.sharer_view(sharer)
-    head: list[str | int] = [keys.applied(out["output_id"]),
-                             keys.statement(sharer, day_of(out["ts"])), statement_ttl_ms,
-                             out["ts"]]
+    head: list[str | int] = [
+        keys.applied(out["output_id"]),
+        keys.statement(sharer, day_of(out["ts"])),
+        statement_ttl_ms,
+        out["ts"],
+    ]
     return head, [(view, field, delta) for field, delta in balance_deltas(out)]
 
 
@@ -71,8 +75,9 @@ def decode(totals: dict[str, str]) -> dict[str, dict[str, int]]:
 
 def earnings(totals: dict[str, str]) -> dict[str, Any]:
     """Per currency: SPEC's balances (minor units), the totals and the counts."""
-    return {cur: {**v, "net": v["accrued"] + v["reversed"]}
-            for cur, v in sorted(decode(totals).items())}
+    return {
+        cur: {**v, "net": v["accrued"] + v["reversed"]} for cur, v in sorted(decode(totals).items())
+    }
 
 
 def balances_after(outputs: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
@@ -87,8 +92,9 @@ def balances_after(outputs: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
     return per
 
 
-def statement(totals: dict[str, str], window: list[dict[str, Any]],
-              later: list[dict[str, Any]]) -> dict[str, Any]:
+def statement(
+    totals: dict[str, str], window: list[dict[str, Any]], later: list[dict[str, Any]]
+) -> dict[str, Any]:
     """Opening and closing balances per currency around `window` (the outputs with
     from <= ts < to), from today's balances minus what came at or after `to`."""
     now = {cur: {b: v[b] for b in BALANCES} for cur, v in decode(totals).items()}
@@ -96,8 +102,9 @@ def statement(totals: dict[str, str], window: list[dict[str, Any]],
     inside = balances_after(window)
     currencies: dict[str, Any] = {}
     for cur in sorted(set(now) | set(inside)):
-        closing = {b: now.get(cur, {}).get(b, 0) - after_to.get(cur, {}).get(b, 0)
-                   for b in BALANCES}
+        closing = {
+            b: now.get(cur, {}).get(b, 0) - after_to.get(cur, {}).get(b, 0) for b in BALANCES
+        }
         opening = {b: closing[b] - inside.get(cur, {}).get(b, 0) for b in BALANCES}
         currencies[cur] = {"opening": opening, "closing": closing}
     return {"currencies": currencies, "entries": window}

@@ -46,8 +46,12 @@ def _for_sharer(kv: tuple[str, Output | Route]) -> bool:
     return type(route) is Route and route.key.startswith("sharer:")
 
 
-def build_flow(source: Source[Any], sink: Sink[tuple[str, Output]], settings: RuleSettings,
-               facts: Callable[[], Facts] = MemoryFacts) -> Dataflow:
+def build_flow(
+    source: Source[Any],
+    sink: Sink[tuple[str, Output]],
+    settings: RuleSettings,
+    facts: Callable[[], Facts] = MemoryFacts,
+) -> Dataflow:
     """`source` yields ("log", SequencerInput) pairs; `sink` takes (key, output) pairs.
 
     The shapes avoid a Python call per item for keying and unkeying, which is most
@@ -59,26 +63,30 @@ def build_flow(source: Source[Any], sink: Sink[tuple[str, Output]], settings: Ru
     flow = Dataflow("billing")
     in_log = op.input("input", flow, source)
     sequenced = op.stateful_batch(
-        "sequencer", in_log, lambda resume: SequencerLogic(settings, facts(), resume)  # type: ignore[arg-type]
+        "sequencer",
+        in_log,
+        lambda resume: SequencerLogic(settings, facts(), resume),
     )
     split = op.branch("split", sequenced, _is_route)
     payouts = op.branch("payouts", split.trues, _for_sharer)
     keyed = op.stateful_batch(
-        "ledgers", op.map("route", payouts.falses, _rekey),
-        lambda resume: LedgerLogic(settings, resume),  # type: ignore[arg-type]
+        "ledgers",
+        op.map("route", payouts.falses, _rekey),
+        lambda resume: LedgerLogic(settings, resume),
     )
     keyed_split = op.branch("keyed_split", keyed, _is_route)
     lines = op.stateful_batch(
-        "lines", op.map("to_lines", keyed_split.trues, _rekey),
-        lambda resume: LedgerLogic(settings, resume),  # type: ignore[arg-type]
+        "lines",
+        op.map("to_lines", keyed_split.trues, _rekey),
+        lambda resume: LedgerLogic(settings, resume),
     )
     lines_split = op.branch("lines_split", lines, _is_route)
     credits = op.merge("to_sharers", payouts.trues, lines_split.trues)
     sharers = op.stateful_batch(
-        "sharers", op.map("sharer_keys", credits, _rekey),
-        lambda resume: SharerLogic(settings, resume),  # type: ignore[arg-type]
+        "sharers",
+        op.map("sharer_keys", credits, _rekey),
+        lambda resume: SharerLogic(settings, resume),
     )
-    outputs = op.merge("outputs", split.falses, keyed_split.falses, lines_split.falses,
-                       sharers)
+    outputs = op.merge("outputs", split.falses, keyed_split.falses, lines_split.falses, sharers)
     op.output("output", outputs, sink)  # type: ignore[misc]
     return flow

@@ -126,8 +126,9 @@ class RedisFacts:
         earlier = [u for u in uses if stream_position(u[1]) < at]
         return max(earlier, key=lambda u: stream_position(u[1])) if earlier else None
 
-    def first_use(self, kind: str, ident: str, ts: int, position: str,
-                  retention_ms: int, payload: Any = None) -> bool:
+    def first_use(
+        self, kind: str, ident: str, ts: int, position: str, retention_ms: int, payload: Any = None
+    ) -> bool:
         key, uses = self._uses(kind, ident)
         at = stream_position(position)
         latest = self._latest_before(uses, at)

@@ -39,8 +39,12 @@ SWEEP_EVERY_S = 10.0
 def live_flow(settings: Settings) -> Dataflow:
     keys = Keys(settings.key_prefix)
     rules = settings.rules()  # refuses inconsistent settings before any event is read
-    source = RedisStreamSource(settings.redis_url, keys, lag_ms=settings.watermark_lag_ms,
-                               trim_ms=rules.retention_ms if settings.trim_input else None)
+    source = RedisStreamSource(
+        settings.redis_url,
+        keys,
+        lag_ms=settings.watermark_lag_ms,
+        trim_ms=rules.retention_ms if settings.trim_input else None,
+    )
     ttl_ms = rules.retention_ms + settings.facts_ttl_margin_ms
 
     def facts() -> RedisFacts:
@@ -61,7 +65,9 @@ def recovery_config(settings: Settings) -> RecoveryConfig | None:
 
 
 def run_process(
-    settings: Settings, workers: int, process_id: int | None = None,
+    settings: Settings,
+    workers: int,
+    process_id: int | None = None,
     addresses: list[str] | None = None,
 ) -> int:
     tune_gc()
@@ -90,13 +96,15 @@ def run_cluster(settings: Settings, workers: int, processes: int) -> int:
     signal.signal(signal.SIGINT, _stop)
     backoff = 1.0
     while not stopping:
-        addresses = ([f"127.0.0.1:{port}" for port in free_ports(processes)]
-                     if processes > 1 else ["-"])
+        addresses = (
+            [f"127.0.0.1:{port}" for port in free_ports(processes)] if processes > 1 else ["-"]
+        )
         started = time.monotonic()
         children = [
             subprocess.Popen(
                 [sys.executable, "-m", "flows.live", str(workers), str(i), ",".join(addresses)],
-                env=dict(os.environ), preexec_fn=die_with_parent,
+                env=dict(os.environ),
+                preexec_fn=die_with_parent,
             )
             for i in range(processes)
         ]
@@ -144,8 +152,8 @@ def healthy(settings: Settings, max_age_s: float) -> bool:
     beat = conn.get(Keys(settings.key_prefix).flows_heartbeat)
     if beat is None:
         return False
-    seconds, micros = conn.time()  # type: ignore[misc]
-    return (seconds * 1000 + micros // 1000) - int(beat) <= max_age_s * 1000  # type: ignore[arg-type]
+    seconds, micros = conn.time()
+    return (seconds * 1000 + micros // 1000) - int(beat) <= max_age_s * 1000
 
 
 if __name__ == "__main__":

@@ -40,8 +40,17 @@ class _StreamPartition(StatefulSourcePartition[tuple[str, SequencerInput], str])
     --since/--until` archives history before that.
     """
 
-    def __init__(self, url: str, keys: Keys, stream: str, resume: str | None, batch: int,
-                 poll_s: float, lag_ms: int, trim_ms: int | None) -> None:
+    def __init__(
+        self,
+        url: str,
+        keys: Keys,
+        stream: str,
+        resume: str | None,
+        batch: int,
+        poll_s: float,
+        lag_ms: int,
+        trim_ms: int | None,
+    ) -> None:
         self.r = client(url, patient=True)
         self.keys, self.stream = keys, stream
         self.last_id = resume or "0-0"
@@ -55,7 +64,7 @@ class _StreamPartition(StatefulSourcePartition[tuple[str, SequencerInput], str])
 
     def next_batch(self) -> list[tuple[str, SequencerInput]]:
         self._awake = None
-        seconds, micros = self.r.time()  # type: ignore[misc]
+        seconds, micros = self.r.time()
         server_ms = seconds * 1000 + micros // 1000
         reply: Any = self.r.xread({self.stream: self.last_id}, count=self.batch)
         entries = reply[0][1] if reply else []
@@ -125,8 +134,16 @@ class _StreamPartition(StatefulSourcePartition[tuple[str, SequencerInput], str])
 
 
 class RedisStreamSource(FixedPartitionedSource[tuple[str, SequencerInput], str]):
-    def __init__(self, url: str, keys: Keys, *, batch: int = 2000, poll_s: float = 0.05,
-                 lag_ms: int = 2000, trim_ms: int | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        keys: Keys,
+        *,
+        batch: int = 2000,
+        poll_s: float = 0.05,
+        lag_ms: int = 2000,
+        trim_ms: int | None = None,
+    ) -> None:
         self.url, self.keys = url, keys
         self.batch, self.poll_s, self.lag_ms = batch, poll_s, lag_ms
         self.trim_ms = trim_ms
@@ -134,10 +151,17 @@ class RedisStreamSource(FixedPartitionedSource[tuple[str, SequencerInput], str])
     def list_parts(self) -> list[str]:
         return [self.keys.events]
 
-    def build_part(self, step_id: str, for_part: str, resume_state: str | None
-                   ) -> _StreamPartition:
-        return _StreamPartition(self.url, self.keys, for_part, resume_state, self.batch,
-                                self.poll_s, self.lag_ms, self.trim_ms)
+    def build_part(self, step_id: str, for_part: str, resume_state: str | None) -> _StreamPartition:
+        return _StreamPartition(
+            self.url,
+            self.keys,
+            for_part,
+            resume_state,
+            self.batch,
+            self.poll_s,
+            self.lag_ms,
+            self.trim_ms,
+        )
 
 
 # One script call per batch appends every output to its public stream and updates
@@ -260,8 +284,13 @@ return {'ok'}
 
 
 class _RedisWriter(StatelessSinkPartition[tuple[str, Output]]):
-    def __init__(self, url: str, keys: Keys, ttl_ms: int = 3_110_400_000,
-                 statement_ttl_ms: int = 34_560_000_000) -> None:
+    def __init__(
+        self,
+        url: str,
+        keys: Keys,
+        ttl_ms: int = 3_110_400_000,
+        statement_ttl_ms: int = 34_560_000_000,
+    ) -> None:
         self.r = client(url, patient=True)
         self.keys = keys
         self.ttl_ms, self.statement_ttl_ms = ttl_ms, statement_ttl_ms
@@ -277,14 +306,19 @@ class _RedisWriter(StatelessSinkPartition[tuple[str, Output]]):
             bad = answer[1]
             outputs = [
                 unwritable(o, "the sharer's balance would pass 2^63-1")
-                if o["output_id"] == bad else o
+                if o["output_id"] == bad
+                else o
                 for o in outputs
             ]
 
     def _args(self, outputs: list[Output]) -> list[str | int]:
         keys = self.keys
-        args: list[str | int] = [keys.stats("outputs"), keys.stats("rejects"),
-                                 keys.output_sequence, self.ttl_ms]
+        args: list[str | int] = [
+            keys.stats("outputs"),
+            keys.stats("rejects"),
+            keys.output_sequence,
+            self.ttl_ms,
+        ]
         for original in outputs:
             out, data = encode(original)
             kind = out["type"]
@@ -311,12 +345,15 @@ class _RedisWriter(StatelessSinkPartition[tuple[str, Output]]):
 class RedisOutputSink(DynamicSink[tuple[str, Output]]):
     """`ttl_ms`: how long applied marks and order views live (R and a margin)."""
 
-    def __init__(self, url: str, keys: Keys, ttl_ms: int = 3_110_400_000,
-                 statement_ttl_ms: int = 34_560_000_000) -> None:
+    def __init__(
+        self,
+        url: str,
+        keys: Keys,
+        ttl_ms: int = 3_110_400_000,
+        statement_ttl_ms: int = 34_560_000_000,
+    ) -> None:
         self.url, self.keys = url, keys
         self.ttl_ms, self.statement_ttl_ms = ttl_ms, statement_ttl_ms
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _RedisWriter:
         return _RedisWriter(self.url, self.keys, self.ttl_ms, self.statement_ttl_ms)
-
-

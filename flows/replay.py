@@ -7,12 +7,9 @@ import sys
 import tempfile
 from typing import IO
 
-from bytewax.run import cli_main
-from bytewax.testing import run_main
-
 from flows.dataflow import build_flow
 from flows.file_io import JsonLinesSink, JsonLinesSource, LogLineError, ReplayStatus
-from flows.runtime import tune_gc
+from flows.runtime import run_in_process, tune_gc
 from state.config import RuleSettings
 
 
@@ -36,16 +33,16 @@ def replay(
         from tqdm import tqdm
 
         bar = tqdm(
-            total=os.path.getsize(input_path), unit="B", unit_scale=True, file=sys.stderr,
+            total=os.path.getsize(input_path),
+            unit="B",
+            unit_scale=True,
+            file=sys.stderr,
             desc="replay",
         )
         status.on_progress = bar.update
     flow = build_flow(JsonLinesSource(input_path, status), JsonLinesSink(out), rules)
     try:
-        if workers == 1:
-            run_main(flow)
-        else:
-            cli_main(flow, workers_per_process=workers)
+        run_in_process(flow, workers)
     finally:
         if bar is not None:
             bar.close()

@@ -13,20 +13,11 @@ from starlette.exceptions import HTTPException
 
 from billing.keys import Keys
 from billing.settings import Settings
-from ingest_api import (
-    log_redaction,
-    openapi_docs,
-    problems,
-    routes_events,
-    routes_pages,
-    routes_read,
-    routes_shares,
-    routes_tokens,
-    routes_webhooks,
-)
+from ingest_api import log_redaction, openapi_docs, problems
 from ingest_api.appender import Appender
 from ingest_api.deps import RedisDep
 from ingest_api.read_tokens import ReadTokens
+from ingest_api.routes import events, pages, read, shares, tokens, webhooks
 from ingest_api.scan_guard import ScanGuard
 from ingest_api.tokens import ShareTokens
 from webhooks.store import WebhookStore
@@ -109,12 +100,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.redis = client
         app.state.keys = keys
-        app.state.appender = Appender(client, keys.events, keys.stats("ingested"),
-                                        settings.retention_ms,
-                                        settings.retention_ms + settings.facts_ttl_margin_ms)
+        app.state.appender = Appender(
+            client,
+            keys.events,
+            keys.stats("ingested"),
+            settings.retention_ms,
+            settings.retention_ms + settings.facts_ttl_margin_ms,
+        )
         app.state.tokens = ShareTokens(settings.share_key_pairs) if settings.share_keys else None
-        app.state.read_tokens = (ReadTokens(settings.share_key_pairs) if settings.share_keys
-                                 else None)
+        app.state.read_tokens = (
+            ReadTokens(settings.share_key_pairs) if settings.share_keys else None
+        )
         app.state.scan_guard = ScanGuard(settings)
         app.state.webhooks = WebhookStore(client, settings.key_prefix)
         try:
@@ -132,12 +128,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     openapi_docs.install(app)
     log_redaction.install()
     app.include_router(health)
-    app.include_router(routes_events.router)
-    app.include_router(routes_shares.router)
-    app.include_router(routes_read.router)
-    app.include_router(routes_tokens.router)
-    app.include_router(routes_webhooks.router)
-    app.include_router(routes_pages.router)
-    app.mount("/static/vendor", routes_pages.VENDOR, name="vendor")
+    app.include_router(events.router)
+    app.include_router(shares.router)
+    app.include_router(read.router)
+    app.include_router(tokens.router)
+    app.include_router(webhooks.router)
+    app.include_router(pages.router)
+    app.mount("/static/vendor", pages.VENDOR, name="vendor")
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app

@@ -144,8 +144,14 @@ class Missing(Exception):
 
 
 class Appender:
-    def __init__(self, client: aioredis.Redis, stream: str, counters: str,
-                 retention_ms: int, view_ttl_ms: int) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        stream: str,
+        counters: str,
+        retention_ms: int,
+        view_ttl_ms: int,
+    ) -> None:
         self.client = client
         self.stream = stream
         self.counters = counters  # events appended per type, for /metrics
@@ -164,12 +170,22 @@ class Appender:
         await self._replace_extra(keys=[key], args=[extra])
 
     async def append(self, items: list[Append]) -> list[Appended]:
-        argv: list[str] = [str(len(items)), str(max(1, self.retention_ms)),
-                           str(max(1, self.view_ttl_ms))]
+        argv: list[str] = [
+            str(len(items)),
+            str(max(1, self.retention_ms)),
+            str(max(1, self.view_ttl_ms)),
+        ]
         for item in items:
             data = json.dumps(item.event, separators=(",", ":"))
-            argv += [item.idem_key, item.body_hash, item.mode, data, item.extra, item.requires,
-                     item.event["type"]]
+            argv += [
+                item.idem_key,
+                item.body_hash,
+                item.mode,
+                data,
+                item.extra,
+                item.requires,
+                item.event["type"],
+            ]
         funnels = [(i, item.funnel) for i, item in enumerate(items) if item.funnel]
         argv.append(str(len(funnels)))
         for i, funnel in funnels:

@@ -18,33 +18,33 @@ from ingest_api.tokens import ShareTokens
 
 
 def get_settings(request: Request) -> Settings:
-    return request.app.state.settings  # type: ignore[no-any-return]
+    return request.app.state.settings
 
 
 def get_redis(request: Request) -> aioredis.Redis:
-    return request.app.state.redis  # type: ignore[no-any-return]
+    return request.app.state.redis
 
 
 def get_keys(request: Request) -> Keys:
-    return request.app.state.keys  # type: ignore[no-any-return]
+    return request.app.state.keys
 
 
 def get_appender(request: Request) -> Appender:
-    return request.app.state.appender  # type: ignore[no-any-return]
+    return request.app.state.appender
 
 
 def get_tokens(request: Request) -> ShareTokens:
     tokens = request.app.state.tokens
     if tokens is None:
         raise Problem(503, "Shares not configured", "BILLING_SHARE_KEYS is not set")
-    return tokens  # type: ignore[no-any-return]
+    return tokens
 
 
 def get_read_tokens(request: Request) -> ReadTokens:
     tokens = request.app.state.read_tokens
     if tokens is None:
         raise Problem(503, "Read tokens not configured", "BILLING_SHARE_KEYS is not set")
-    return tokens  # type: ignore[no-any-return]
+    return tokens
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
@@ -78,8 +78,11 @@ def require_writer(request: Request, settings: SettingsDep) -> None:
 
 # What a sharer's read token may read: its own earnings and statement, and the
 # stream filtered to its outputs (the stream route applies `sharer_scope`).
-SHARER_ROUTES = ("/v1/sharers/{sharer_id}/earnings", "/v1/sharers/{sharer_id}/statement",
-                 "/v1/stream")
+SHARER_ROUTES = (
+    "/v1/sharers/{sharer_id}/earnings",
+    "/v1/sharers/{sharer_id}/statement",
+    "/v1/stream",
+)
 
 
 def require_reader(request: Request, settings: SettingsDep) -> None:
@@ -108,8 +111,9 @@ def _check_read_token(request: Request, token: str) -> None:
     route = getattr(request.scope.get("route"), "path", "")
     asked = request.path_params.get("sharer_id", request.query_params.get("sharer_id", sharer))
     if route not in SHARER_ROUTES or asked != sharer:
-        raise Problem(403, "Forbidden", "this token reads only its sharer's earnings, "
-                      "statement and stream")
+        raise Problem(
+            403, "Forbidden", "this token reads only its sharer's earnings, statement and stream"
+        )
     request.state.sharer_scope = sharer
 
 

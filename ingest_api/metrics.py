@@ -34,17 +34,22 @@ async def _webhook_families(redis: Any, keys: Keys, now_ms: int) -> list[Any]:
     outcomes = await redis.hgetall(store.stats_key)
     latency = await redis.hgetall(store.latency_key)
     oldest = await store.oldest_undelivered_ms()
-    fam = CounterMetricFamily("billing_webhook_deliveries",
-                              "Webhook delivery attempts, by endpoint and outcome "
-                              "(succeeded, retry, failed)", labels=["endpoint", "outcome"])
+    fam = CounterMetricFamily(
+        "billing_webhook_deliveries",
+        "Webhook delivery attempts, by endpoint and outcome (succeeded, retry, failed)",
+        labels=["endpoint", "outcome"],
+    )
     for field, count in sorted(outcomes.items()):
         endpoint, _, outcome = field.partition("|")
         fam.add_metric([endpoint, outcome], int(count))
-    age = GaugeMetricFamily("billing_webhook_oldest_undelivered_age_ms",
-                            "Age of the oldest delivery not yet succeeded or failed")
+    age = GaugeMetricFamily(
+        "billing_webhook_oldest_undelivered_age_ms",
+        "Age of the oldest delivery not yet succeeded or failed",
+    )
     age.add_metric([], 0 if oldest is None else max(0, now_ms - oldest))
-    hist = HistogramMetricFamily("billing_webhook_latency_ms",
-                                 "Webhook request latency (ms), every attempt")
+    hist = HistogramMetricFamily(
+        "billing_webhook_latency_ms", "Webhook request latency (ms), every attempt"
+    )
     # Kept per bucket (one counter per attempt); Prometheus wants running totals.
     buckets, running = [], 0
     for bound in [*map(str, LATENCY_BUCKETS_MS), "+Inf"]:
@@ -63,23 +68,27 @@ async def render(redis: Any, keys: Keys) -> bytes:
     refused = await redis.hgetall(keys.stats("scans_refused"))
 
     families: list[Any] = []
-    fam = CounterMetricFamily("billing_events_ingested", "Events appended to the log, by type",
-                              labels=["type"])
+    fam = CounterMetricFamily(
+        "billing_events_ingested", "Events appended to the log, by type", labels=["type"]
+    )
     for kind, count in sorted(ingested.items()):
         fam.add_metric([kind], int(count))
     families.append(fam)
-    fam = CounterMetricFamily("billing_outputs", "Outputs written by the flows, by type",
-                              labels=["type"])
+    fam = CounterMetricFamily(
+        "billing_outputs", "Outputs written by the flows, by type", labels=["type"]
+    )
     for kind, count in sorted(outputs.items()):
         fam.add_metric([kind], int(count))
     families.append(fam)
-    fam = CounterMetricFamily("billing_rejects", "Rejects written by the flows, by reason",
-                              labels=["reason"])
+    fam = CounterMetricFamily(
+        "billing_rejects", "Rejects written by the flows, by reason", labels=["reason"]
+    )
     for reason, count in sorted(rejects.items()):
         fam.add_metric([reason], int(count))
     families.append(fam)
-    fam = CounterMetricFamily("billing_scans_refused",
-                              "Scans not written: over a rate limit, by limit", labels=["limit"])
+    fam = CounterMetricFamily(
+        "billing_scans_refused", "Scans not written: over a rate limit, by limit", labels=["limit"]
+    )
     for limit, count in sorted(refused.items()):
         fam.add_metric([limit], int(count))
     families.append(fam)
@@ -94,5 +103,5 @@ async def render(redis: Any, keys: Keys) -> bytes:
     seconds, micros = await redis.time()
     families += await _webhook_families(redis, keys, int(seconds) * 1000 + int(micros) // 1000)
     registry = CollectorRegistry()
-    registry.register(_Snapshot(families))  # type: ignore[arg-type]
+    registry.register(_Snapshot(families))
     return generate_latest(registry)

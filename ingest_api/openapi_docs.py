@@ -73,8 +73,9 @@ def install(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
             return app.openapi_schema
-        doc = get_openapi(title=app.title, version=app.version, description=app.description,
-                          routes=app.routes)
+        doc = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
         schemas = doc.setdefault("components", {}).setdefault("schemas", {})
         problem = ProblemDetail.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(problem.pop("$defs", {}))
@@ -84,17 +85,23 @@ def install(app: FastAPI) -> None:
             for method, operation in operations.items():
                 responses = operation.setdefault("responses", {})
                 if method in ("post", "put") and path.startswith("/v1/"):
-                    responses.setdefault("200", {
-                        "description": "The same id and body again within retention_ms: "
-                                       "the first answer, nothing written",
-                        "content": {"application/json": {"schema": {}}}})
+                    responses.setdefault(
+                        "200",
+                        {
+                            "description": "The same id and body again within retention_ms: "
+                            "the first answer, nothing written",
+                            "content": {"application/json": {"schema": {}}},
+                        },
+                    )
                 if path in NOT_JSON:
                     code, media, why = NOT_JSON[path]
                     responses.pop("200", None)
                     responses[code] = {"description": why, "content": {media: {}}}
                 for code in _codes(path, method):
-                    responses[code] = {"description": WHY[code],
-                                       "content": {PROBLEM_JSON: {"schema": ref}}}
+                    responses[code] = {
+                        "description": WHY[code],
+                        "content": {PROBLEM_JSON: {"schema": ref}},
+                    }
         schemas.pop("HTTPValidationError", None)
         schemas.pop("ValidationError", None)
         app.openapi_schema = doc

@@ -69,8 +69,9 @@ def install(app: FastAPI) -> None:
         detail = "; ".join(f"{e['field']}: {e['reason']}" for e in errors[:5])
         if total > len(errors):
             detail += f" ({total} errors in all; the first {len(errors)} are listed)"
-        return problem_response(422, "Invalid request", detail, request.url.path,
-                                errors=errors, errors_total=total)
+        return problem_response(
+            422, "Invalid request", detail, request.url.path, errors=errors, errors_total=total
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -48,8 +48,9 @@ def _unb64(text: str) -> bytes:
 
 
 def _derive(secret: str, kid: str) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=b"billing-read-token",
-                info=kid.encode()).derive(secret.encode())
+    return HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=b"billing-read-token", info=kid.encode()
+    ).derive(secret.encode())
 
 
 class ReadTokens:

@@ -30,10 +30,16 @@ _USABLE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 class ScanGuard:
     def __init__(self, settings: Settings) -> None:
         self.header = settings.scanner_header
-        self.trusted = [ip_network(c.strip(), strict=False)
-                        for c in settings.trusted_proxies.split(",") if c.strip()]
-        storage = RedisStorage("async+" + settings.redis_url, implementation="redispy",
-                               key_prefix=Keys(settings.key_prefix).rate_limits)
+        self.trusted = [
+            ip_network(c.strip(), strict=False)
+            for c in settings.trusted_proxies.split(",")
+            if c.strip()
+        ]
+        storage = RedisStorage(
+            "async+" + settings.redis_url,
+            implementation="redispy",
+            key_prefix=Keys(settings.key_prefix).rate_limits,
+        )
         self.limiter = FixedWindowRateLimiter(storage)
         self.per_share = parse(settings.scan_rate_per_share)
         self.per_client = parse(settings.scan_rate_per_client)

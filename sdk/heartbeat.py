@@ -33,12 +33,24 @@ log = logging.getLogger(__name__)
 
 
 class HeartbeatSession:
-    def __init__(self, client: BillingClient, user_id: str, service_id: str, tariff_id: str,
-                 session_id: str, *, max_backoff_s: float = 2.0, give_up_after_s: float = 120.0
-                 ) -> None:
+    def __init__(
+        self,
+        client: BillingClient,
+        user_id: str,
+        service_id: str,
+        tariff_id: str,
+        session_id: str,
+        *,
+        max_backoff_s: float = 2.0,
+        give_up_after_s: float = 120.0,
+    ) -> None:
         self.client = client
-        self.body = {"user_id": user_id, "service_id": service_id, "tariff_id": tariff_id,
-                     "session_id": session_id}
+        self.body = {
+            "user_id": user_id,
+            "service_id": service_id,
+            "tariff_id": tariff_id,
+            "session_id": session_id,
+        }
         self.session_id = session_id
         self.base_session_id = session_id
         self.session_ids: list[str] = [session_id]  # this one, then any started after a close
@@ -54,8 +66,9 @@ class HeartbeatSession:
         self._stop_at: float | None = None  # local monotonic time of stop()
         self._wake = threading.Event()
         self._started = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{session_id}",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"heartbeat-{session_id}", daemon=True
+        )
         self.dropped: list[dict[str, Any]] = []
         self.error: Exception | None = None
 
@@ -91,15 +104,24 @@ class HeartbeatSession:
             for sid in self.session_ids:
                 resp = http.get(f"/v1/sessions/{sid}")
                 usage = resp.json() if resp.status_code == 200 else {}
-                sessions.append({"session_id": sid, "billed_ms": usage.get("billed_ms", 0),
-                                 "status": usage.get("status"),
-                                 "closed_reason": usage.get("closed_reason")})
+                sessions.append(
+                    {
+                        "session_id": sid,
+                        "billed_ms": usage.get("billed_ms", 0),
+                        "status": usage.get("status"),
+                        "closed_reason": usage.get("closed_reason"),
+                    }
+                )
         finally:
             http.close()
         billed = sum(s["billed_ms"] for s in sessions)
-        return {"metered_ms": metered, "billed_ms": billed,
-                "unbilled_ms": max(0, metered - billed), "sessions": sessions,
-                "dropped_segments": len(self.dropped)}
+        return {
+            "metered_ms": metered,
+            "billed_ms": billed,
+            "unbilled_ms": max(0, metered - billed),
+            "sessions": sessions,
+            "dropped_segments": len(self.dropped),
+        }
 
     # --- the session's thread ---------------------------------------------------------
     def _run(self) -> None:
@@ -113,8 +135,9 @@ class HeartbeatSession:
         finally:
             http.close()
 
-    def _send(self, http: httpx.Client, method: str, path: str, body: dict[str, Any],
-              deadline: float) -> httpx.Response | None:
+    def _send(
+        self, http: httpx.Client, method: str, path: str, body: dict[str, Any], deadline: float
+    ) -> httpx.Response | None:
         """Retry with back-off until a non-retryable answer or the deadline."""
         backoff = 0.05
         while True:
@@ -173,8 +196,12 @@ class HeartbeatSession:
                 if end > cut_at or stopping:
                     # A stop in the very millisecond of a cut still needs a non-empty
                     # interval to carry the end flag: it bills that one millisecond.
-                    segment = {"seq": seq, "start_ms": cut_at, "end_ms": max(end, cut_at + 1),
-                               "end": stopping}
+                    segment = {
+                        "seq": seq,
+                        "start_ms": cut_at,
+                        "end_ms": max(end, cut_at + 1),
+                        "end": stopping,
+                    }
                     self._pending.append((self.session_id, segment, None))
                     seq += 1
                     cut_at = end
@@ -191,8 +218,11 @@ class HeartbeatSession:
         self.session_id = f"{self.base_session_id}.{len(self.session_ids)}"
         self.session_ids.append(self.session_id)
         self.body = {**self.body, "session_id": self.session_id}
-        log.warning("session closed by the server (%s); metering goes on in %s",
-                    closed.get("closed_reason"), self.session_id)
+        log.warning(
+            "session closed by the server (%s); metering goes on in %s",
+            closed.get("closed_reason"),
+            self.session_id,
+        )
         return self._start_session(http)
 
     def _flush(self, http: httpx.Client, final: bool) -> None:
@@ -205,8 +235,7 @@ class HeartbeatSession:
             budget = (self.interval_ms or 1000) / 1000
             if final:
                 budget = max(budget, first_try + self.give_up_after_s - now)
-            resp = self._send(http, "POST", f"/v1/sessions/{sid}/segments", segment,
-                              now + budget)
+            resp = self._send(http, "POST", f"/v1/sessions/{sid}/segments", segment, now + budget)
             if resp is None:
                 if not final and time.monotonic() - first_try < self.give_up_after_s:
                     self._pending[0] = (sid, segment, first_try)

@@ -138,9 +138,16 @@ class Touch:
         if better(scan, self.best):
             self.best = scan
 
-    def on_order_line(self, order: Event, line: Event, rules: list[Rule], hint: Event | None,
-                      line_key: str, step: int, settings: RuleSettings
-                      ) -> list[Output | Route]:
+    def on_order_line(
+        self,
+        order: Event,
+        line: Event,
+        rules: list[Rule],
+        hint: Event | None,
+        line_key: str,
+        step: int,
+        settings: RuleSettings,
+    ) -> list[Output | Route]:
         scan = hint
         if scan is None:
             best = self.best
@@ -181,8 +188,9 @@ class Line:
     def __init__(self, record: dict[str, Any]) -> None:
         self.record = dict(record)
 
-    def advance(self, log_time: int, settings: RuleSettings, step: int
-                ) -> tuple[list[Output | Route], bool]:
+    def advance(
+        self, log_time: int, settings: RuleSettings, step: int
+    ) -> tuple[list[Output | Route], bool]:
         """The log's time is `log_time`: approve once past the holding period.
         Returns the outputs and whether the line is forgotten (SPEC "Retention")."""
         record = self.record
@@ -194,8 +202,12 @@ class Line:
             if left > 0:
                 approval = commission("approval", record, left, due, "approved")
                 out.append(approval)
-                out.append(Route(f"sharer:{record['sharer_id']}", Credit(
-                    record["currency"], left, step, 0, approval["output_id"])))
+                out.append(
+                    Route(
+                        f"sharer:{record['sharer_id']}",
+                        Credit(record["currency"], left, step, 0, approval["output_id"]),
+                    )
+                )
         return out, record["order_ts"] < log_time - settings.retention_ms
 
     def on_refund(self, refund: Event, quantity: int | None, step: int) -> list[Output | Route]:
@@ -209,14 +221,18 @@ class Line:
             return []
         record["reversed"] = total
         status = record["status"]
-        reversal = commission("reversal", record, -delta, refund["ts"], status,
-                              refund["refund_id"])
+        reversal = commission("reversal", record, -delta, refund["ts"], status, refund["refund_id"])
         if status == "pending":
             return [reversal]
         # A clawback: it lowers what the sharer can be paid.
-        return [reversal, Route(f"sharer:{record['sharer_id']}", Credit(
-            record["currency"], -delta, step, 1, reversal["output_id"]))]
+        return [
+            reversal,
+            Route(
+                f"sharer:{record['sharer_id']}",
+                Credit(record["currency"], -delta, step, 1, reversal["output_id"]),
+            ),
+        ]
 
     def spent(self) -> bool:
         """Fully refunded: nothing more can be reversed or approved."""
-        return self.record["refunded"] >= self.record["quantity"]
+        return bool(self.record["refunded"] >= self.record["quantity"])

@@ -8,7 +8,7 @@ messages in log order and a sharer can apply each as it comes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 from state import ledgers
 from state.balances import SharerLedger
@@ -44,7 +44,7 @@ class Engine:
                     out.append(item)
         return out
 
-    def on_batch(self, entries: list[SequencerInput]) -> list[Output]:
+    def on_batch(self, entries: Sequence[SequencerInput]) -> list[Output]:
         """Entries in log order, with the fact store driven as the flow drives it."""
         out: list[Output] = []
         self.facts.prepare(entries)
@@ -70,8 +70,9 @@ class Engine:
         return self._route(self.sequencer.finish())
 
 
-def run(events: Iterable[tuple[str, Event]], settings: RuleSettings | None = None
-        ) -> Iterator[Output]:
+def run(
+    events: Iterable[tuple[str, Event]], settings: RuleSettings | None = None
+) -> Iterator[Output]:
     engine = Engine(settings)
     for position, event in events:
         yield from engine.feed(event, position)

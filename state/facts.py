@@ -30,13 +30,13 @@ class Facts(Protocol):
     def flush(self) -> None:
         """After a batch: write what it changed (a no-op in memory)."""
 
-    def first_use(self, kind: str, ident: str, ts: int, position: str,
-                  retention_ms: int, payload: Any = None) -> bool:
+    def first_use(
+        self, kind: str, ident: str, ts: int, position: str, retention_ms: int, payload: Any = None
+    ) -> bool:
         """True, and remembered, if no event of `kind` used `ident` within R
         before this one; False if one did (a duplicate)."""
 
-    def lookup(self, kind: str, ident: str, ts: int, position: str,
-               retention_ms: int) -> Any:
+    def lookup(self, kind: str, ident: str, ts: int, position: str, retention_ms: int) -> Any:
         """The payload of the first use of `ident` still within R, or None."""
 
     def forget_before(self, oldest_ts: int) -> None:
@@ -65,8 +65,9 @@ class MemoryFacts:
     def flush(self) -> None:
         pass
 
-    def first_use(self, kind: str, ident: str, ts: int, position: str,
-                  retention_ms: int, payload: Any = None) -> bool:
+    def first_use(
+        self, kind: str, ident: str, ts: int, position: str, retention_ms: int, payload: Any = None
+    ) -> bool:
         key = f"{kind}:{ident}"
         if key in self.recent:
             return False

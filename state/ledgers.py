@@ -53,16 +53,18 @@ def _on_scan(state: KeyState, msg: Scan, settings: RuleSettings) -> Result:
 
 def _on_order_line(state: KeyState, msg: OrderLine, settings: RuleSettings) -> Result:
     touch = _touch(state, msg.order["ts"], settings)
-    return touch, touch.on_order_line(msg.order, msg.line, msg.rules, msg.hint,
-                                      msg.line_key, msg.step, settings)
+    return touch, touch.on_order_line(
+        msg.order, msg.line, msg.rules, msg.hint, msg.line_key, msg.step, settings
+    )
 
 
 def _on_to_line(state: KeyState, msg: ToLine, settings: RuleSettings) -> Result:
     return state, [Route(msg.line_key, msg.message)]
 
 
-def _line(state: KeyState, log_time: int, step: int, settings: RuleSettings
-          ) -> tuple[Line | None, Emitted]:
+def _line(
+    state: KeyState, log_time: int, step: int, settings: RuleSettings
+) -> tuple[Line | None, Emitted]:
     """The line as of `log_time` (None if there is none, or it was forgotten)."""
     if not isinstance(state, Line):
         return None, []
@@ -88,8 +90,9 @@ def _sharer(state: KeyState, msg: Credit | PayoutRequest, settings: RuleSettings
     return ledger, []  # applied by `release`, in log order (state.balances)
 
 
-def _session(state: KeyState, log_time: int, settings: RuleSettings
-             ) -> tuple[Session | None, Emitted]:
+def _session(
+    state: KeyState, log_time: int, settings: RuleSettings
+) -> tuple[Session | None, Emitted]:
     """The session as of `log_time` (None if it does not exist, or was forgotten)."""
     if not isinstance(state, Session):
         return None, []

@@ -46,8 +46,13 @@ from state.messages import (
 from state.metering import Tariff
 from state.outputs import Output, invalid_event, reject
 
-ID_FIELDS = {"share": "share_id", "scan": "scan_id", "order": "order_id", "refund": "refund_id",
-             "payout": "payout_id"}
+ID_FIELDS = {
+    "share": "share_id",
+    "scan": "scan_id",
+    "order": "order_id",
+    "refund": "refund_id",
+    "payout": "payout_id",
+}
 
 # A session clock: [last_receive_ts, report_interval_ms, hinted_due].
 LAST, INTERVAL, HINT = 0, 1, 2
@@ -115,8 +120,11 @@ class Sequencer:
         # A line is woken to approve and then to forget it. Its deadlines are
         # derived here from its order's ts (in its key) and today's settings.
         order_ts = int(key.rsplit("|", 1)[1])
-        later = [d for d in (order_ts + settings.holding_period_ms,
-                             order_ts + settings.retention_ms) if d >= log_time]
+        later = [
+            d
+            for d in (order_ts + settings.holding_period_ms, order_ts + settings.retention_ms)
+            if d >= log_time
+        ]
         if later:
             facts.wake_at(min(later), key)
         return Route(touch_key_of_line(key), ToLine(key, tick))
@@ -132,13 +140,16 @@ class Sequencer:
     def finish(self) -> list[Route]:
         """End of input: the log's time stays at the greatest ts; every session that
         may still be open gets a tick, to close if its own deadline has passed."""
-        return [Route(f"session:{session_id}", Tick(self.log_time, self.steps))
-                for session_id in sorted(self.clocks)]
+        return [
+            Route(f"session:{session_id}", Tick(self.log_time, self.steps))
+            for session_id in sorted(self.clocks)
+        ]
 
     # -- entries ----------------------------------------------------------------
 
-    def on_input(self, entry: SequencerInput, settings: RuleSettings, facts: Facts
-                 ) -> tuple[list[Output], list[Route]]:
+    def on_input(
+        self, entry: SequencerInput, settings: RuleSettings, facts: Facts
+    ) -> tuple[list[Output], list[Route]]:
         self.steps += 1
         if isinstance(entry, LogEvent):
             return self.on_event(entry.event, entry.position, settings, facts)
@@ -146,8 +157,9 @@ class Sequencer:
             return [invalid_event(entry.raw, entry.position, entry.error)], []
         return [], self.advance(entry.log_time, settings, facts)
 
-    def on_event(self, event: Event, position: str, settings: RuleSettings, facts: Facts
-                 ) -> tuple[list[Output], list[Route]]:
+    def on_event(
+        self, event: Event, position: str, settings: RuleSettings, facts: Facts
+    ) -> tuple[list[Output], list[Route]]:
         """Ticks from moving the log's time come first in the routes, so idle
         closes precede the event's own effects, as SPEC orders them."""
         routes = self.advance(event["ts"], settings, facts)
@@ -169,23 +181,27 @@ class Sequencer:
         routes.extend(own)
         return outputs, routes
 
-    def _on_commission_rule(self, event: Event, position: str, settings: RuleSettings,
-                            facts: Facts, routes: list[Route]) -> list[Output]:
+    def _on_commission_rule(
+        self, event: Event, position: str, settings: RuleSettings, facts: Facts, routes: list[Route]
+    ) -> list[Output]:
         self.commission_rules = {**self.commission_rules, event["rule_id"]: event}
         self._candidates = {}
         return []
 
-    def _on_tariff(self, event: Event, position: str, settings: RuleSettings,
-                   facts: Facts, routes: list[Route]) -> list[Output]:
+    def _on_tariff(
+        self, event: Event, position: str, settings: RuleSettings, facts: Facts, routes: list[Route]
+    ) -> list[Output]:
         self.tariffs[event["tariff_id"]] = Tariff.from_event(event)
         return []
 
-    def _on_share(self, event: Event, position: str, settings: RuleSettings,
-                  facts: Facts, routes: list[Route]) -> list[Output]:
+    def _on_share(
+        self, event: Event, position: str, settings: RuleSettings, facts: Facts, routes: list[Route]
+    ) -> list[Output]:
         return []  # only its id matters to billing; the scan carries item and sharer
 
-    def _on_scan(self, event: Event, position: str, settings: RuleSettings,
-                 facts: Facts, routes: list[Route]) -> list[Output]:
+    def _on_scan(
+        self, event: Event, position: str, settings: RuleSettings, facts: Facts, routes: list[Route]
+    ) -> list[Output]:
         scanner = event.get("scanner_id")
         if scanner is None or scanner == event["sharer_id"]:
             return []  # never a last touch; a hint finds it in the fact store
@@ -194,12 +210,14 @@ class Sequencer:
         facts.wake_at(event["ts"] + settings.retention_ms, key)  # to forget it
         return []
 
-    def _on_order(self, event: Event, position: str, settings: RuleSettings,
-                  facts: Facts, routes: list[Route]) -> list[Output]:
+    def _on_order(
+        self, event: Event, position: str, settings: RuleSettings, facts: Facts, routes: list[Route]
+    ) -> list[Output]:
         hinted: Event | None = None
         if event.get("scan_id") is not None:
-            found = facts.lookup("scan", event["scan_id"], event["ts"], position,
-                                 settings.retention_ms)
+            found = facts.lookup(
+                "scan", event["scan_id"], event["ts"], position, settings.retention_ms
+            )
             if found is not None:
                 hinted = dict(zip(SCAN_FIELDS, found, strict=True))
                 hinted["scan_id"] = event["scan_id"]
@@ -207,24 +225,35 @@ class Sequencer:
         for line in event["lines"]:
             item = line["item_id"]
             rules = self._candidate_rules(item, event["currency"])
-            hint = hinted if hint_applies(hinted, event, item, settings.attribution_window_ms) \
+            hint = (
+                hinted
+                if hint_applies(hinted, event, item, settings.attribution_window_ms)
                 else None
+            )
             key = line_key(item, buyer, event["order_id"], ts)
-            routes.append(Route(touch_key(item, buyer),
-                                OrderLine(event, line, rules, position, hint, key, self.steps)))
+            routes.append(
+                Route(
+                    touch_key(item, buyer),
+                    OrderLine(event, line, rules, position, hint, key, self.steps),
+                )
+            )
             facts.wake_at(ts + settings.holding_period_ms, key)  # to approve, then forget
         return []
 
-    def _on_payout(self, event: Event, position: str, settings: RuleSettings,
-                   facts: Facts, routes: list[Route]) -> list[Output]:
-        routes.append(Route(f"sharer:{event['sharer_id']}",
-                            PayoutRequest(event, position, self.steps)))
+    def _on_payout(
+        self, event: Event, position: str, settings: RuleSettings, facts: Facts, routes: list[Route]
+    ) -> list[Output]:
+        routes.append(
+            Route(f"sharer:{event['sharer_id']}", PayoutRequest(event, position, self.steps))
+        )
         return []
 
-    def _on_refund(self, event: Event, position: str, settings: RuleSettings,
-                   facts: Facts, routes: list[Route]) -> list[Output]:
-        known = facts.lookup("order", event["order_id"], event["ts"], position,
-                             settings.retention_ms)
+    def _on_refund(
+        self, event: Event, position: str, settings: RuleSettings, facts: Facts, routes: list[Route]
+    ) -> list[Output]:
+        known = facts.lookup(
+            "order", event["order_id"], event["ts"], position, settings.retention_ms
+        )
         if known is None:  # never seen, or forgotten (SPEC "Retention")
             return [reject("unknown_order", event, position)]
         buyer, order_ts, items = known
@@ -244,8 +273,9 @@ class Sequencer:
             routes.append(Route(touch_key(item_id, buyer), ToLine(key, refund)))
         return []
 
-    def _on_session_start(self, event: Event, position: str, settings: RuleSettings,
-                          facts: Facts, routes: list[Route]) -> list[Output]:
+    def _on_session_start(
+        self, event: Event, position: str, settings: RuleSettings, facts: Facts, routes: list[Route]
+    ) -> list[Output]:
         tariff = self.tariffs.get(event["tariff_id"])
         if tariff is None:
             return [reject("unknown_tariff", event, position)]
@@ -262,8 +292,9 @@ class Sequencer:
         self._hint(session_id, clock, self._due(clock, settings))
         return []
 
-    def _on_segment(self, event: Event, position: str, settings: RuleSettings,
-                    facts: Facts, routes: list[Route]) -> list[Output]:
+    def _on_segment(
+        self, event: Event, position: str, settings: RuleSettings, facts: Facts, routes: list[Route]
+    ) -> list[Output]:
         session_id = event["session_id"]
         routes.append(Route(f"session:{session_id}", Segment(event, position)))
         clock = self.clocks.get(session_id)
@@ -275,8 +306,9 @@ class Sequencer:
             self._hint(session_id, clock, self._due(clock, settings))
         return []
 
-    HANDLERS: ClassVar[dict[str, Callable[[Sequencer, Event, str, RuleSettings, Facts,
-                                           list[Route]], list[Output]]]] = {
+    HANDLERS: ClassVar[
+        dict[str, Callable[[Sequencer, Event, str, RuleSettings, Facts, list[Route]], list[Output]]]
+    ] = {
         "commission_rule": _on_commission_rule,
         "tariff": _on_tariff,
         "share": _on_share,

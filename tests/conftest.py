@@ -16,7 +16,6 @@ from billing.keys import Keys
 from billing.redis_runtime import EmbeddedRedis, client, delete_prefix, resolve_url
 from billing.settings import Settings
 from ingest_api.app import create_app
-from tests.live_helpers import flows_starter
 
 WRITE_KEY = "test-write-key"
 READ_KEY = "test-read-key"
@@ -70,19 +69,14 @@ def settings(redis_url: str, prefix: str, redis_client: redis.Redis) -> Settings
         public_base_url="http://testserver",
         trusted_proxies="127.0.0.1/32",  # the test client stands for a trusted proxy
         max_body_bytes=64_000,
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
     )
 
 
 @pytest.fixture
 def api(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings), follow_redirects=False,
-                    client=("127.0.0.1", 50000)) as test_client:
+    with TestClient(
+        create_app(settings), follow_redirects=False, client=("127.0.0.1", 50000)
+    ) as test_client:
         test_client.headers["Authorization"] = f"Bearer {WRITE_KEY}"
         yield test_client
-
-
-@pytest.fixture
-def flows_factory(redis_url: str, prefix: str, tmp_path):  # type: ignore[no-untyped-def]
-    """Start `billing flows` on this test's prefix (settings as arguments); killed after."""
-    yield from flows_starter(redis_url, prefix, tmp_path / "recovery")

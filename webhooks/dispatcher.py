@@ -29,15 +29,15 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
 import redis.asyncio as aioredis
 from standardwebhooks.webhooks import Webhook
 
 from billing.keys import Keys
 from billing.settings import Settings
 from billing.stream_ids import ts_of
-from webhooks.addresses import RefusedAddress, check_url, system_resolver
-from webhooks.store import GROUP, WebhookStore, delivery_id, latency_bucket
+from webhooks.addresses import RefusedAddress, Target, check_url, system_resolver
+from webhooks.http_client import BadResponse, HttpClient
+from webhooks.store import GROUP, Outcome, WebhookStore, delivery_id
 
 log = logging.getLogger("billing.webhooks")
 READ_COUNT = 200
@@ -47,6 +47,9 @@ DEFER_MS = 1000
 REDIS_CONNECTIONS = 16
 TAKE_OVER_EVERY_S = 1.0  # XAUTOCLAIM (entries idle past the lease) need not be asked often
 DUE_EVERY_S = 0.05
+# A checked address is reused this long (each delivery still goes to an address that
+# was checked: a rebinding name is caught at most this late, never connected to).
+CHECKED_FOR_S = 1.0
 
 
 def _is_ip(host: str) -> bool:
@@ -62,23 +65,34 @@ def now_ms() -> int:
 
 
 class Dispatcher:
-    def __init__(self, settings: Settings, redis: aioredis.Redis | None = None,
-                 consumer: str | None = None) -> None:
+    def __init__(
+        self, settings: Settings, redis: aioredis.Redis | None = None, consumer: str | None = None
+    ) -> None:
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
         # A blocking pool: hundreds of deliveries in flight wait for one of a few
         # connections, rather than failing with "too many connections" (measured: the
         # default pool's refusals left deliveries to their lease, 30 s later).
-        self.r = redis or aioredis.Redis(connection_pool=aioredis.BlockingConnectionPool.from_url(
-            settings.redis_url, decode_responses=True, socket_timeout=10,
-            socket_connect_timeout=5, max_connections=REDIS_CONNECTIONS, timeout=30))
+        self.r = redis or aioredis.Redis(
+            connection_pool=aioredis.BlockingConnectionPool.from_url(
+                settings.redis_url,
+                decode_responses=True,
+                socket_timeout=10,
+                socket_connect_timeout=5,
+                max_connections=REDIS_CONNECTIONS,
+                timeout=30,
+            )
+        )
         self.store = WebhookStore(self.r, settings.key_prefix)
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self.schedule = settings.webhook_schedule
         self.lease_ms = settings.webhook_lease_ms
         self.log_ms = settings.webhook_log_retention_ms
-        self.http = httpx.AsyncClient(timeout=settings.webhook_timeout_ms / 1000,
-                                      follow_redirects=False)
+        self.http = HttpClient(settings.webhook_timeout_ms / 1000)
+        self.signers: dict[str, tuple[str, Webhook]] = {}  # endpoint -> (secret, signer)
+        self.checked: dict[str, tuple[float, Target]] = {}  # url -> (checked at, target)
+        self.outcomes: list[Outcome] = []  # finished, not yet recorded
+        self.recorder: asyncio.Task[None] | None = None
         self.endpoints: dict[str, dict[str, Any]] = {}
         self._endpoints_at = 0.0
         self.held: dict[str, int] = {}  # endpoint -> deliveries held (waiting or sent)
@@ -106,6 +120,8 @@ class Dispatcher:
                 await asyncio.sleep(0.5)
                 await self._ensure_groups(streams, quiet=True)
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.recorder is not None:
+            await self.recorder
         await self.http.aclose()
 
     async def _ensure_groups(self, streams: list[str], quiet: bool = False) -> None:
@@ -130,9 +146,14 @@ class Dispatcher:
     async def _take_over(self, streams: list[str]) -> None:
         """Entries a dead replica read but never acknowledged."""
         for stream in streams:
-            reply: Any = await self.r.xautoclaim(stream, GROUP, self.consumer,
-                                            min_idle_time=self.lease_ms, start_id="0-0",
-                                            count=READ_COUNT)
+            reply: Any = await self.r.xautoclaim(
+                stream,
+                GROUP,
+                self.consumer,
+                min_idle_time=self.lease_ms,
+                start_id="0-0",
+                count=READ_COUNT,
+            )
             if reply[1]:
                 await self._fan_out(stream, reply[1])
 
@@ -143,8 +164,9 @@ class Dispatcher:
         # Read no more than this replica can hold: the rest waits in the streams, where
         # any replica may take it.
         count = max(1, min(READ_COUNT, MAX_IN_FLIGHT - len(self.tasks)))
-        reply: Any = await self.r.xreadgroup(GROUP, self.consumer, dict.fromkeys(streams, ">"),
-                                             count=count, block=100)
+        reply: Any = await self.r.xreadgroup(
+            GROUP, self.consumer, dict.fromkeys(streams, ">"), count=count, block=100
+        )
         for stream, entries in reply or []:
             await self._fan_out(stream, entries)
 
@@ -158,13 +180,21 @@ class Dispatcher:
             written = ts_of(entry_id)
             for ep in self.endpoints.values():
                 if out_type in ep["types"] and ep["created_at"] <= written:
-                    planned.append((delivery_id(ep["id"], fields["output_id"]), ep["id"],
-                                    fields["output_id"], out_type, data))
+                    planned.append(
+                        (
+                            delivery_id(ep["id"], fields["output_id"]),
+                            ep["id"],
+                            fields["output_id"],
+                            out_type,
+                            data,
+                        )
+                    )
         created: list[str] = []
         token = ""
         if planned:
-            created, token = await self.store.create(now_ms(), self.lease_ms, self.log_ms,
-                                                     len(self.schedule), planned)
+            created, token = await self.store.create(
+                now_ms(), self.lease_ms, self.log_ms, len(self.schedule), planned
+            )
         # Recorded (or recorded before, by a replica that died): done with the entries.
         await self.r.xack(stream, GROUP, *[entry_id for entry_id, _ in entries])
         by_id = {p[0]: p for p in planned}
@@ -177,7 +207,8 @@ class Dispatcher:
         if room <= 0:
             return
         for ident, token, endpoint, output_id, data in await self.store.claim_due(
-                now_ms(), self.lease_ms, min(room, 200)):
+            now_ms(), self.lease_ms, min(room, 200)
+        ):
             self._spawn(ident, token, endpoint, output_id, data)
 
     def _spawn(self, ident: str, token: str, endpoint: str, output_id: str, data: str) -> None:
@@ -185,97 +216,124 @@ class Dispatcher:
         if self.held.get(endpoint, 0) >= limit * QUEUE_PER_CONNECTION:
             # Its receiver is behind: back to the due set for a second, no attempt
             # counted, so that a slow receiver holds only its own share of this replica.
-            work = self._defer(ident, token)
-        else:
-            self.held[endpoint] = self.held.get(endpoint, 0) + 1
-            work = self._deliver(ident, token, endpoint, output_id, data)
-        task: asyncio.Task[None] = asyncio.create_task(work)
+            self._outcome(Outcome(ident, token, "defer", endpoint, None, now_ms() + DEFER_MS))
+            return
+        self.held[endpoint] = self.held.get(endpoint, 0) + 1
+        task = asyncio.create_task(self._deliver(ident, token, endpoint, output_id, data))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _defer(self, ident: str, token: str) -> None:
-        try:
-            await self.store.finish(ident, token, "defer", now_ms() + DEFER_MS, self.log_ms,
-                                    None)
-        except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
-            log.warning("delivery %s not deferred (%s); due when its lease ends", ident,
-                        type(exc).__name__)
-
     # --- one attempt ----------------------------------------------------------------
-    async def _deliver(self, ident: str, token: str, endpoint_id: str, output_id: str,
-                       data: str) -> None:
+    async def _deliver(
+        self, ident: str, token: str, endpoint_id: str, output_id: str, data: str
+    ) -> None:
         try:
-            slots = self.slots.setdefault(endpoint_id, asyncio.Semaphore(
-                self.settings.webhook_concurrency_per_endpoint))
+            slots = self.slots.setdefault(
+                endpoint_id, asyncio.Semaphore(self.settings.webhook_concurrency_per_endpoint)
+            )
             async with slots:
-                ep = self.endpoints.get(endpoint_id) or await self.store.endpoint(endpoint_id,
-                                                                                  True)
+                ep = self.endpoints.get(endpoint_id) or await self.store.endpoint(endpoint_id, True)
                 started = now_ms()
                 status: int | None = None
                 error: str | None = "endpoint deleted"
                 if ep is not None:
                     status, error = await self._post(ep, output_id, data)
-            latency = now_ms() - started
-            attempt = {"at": started, "status_code": status, "latency_ms": latency,
-                       "error": error}
+            attempt = {
+                "at": started,
+                "status_code": status,
+                "latency_ms": now_ms() - started,
+                "error": error,
+            }
             ok = status is not None and 200 <= status < 300
             outcome = "succeeded" if ok else ("failed" if ep is None else "retry")
-            await self._record(ident, token, endpoint_id, outcome, started, attempt)
+            self._outcome(Outcome(ident, token, outcome, endpoint_id, attempt))
         except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
             # Its lease runs out and the delivery is due again: nothing is lost.
-            log.warning("delivery %s not recorded (%s)", ident, type(exc).__name__)
+            log.warning("delivery %s not attempted (%s)", ident, type(exc).__name__)
         finally:
             self.held[endpoint_id] -= 1
 
-    async def _post(self, ep: dict[str, Any], output_id: str, data: str
-                    ) -> tuple[int | None, str | None]:
-        loop = asyncio.get_running_loop()
-        allow = self.settings.webhook_allow_private
-        parts = urlsplit(ep["url"])
+    async def _post(
+        self, ep: dict[str, Any], output_id: str, data: str
+    ) -> tuple[int | None, str | None]:
+        url = ep["url"]
         try:
-            if _is_ip(parts.hostname or ""):  # nothing to resolve: no thread needed
-                target = check_url(ep["url"], allow, system_resolver)
-            else:
-                target = await loop.run_in_executor(None, check_url, ep["url"], allow,
-                                                    system_resolver)
+            target = await self._check(url)
         except RefusedAddress as exc:
             return None, f"refused: {exc}"
-        host = f"[{target.address}]" if ":" in target.address else target.address
-        pinned = urlunsplit(parts._replace(netloc=f"{host}:{target.port}"))
+        parts = urlsplit(url)
         signed_at = datetime.now(UTC)
         headers = {
             "content-type": "application/json",
-            "host": parts.netloc.rpartition("@")[2],
             "webhook-id": output_id,
             "webhook-timestamp": str(int(signed_at.timestamp())),
-            "webhook-signature": Webhook(ep["secret"]).sign(output_id, signed_at, data),
+            "webhook-signature": self._signer(ep).sign(output_id, signed_at, data),
             "user-agent": "billing-webhooks/1",
         }
-        extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
+        path = urlunsplit(("", "", parts.path or "/", parts.query, ""))
         try:
-            resp = await self.http.post(pinned, content=data.encode(), headers=headers,
-                                        extensions=extensions)
-        except httpx.TimeoutException:
+            status = await self.http.post(
+                target, parts.netloc.rpartition("@")[2], path, headers, data.encode()
+            )
+        except TimeoutError:
             return None, "timeout"
-        except httpx.HTTPError as exc:
+        except (OSError, BadResponse) as exc:
             return None, f"{type(exc).__name__}: {exc}"[:300]
-        return resp.status_code, None if resp.is_success else f"HTTP {resp.status_code}"
+        return status, None if 200 <= status < 300 else f"HTTP {status}"
 
-    async def _record(self, ident: str, token: str, endpoint_id: str, outcome: str,
-                      started: int, attempt: dict[str, Any]) -> None:
-        next_at = started
-        if outcome == "retry":
-            left = await self.r.hget(self.store.delivery_key(ident), "retries_left")
-            left_n = int(left or 0)
-            if left_n <= 0:
-                outcome = "failed"
-            else:
-                next_at = now_ms() + self.schedule[len(self.schedule) - left_n]
-        # The outcome and its statistics in one script call.
-        await self.store.finish(ident, token, outcome, next_at, self.log_ms, attempt,
-                                endpoint_id, latency_bucket(attempt["latency_ms"]))
-        if outcome != "succeeded":
-            log.info("delivery %s to %s: %s (%s)", ident, endpoint_id, outcome, attempt["error"])
+    async def _check(self, url: str) -> Target:
+        """The address to send to, checked at most CHECKED_FOR_S ago."""
+        now = time.monotonic()
+        cached = self.checked.get(url)
+        if cached is not None and now - cached[0] < CHECKED_FOR_S:
+            return cached[1]
+        allow = self.settings.webhook_allow_private
+        if _is_ip(urlsplit(url).hostname or ""):  # nothing to resolve: no thread needed
+            target = check_url(url, allow, system_resolver)
+        else:
+            target = await asyncio.get_running_loop().run_in_executor(
+                None, check_url, url, allow, system_resolver
+            )
+        if len(self.checked) > 10_000:
+            self.checked.clear()
+        self.checked[url] = (now, target)
+        return target
+
+    def _signer(self, ep: dict[str, Any]) -> Webhook:
+        known = self.signers.get(ep["id"])
+        if known is None or known[0] != ep["secret"]:
+            known = self.signers[ep["id"]] = (ep["secret"], Webhook(ep["secret"]))
+        return known[1]
+
+    # --- outcomes, recorded in batches ----------------------------------------------
+    def _outcome(self, outcome: Outcome) -> None:
+        """Queue an outcome; one recorder at a time writes all that are queued, so the
+        outcomes that finish while a write is under way go together in the next."""
+        self.outcomes.append(outcome)
+        if self.recorder is None:
+            self.recorder = asyncio.create_task(self._record())
+
+    async def _record(self) -> None:
+        try:
+            while self.outcomes:
+                batch, self.outcomes = self.outcomes[:500], self.outcomes[500:]
+                try:
+                    final = await self.store.finish(now_ms(), self.log_ms, self.schedule, batch)
+                except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
+                    # Their leases run out and they are due again: nothing is lost.
+                    log.warning("%d outcomes not recorded (%s)", len(batch), type(exc).__name__)
+                    continue
+                for o, result in zip(batch, final, strict=True):
+                    if result not in ("succeeded", "defer") and o.attempt is not None:
+                        log.info(
+                            "delivery %s to %s: %s (%s)",
+                            o.ident,
+                            o.endpoint_id,
+                            result,
+                            o.attempt["error"],
+                        )
+        finally:
+            self.recorder = None
 
 
 async def serve(settings: Settings) -> None:

@@ -28,6 +28,7 @@ import base64
 import hashlib
 import json
 import secrets
+from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -55,7 +56,9 @@ local function make_due(p, id, at, created)
 end
 """
 
-_CREATE = _DUE + """
+_CREATE = (
+    _DUE
+    + """
 local p, now, lease_until, log_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local retries, token = ARGV[5], ARGV[6]
 local created = {}
@@ -77,8 +80,11 @@ for i = 7, #ARGV, 5 do
 end
 return created
 """
+)
 
-_CLAIM = _DUE + """
+_CLAIM = (
+    _DUE
+    + """
 local p, now, lease_ms, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local index = p .. 'webhook:due:index'
 local until_ = now + lease_ms
@@ -111,46 +117,69 @@ for _, bucket in ipairs(redis.call('ZRANGEBYSCORE', index, '-inf', math.floor(no
 end
 return claimed
 """
+)
 
-# ARGV: prefix, id, lease token, outcome (succeeded|failed|retry|defer), next_at, log_ms,
-# attempt JSON ('' for defer), then for an attempt its statistics: the endpoint's
-# outcome field, the latency bucket, the latency (ms). Nothing changes if the lease
-# was taken over.
-_FINISH = _DUE + """
-local p, id, token, outcome = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local next_at, log_ms, attempt = tonumber(ARGV[5]), ARGV[6], ARGV[7]
-local key = p .. 'webhook:delivery:' .. id
-local d = redis.call('HMGET', key, 'lease', 'next_at')
-if d[1] ~= token then return 0 end
-local old = p .. 'webhook:due:' .. math.floor(tonumber(d[2]) / 1000)
-redis.call('SREM', old, id)
-if outcome == 'succeeded' or outcome == 'failed' then
-  redis.call('HSET', key, 'status', outcome, 'lease', '')
-else
-  redis.call('HSET', key, 'next_at', next_at, 'lease', '')
-  if outcome == 'retry' then
-    redis.call('HSET', key, 'status', 'scheduled')
-    redis.call('HINCRBY', key, 'retries_left', -1)
+# Outcomes of many deliveries in one call. ARGV: prefix, now, log_ms, the schedule's
+# length n, its n steps (ms), then per delivery 8 values: id, lease token, outcome
+# (succeeded|failed|retry|defer), next_at (for defer), attempt JSON ('' for defer),
+# endpoint id, latency bucket, latency (ms). `retry` becomes `failed` when no
+# retries are left, else is due after the schedule's next step. A delivery whose
+# lease was taken over is left alone ('lost'). Returns each one's final outcome.
+_FINISH = (
+    _DUE
+    + """
+local p, now, log_ms, n = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
+local results = {}
+for i = 5 + n, #ARGV, 8 do
+  local id, token, outcome, next_at = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
+  local attempt = ARGV[i + 4]
+  local key = p .. 'webhook:delivery:' .. id
+  local d = redis.call('HMGET', key, 'lease', 'next_at', 'retries_left', 'created_at')
+  if d[1] ~= token then
+    results[#results + 1] = 'lost'
+  else
+    redis.call('SREM', p .. 'webhook:due:' .. math.floor(tonumber(d[2]) / 1000), id)
+    if outcome == 'retry' then
+      local left = tonumber(d[3] or 0)
+      if left <= 0 then
+        outcome = 'failed'
+      else
+        next_at = now + tonumber(ARGV[4 + n - left + 1])
+      end
+    end
+    if outcome == 'succeeded' or outcome == 'failed' then
+      redis.call('HSET', key, 'status', outcome, 'lease', '')
+    else
+      redis.call('HSET', key, 'next_at', next_at, 'lease', '')
+      if outcome == 'retry' then
+        redis.call('HSET', key, 'status', 'scheduled')
+        redis.call('HINCRBY', key, 'retries_left', -1)
+      end
+      make_due(p, id, next_at, tonumber(d[4]))
+    end
+    if attempt ~= '' then
+      local attempts = p .. 'webhook:attempts:' .. id
+      redis.call('HINCRBY', key, 'attempts', 1)
+      redis.call('RPUSH', attempts, attempt)
+      redis.call('PEXPIRE', attempts, log_ms)
+      redis.call('HINCRBY', p .. 'stats:webhook_deliveries', ARGV[i + 5] .. '|' .. outcome, 1)
+      local latency = p .. 'stats:webhook_latency'
+      redis.call('HINCRBY', latency, ARGV[i + 6], 1)
+      redis.call('HINCRBY', latency, 'count', 1)
+      redis.call('HINCRBY', latency, 'sum', ARGV[i + 7])
+    end
+    redis.call('PEXPIRE', key, log_ms)
+    results[#results + 1] = outcome
   end
-  make_due(p, id, next_at, tonumber(redis.call('HGET', key, 'created_at')))
 end
-if attempt ~= '' then
-  local attempts = p .. 'webhook:attempts:' .. id
-  redis.call('HINCRBY', key, 'attempts', 1)
-  redis.call('RPUSH', attempts, attempt)
-  redis.call('PEXPIRE', attempts, log_ms)
-  redis.call('HINCRBY', p .. 'stats:webhook_deliveries', ARGV[8], 1)
-  local latency = p .. 'stats:webhook_latency'
-  redis.call('HINCRBY', latency, ARGV[9], 1)
-  redis.call('HINCRBY', latency, 'count', 1)
-  redis.call('HINCRBY', latency, 'sum', ARGV[10])
-end
-redis.call('PEXPIRE', key, log_ms)
-return 1
+return results
 """
+)
 
 # A failed delivery, retried by hand: one more attempt, due now.
-_RETRY = _DUE + """
+_RETRY = (
+    _DUE
+    + """
 local p, id, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local key = p .. 'webhook:delivery:' .. id
 local status = redis.call('HGET', key, 'status')
@@ -160,6 +189,7 @@ redis.call('HSET', key, 'status', 'scheduled', 'next_at', now, 'retries_left', 0
 make_due(p, id, now, tonumber(redis.call('HGET', key, 'created_at')))
 return 'ok'
 """
+)
 
 
 def new_secret() -> str:
@@ -171,6 +201,18 @@ def delivery_id(endpoint_id: str, output_id: str) -> str:
     """Stable per (endpoint, output): a re-read output never makes a second delivery."""
     digest = hashlib.sha256(f"{endpoint_id}\0{output_id}".encode()).hexdigest()[:24]
     return f"dlv_{digest}"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One delivery's result, for `WebhookStore.finish`."""
+
+    ident: str
+    token: str
+    outcome: str  # succeeded | failed | retry | defer
+    endpoint_id: str
+    attempt: dict[str, Any] | None  # at, status_code, latency_ms, error; None for defer
+    next_at: int = 0  # when a deferred delivery is due again
 
 
 class WebhookStore:
@@ -207,28 +249,43 @@ class WebhookStore:
         return f"{self.p}stats:webhook_latency"
 
     # --- endpoints ------------------------------------------------------------------
-    async def add_endpoint(self, endpoint_id: str, url: str, types: list[str],
-                           description: str | None, secret: str, now_ms: int) -> None:
+    async def add_endpoint(
+        self,
+        endpoint_id: str,
+        url: str,
+        types: list[str],
+        description: str | None,
+        secret: str,
+        now_ms: int,
+    ) -> None:
         pipe = self.r.pipeline(transaction=True)
-        pipe.hset(self.endpoint_key(endpoint_id), mapping={
-            "url": url, "types": ",".join(types), "description": description or "",
-            "secret": secret, "created_at": now_ms})
+        pipe.hset(
+            self.endpoint_key(endpoint_id),
+            mapping={
+                "url": url,
+                "types": ",".join(types),
+                "description": description or "",
+                "secret": secret,
+                "created_at": now_ms,
+            },
+        )
         pipe.sadd(self.endpoints_key, endpoint_id)
         await pipe.execute()
 
     async def endpoint(self, endpoint_id: str, with_secret: bool = False) -> dict[str, Any] | None:
-        raw: Any = await self.r.hgetall(self.endpoint_key(endpoint_id))  # type: ignore[misc]
+        raw: Any = await self.r.hgetall(self.endpoint_key(endpoint_id))
         return decode_endpoint(endpoint_id, raw, with_secret) if raw else None
 
     async def endpoints(self, with_secret: bool = False) -> list[dict[str, Any]]:
-        members: Any = await self.r.smembers(self.endpoints_key)  # type: ignore[misc]
+        members: Any = await self.r.smembers(self.endpoints_key)
         ids: list[str] = sorted(members)
         pipe = self.r.pipeline(transaction=False)
         for ident in ids:
             pipe.hgetall(self.endpoint_key(ident))
         found = await pipe.execute()
-        return [decode_endpoint(i, raw, with_secret) for i, raw in zip(ids, found, strict=True)
-                if raw]
+        return [
+            decode_endpoint(i, raw, with_secret) for i, raw in zip(ids, found, strict=True) if raw
+        ]
 
     async def delete_endpoint(self, endpoint_id: str) -> bool:
         pipe = self.r.pipeline(transaction=True)
@@ -238,8 +295,14 @@ class WebhookStore:
         return bool(deleted)
 
     # --- deliveries -----------------------------------------------------------------
-    async def create(self, now_ms: int, lease_ms: int, log_ms: int, retries: int,
-                     deliveries: list[tuple[str, str, str, str, str]]) -> tuple[list[str], str]:
+    async def create(
+        self,
+        now_ms: int,
+        lease_ms: int,
+        log_ms: int,
+        retries: int,
+        deliveries: list[tuple[str, str, str, str, str]],
+    ) -> tuple[list[str], str]:
         """Record (id, endpoint, output_id, type, data) deliveries that do not exist
         yet, leased to the caller; returns the ids created and the lease token."""
         token = secrets.token_hex(8)
@@ -249,26 +312,36 @@ class WebhookStore:
         created = await self._create(args=args)
         return list(created), token
 
-    async def claim_due(self, now_ms: int, lease_ms: int, limit: int
-                        ) -> list[tuple[str, str, str, str, str]]:
+    async def claim_due(
+        self, now_ms: int, lease_ms: int, limit: int
+    ) -> list[tuple[str, str, str, str, str]]:
         """Up to `limit` due deliveries, leased: (id, lease token, endpoint, output_id,
         data) each."""
         tokens = [secrets.token_hex(8) for _ in range(limit)]
         flat = await self._claim(args=[self.p, now_ms, lease_ms, limit, *tokens])
-        return [tuple(flat[i:i + 5]) for i in range(0, len(flat), 5)]  # type: ignore[misc]
+        return [tuple(flat[i : i + 5]) for i in range(0, len(flat), 5)]
 
-    async def finish(self, ident: str, token: str, outcome: str, next_at: int, log_ms: int,
-                     attempt: dict[str, Any] | None = None, endpoint_id: str = "",
-                     bucket: str = "") -> bool:
-        """Record an outcome, if the caller still holds the lease; an attempt's
-        statistics (per endpoint and outcome, latency `bucket`) in the same call."""
-        args: list[Any] = [self.p, ident, token, outcome, next_at, log_ms]
-        if attempt is None:
-            args.append("")
-        else:
-            args += [json.dumps(attempt, separators=(",", ":")), f"{endpoint_id}|{outcome}",
-                     bucket, attempt["latency_ms"]]
-        return bool(await self._finish(args=args))
+    async def finish(
+        self, now_ms: int, log_ms: int, schedule: list[int], outcomes: list[Outcome]
+    ) -> list[str]:
+        """Record outcomes where the caller still holds the lease, with each attempt's
+        statistics (per endpoint and outcome, latency bucket), in one call; returns
+        each delivery's final outcome (`lost` where the lease was taken over)."""
+        args: list[Any] = [self.p, now_ms, log_ms, len(schedule), *schedule]
+        for o in outcomes:
+            attempt = "" if o.attempt is None else json.dumps(o.attempt, separators=(",", ":"))
+            latency = 0 if o.attempt is None else o.attempt["latency_ms"]
+            args += [
+                o.ident,
+                o.token,
+                o.outcome,
+                o.next_at,
+                attempt,
+                o.endpoint_id,
+                latency_bucket(latency),
+                latency,
+            ]
+        return list(await self._finish(args=args))
 
     async def retry(self, ident: str, now_ms: int) -> str:
         return str(await self._retry(args=[self.p, ident, now_ms]))
@@ -282,12 +355,14 @@ class WebhookStore:
             pipe.hgetall(self.delivery_key(ident))
             pipe.lrange(self.attempts_key(ident), 0, -1)
         replies = await pipe.execute()
-        return [decode_delivery(ident, raw, attempts) if raw else None
-                for ident, raw, attempts in zip(idents, replies[::2], replies[1::2],
-                                                strict=True)]
+        return [
+            decode_delivery(ident, raw, attempts) if raw else None
+            for ident, raw, attempts in zip(idents, replies[::2], replies[1::2], strict=True)
+        ]
 
-    async def deliveries(self, endpoint_id: str, now_ms: int, log_ms: int, limit: int,
-                         status: str | None) -> list[dict[str, Any]]:
+    async def deliveries(
+        self, endpoint_id: str, now_ms: int, log_ms: int, limit: int, status: str | None
+    ) -> list[dict[str, Any]]:
         """Newest first, walking the hourly logs back over the retention (one round
         trip for the hours' lists, then one per hour that lists any)."""
         hours = range(now_ms // HOUR_MS, (now_ms - log_ms) // HOUR_MS - 2, -1)
@@ -306,23 +381,34 @@ class WebhookStore:
         return found
 
     async def oldest_undelivered_ms(self) -> int | None:
-        values = await self.r.hvals(f"{self.p}webhook:due:oldest")  # type: ignore[misc]
+        values = await self.r.hvals(f"{self.p}webhook:due:oldest")
         return min((int(float(v)) for v in values), default=None)
 
 
 def decode_endpoint(endpoint_id: str, raw: dict[str, str], with_secret: bool) -> dict[str, Any]:
-    out: dict[str, Any] = {"id": endpoint_id, "url": raw["url"], "types": raw["types"].split(","),
-                           "description": raw.get("description") or None,
-                           "created_at": int(raw["created_at"])}
+    out: dict[str, Any] = {
+        "id": endpoint_id,
+        "url": raw["url"],
+        "types": raw["types"].split(","),
+        "description": raw.get("description") or None,
+        "created_at": int(raw["created_at"]),
+    }
     if with_secret:
         out["secret"] = raw["secret"]
     return out
 
 
 def decode_delivery(ident: str, raw: dict[str, str], attempts: list[str]) -> dict[str, Any]:
-    return {"id": ident, "endpoint_id": raw["endpoint_id"], "output_id": raw["output_id"],
-            "type": raw["type"], "status": raw["status"], "attempts": int(raw["attempts"]),
-            "next_attempt_at": (int(float(raw["next_at"]))
-                                if raw["status"] in ("pending", "scheduled") else None),
-            "created_at": int(float(raw["created_at"])),
-            "attempt_log": [json.loads(a) for a in attempts]}
+    return {
+        "id": ident,
+        "endpoint_id": raw["endpoint_id"],
+        "output_id": raw["output_id"],
+        "type": raw["type"],
+        "status": raw["status"],
+        "attempts": int(raw["attempts"]),
+        "next_attempt_at": (
+            int(float(raw["next_at"])) if raw["status"] in ("pending", "scheduled") else None
+        ),
+        "created_at": int(float(raw["created_at"])),
+        "attempt_log": [json.loads(a) for a in attempts],
+    }

@@ -1,0 +1,123 @@
+"""Retention at the edges: idempotency marks expire with R, the input stream is
+trimmed behind the flows keeping at least R of log, and `billing export
+--since/--until` archives history as replayable files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from billing.settings import Settings
+from harness.live import append_positioned, wait_for
+from ingest_api.app import create_app
+from state.config import RuleSettings
+from tests.conftest import WRITE_KEY
+from tests.support.logs import order
+
+ORDER = {
+    "order_id": "o1",
+    "buyer_id": "b1",
+    "currency": "USD",
+    "lines": [{"item_id": "i1", "quantity": 2, "unit_price_minor": 500}],
+}
+SHORT = {
+    "retention_ms": 1500,
+    "attribution_window_ms": 1000,
+    "holding_period_ms": 1000,
+    "late_grace_ms": 1000,
+}
+
+
+def test_unique_marks_expire_with_r_and_catalog_marks_do_not(
+    api: TestClient, redis_client, keys, settings: Settings
+):
+    assert api.post("/v1/orders", json=ORDER).status_code == 202
+    assert (
+        api.put(
+            "/v1/tariffs/t", json={"currency": "USD", "unit_ms": 1000, "price_minor": 2}
+        ).status_code
+        == 202
+    )
+    ttl = redis_client.pttl(keys.idem("order", "o1"))
+    assert settings.retention_ms - 60_000 < ttl <= settings.retention_ms
+    assert redis_client.pttl(keys.idem("tariff", "t")) == -1  # the current version, kept
+
+
+def test_after_r_the_same_id_is_new_at_the_api_too(settings: Settings, redis_client, keys):
+    short = settings.model_copy(update=SHORT)
+    with TestClient(create_app(short)) as client:
+        client.headers["Authorization"] = f"Bearer {WRITE_KEY}"
+        assert client.post("/v1/orders", json=ORDER).status_code == 202
+        other = {**ORDER, "buyer_id": "b2"}
+        assert client.post("/v1/orders", json=other).status_code == 409  # within R
+        time.sleep(1.6)
+        assert client.post("/v1/orders", json=other).status_code == 202  # forgotten
+
+
+def _env(redis_url: str, prefix: str, **extra: str) -> dict[str, str]:
+    return {**os.environ, "REDIS_URL": redis_url, "BILLING_KEY_PREFIX": prefix, **extra}
+
+
+def test_export_since_until_archives_a_span(redis_url, prefix, redis_client, keys, tmp_path: Path):
+    events = [order(f"o{n}", 1_700_000_000_000 + n * 1000) for n in range(10)]
+    append_positioned(redis_client, keys, [(f"{e['ts']}-0", e) for e in events])
+    out = tmp_path / "span.jsonl"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "programs.cli",
+            "export",
+            "-o",
+            str(out),
+            "--since",
+            "1700000002000",
+            "--until",
+            "2023-11-14T22:13:27Z",
+        ],
+        env=_env(redis_url, prefix),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    got = [json.loads(line)["order_id"] for line in out.read_text().splitlines()]
+    assert got == ["o2", "o3", "o4", "o5", "o6"]  # [since, until): 22:13:27Z is ...007000
+    replay = subprocess.run(
+        [sys.executable, "-m", "programs.cli", "replay", str(out)], capture_output=True, text=True
+    )
+    assert replay.returncode == 0 and "replayed 5 events" in replay.stderr
+    bad = subprocess.run(
+        [sys.executable, "-m", "programs.cli", "export", "--since", "2023-11-14T22:13:27"],
+        env=_env(redis_url, prefix),
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2 and "no time zone" in bad.stderr
+
+
+@pytest.mark.parametrize("trim", [True, False])
+def test_the_input_is_trimmed_behind_the_flows_keeping_r(
+    redis_client, keys, flows_factory, trim: bool, monkeypatch
+):
+    now = int(redis_client.time()[0]) * 1000
+    old = [order(f"old{n}", now - 60_000 + n) for n in range(50)]
+    # Ahead of the clock, so they stay within R for the whole test.
+    recent = [order(f"new{n}", now + 30_000 + n) for n in range(50)]
+    append_positioned(redis_client, keys, [(f"{e['ts']}-0", e) for e in old + recent])
+    monkeypatch.setenv("BILLING_TRIM_INPUT", "true" if trim else "false")
+    flows_factory(RuleSettings(**SHORT))
+    wait_for(lambda: redis_client.get(keys.flows_position) == f"{recent[-1]['ts']}-0")
+    if not trim:
+        time.sleep(2.5)
+        assert redis_client.xlen(keys.events) == 100
+        return
+    wait_for(lambda: redis_client.xlen(keys.events) == 50, timeout=20)
+    first_id = redis_client.xrange(keys.events, count=1)[0][0]
+    assert first_id == f"{recent[0]['ts']}-0"  # at least R of log is kept

@@ -1,0 +1,356 @@
+"""Issue 9: webhooks, against real Redis, a real receiver on 127.0.0.1 and real
+`billing webhooks` dispatcher processes (BILLING_WEBHOOK_ALLOW_PRIVATE=true)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import signal
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+from svix.webhooks import Webhook as SvixWebhook
+
+from flows.redis_io import _RedisWriter
+from harness.live import dispatcher_env, kill, start_dispatcher, url_of, wait_for
+from tests.conftest import READ_KEY
+from tests.support.webhooks import Receiver, body_of, output, verify_by_hand
+from webhooks.addresses import RefusedAddress, check_url
+
+
+@pytest.fixture
+def private_api(settings, api):
+    """The API with private receivers allowed (the receiver runs on 127.0.0.1)."""
+    from fastapi.testclient import TestClient
+
+    from ingest_api.app import create_app
+    from tests.conftest import WRITE_KEY
+
+    allowed = settings.model_copy(update={"webhook_allow_private": True})
+    with TestClient(create_app(allowed)) as client:
+        client.headers["Authorization"] = f"Bearer {WRITE_KEY}"
+        yield client
+
+
+@pytest.fixture
+def write(redis_client, keys):
+    writer = _RedisWriter(url_of(redis_client), keys)
+    yield lambda outs: writer.write_batch([("k", o) for o in outs])
+    writer.close()
+
+
+def failed_delivery(api, endpoint: dict) -> dict:
+    """Wait for the endpoint's one delivery to be `failed`, and return it."""
+    base = f"/v1/webhook-endpoints/{endpoint['id']}/deliveries?status=failed"
+    wait_for(lambda: api.get(base).json()["deliveries"], timeout=30)
+    (failed,) = api.get(base).json()["deliveries"]
+    return failed
+
+
+def subscribe(api, url: str, types: list[str]) -> dict:
+    resp = api.post("/v1/webhook-endpoints", json={"url": url, "types": types})
+    assert resp.status_code == 201, resp.text
+    return resp.json()
+
+
+# --- the endpoint API ------------------------------------------------------------------
+def test_endpoints_are_saved_shown_once_and_deleted(private_api):
+    created = subscribe(private_api, "http://127.0.0.1:9/hook", ["payout", "commission"])
+    assert (
+        created["secret"].startswith("whsec_")
+        and len(base64.b64decode(created["secret"][6:])) == 24
+    )
+    assert created["types"] == ["commission", "payout"]
+    shown = private_api.get(f"/v1/webhook-endpoints/{created['id']}").json()
+    assert "secret" not in shown and shown["url"] == "http://127.0.0.1:9/hook"
+    listed = private_api.get("/v1/webhook-endpoints").json()["endpoints"]
+    assert [e["id"] for e in listed] == [created["id"]] and "secret" not in listed[0]
+    assert private_api.delete(f"/v1/webhook-endpoints/{created['id']}").status_code == 204
+    gone = private_api.get(f"/v1/webhook-endpoints/{created['id']}")
+    assert gone.status_code == 404 and gone.headers["content-type"] == "application/problem+json"
+    assert private_api.delete(f"/v1/webhook-endpoints/{created['id']}").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"url": "ftp://example.com/x", "types": ["usage"]}, "body.url"),
+        ({"url": "http://127.0.0.1/x", "types": ["usage"]}, "body.url"),
+        ({"url": "http://localhost:8000/x", "types": ["usage"]}, "body.url"),
+        ({"url": "http://10.1.2.3/x", "types": ["usage"]}, "body.url"),
+        ({"url": "http://169.254.169.254/latest", "types": ["usage"]}, "body.url"),
+        ({"url": "http://[::1]/x", "types": ["usage"]}, "body.url"),
+        ({"url": "http://[::ffff:192.168.0.1]/x", "types": ["usage"]}, "body.url"),
+        ({"url": "http://user:pw@example.com/x", "types": ["usage"]}, "body.url"),
+        ({"url": "http://[zz::1]/x", "types": ["usage"]}, "body.url"),  # once a 500
+        ({"url": "http://a\x00b/x", "types": ["usage"]}, "body.url"),
+        ({"url": "https://example.com/x", "types": []}, "body.types"),
+        ({"url": "https://example.com/x", "types": ["orders"]}, "body.types.0"),
+    ],
+)
+def test_bad_and_private_urls_are_refused(api, body, field):
+    resp = api.post("/v1/webhook-endpoints", json=body)
+    assert resp.status_code == 422, resp.text
+    assert resp.headers["content-type"] == "application/problem+json"
+    assert field in [e["field"] for e in resp.json()["errors"]]
+
+
+def test_endpoints_need_the_write_key(api):
+    read = {"Authorization": f"Bearer {READ_KEY}"}
+    assert api.get("/v1/webhook-endpoints", headers=read).status_code == 401
+    assert (
+        api.post(
+            "/v1/webhook-endpoints",
+            headers=read,
+            json={"url": "https://example.com", "types": ["usage"]},
+        ).status_code
+        == 401
+    )
+
+
+def test_addresses_are_checked_at_save_and_again_at_delivery():
+    """DNS rebinding: the name resolves to a public address when saved, and to
+    loopback later; the check at delivery time refuses it."""
+    answers = iter([["93.184.216.34"], ["127.0.0.1"]])
+
+    def resolver(host: str, port: int) -> list[str]:
+        return next(answers)
+
+    saved = check_url("https://hooks.example.com/x", False, resolver)
+    assert (saved.address, saved.port, saved.host) == ("93.184.216.34", 443, "hooks.example.com")
+    with pytest.raises(RefusedAddress, match="non-public"):
+        check_url("https://hooks.example.com/x", False, resolver)
+    assert check_url("http://h:81/", True, lambda h, p: ["10.0.0.5"]).address == "10.0.0.5"
+
+
+# --- signing ---------------------------------------------------------------------------
+def test_signatures_verify_with_independent_verifiers_and_fail_when_altered():
+    secret = "whsec_" + base64.b64encode(b"k" * 24).decode()
+    now = datetime.now(UTC)
+    body = json.dumps(output("payout", 1), separators=(",", ":"))
+    headers = {
+        "webhook-id": "payout:p1:5",
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": Webhook(secret).sign("payout:p1:5", now, body),
+    }
+    assert verify_by_hand(secret, headers, body.encode())
+    SvixWebhook(secret).verify(body, headers)
+    Webhook(secret).verify(body, headers)
+    tampered = body.replace('"amount_minor":1', '"amount_minor":100')
+    other = "whsec_" + base64.b64encode(b"x" * 24).decode()
+    old = now - timedelta(minutes=10)
+    stale = {
+        **headers,
+        "webhook-timestamp": str(int(old.timestamp())),
+        "webhook-signature": Webhook(secret).sign("payout:p1:5", old, body),
+    }
+    for data, h, key in (
+        (tampered, headers, secret),
+        (body, headers, other),
+        (body, stale, secret),
+    ):
+        assert not verify_by_hand(key, h, data.encode())
+        with pytest.raises(WebhookVerificationError):
+            SvixWebhook(key).verify(data, h)
+
+
+# --- delivery --------------------------------------------------------------------------
+def test_every_subscribed_output_arrives_signed_and_no_other(private_api, write, redis_url, prefix):
+    with Receiver() as money, Receiver() as metering:
+        a = subscribe(private_api, money.url, ["commission", "payout"])
+        b = subscribe(private_api, metering.url, ["usage"])
+        outs = [
+            output(k, n) for n in range(15) for k in ("commission", "usage", "payout", "reject")
+        ]
+        write(outs)
+        proc = start_dispatcher(dispatcher_env(redis_url, prefix))
+        try:
+            want_a = {o["output_id"] for o in outs if o["type"] in ("commission", "payout")}
+            want_b = {o["output_id"] for o in outs if o["type"] == "usage"}
+            wait_for(
+                lambda: set(money.delivered()) == want_a and set(metering.delivered()) == want_b,
+                timeout=30,
+            )
+        finally:
+            kill(proc)
+        for receiver, endpoint in ((money, a), (metering, b)):
+            for ident, request in receiver.delivered().items():
+                assert body_of(request)["output_id"] == ident  # webhook-id = output_id
+                assert verify_by_hand(endpoint["secret"], request["headers"], request["body"])
+                SvixWebhook(endpoint["secret"]).verify(request["body"], request["headers"])
+        assert {r["id"] for r in money.requests} == want_a  # nothing unsubscribed
+        listed = private_api.get(f"/v1/webhook-endpoints/{a['id']}/deliveries?limit=500").json()
+        assert {d["output_id"] for d in listed["deliveries"]} == want_a
+        assert {d["status"] for d in listed["deliveries"]} == {"succeeded"}
+        attempt = listed["deliveries"][0]["attempt_log"][0]
+        assert attempt["status_code"] == 200 and attempt["latency_ms"] >= 0
+
+
+def test_a_failing_receiver_gets_it_after_the_back_off(private_api, write, redis_url, prefix):
+    with Receiver(fail_first=2) as receiver:
+        endpoint = subscribe(private_api, receiver.url, ["payout"])
+        proc = start_dispatcher(dispatcher_env(redis_url, prefix))
+        try:
+            write([output("payout", 1)])
+            wait_for(lambda: "payout:p1:5" in receiver.delivered(), timeout=30)
+        finally:
+            kill(proc)
+        times = [r["at"] for r in receiver.requests]
+        assert [r["answered"] for r in receiver.requests] == [500, 500, 200]
+        assert times[1] - times[0] >= 0.29 and times[2] - times[1] >= 0.59  # 300, 600 ms
+        (delivery,) = private_api.get(f"/v1/webhook-endpoints/{endpoint['id']}/deliveries").json()[
+            "deliveries"
+        ]
+        assert [a["status_code"] for a in delivery["attempt_log"]] == [500, 500, 200]
+        assert delivery["status"] == "succeeded" and delivery["attempts"] == 3
+
+
+def test_a_spent_schedule_fails_and_can_be_retried_by_hand(private_api, write, redis_url, prefix):
+    with Receiver() as receiver:
+        receiver.failing = True
+        endpoint = subscribe(private_api, receiver.url, ["usage"])
+        base = f"/v1/webhook-endpoints/{endpoint['id']}/deliveries"
+        proc = start_dispatcher(dispatcher_env(redis_url, prefix))
+        try:
+            write([output("usage", 7)])
+            failed = failed_delivery(private_api, endpoint)
+            assert failed["attempts"] == 3 and len(receiver.requests) == 3  # 1 + 2 retries
+            metrics = private_api.get("/metrics").text
+            assert (
+                f'billing_webhook_deliveries_total{{endpoint="{endpoint["id"]}",'
+                f'outcome="failed"}} 1.0' in metrics
+            )
+            assert "billing_webhook_latency_ms_bucket" in metrics
+            receiver.failing = False
+            retried = private_api.post(f"{base}/{failed['id']}/retry")
+            assert retried.status_code == 202, retried.text
+            wait_for(lambda: "usage:s7:1:1" in receiver.delivered(), timeout=30)
+            wait_for(
+                lambda: private_api.get(f"{base}?status=succeeded").json()["deliveries"], timeout=10
+            )
+            again = private_api.post(f"{base}/{failed['id']}/retry")
+            assert again.status_code == 409
+            missing = private_api.post(f"{base}/dlv_{'0' * 24}/retry")
+            assert missing.status_code == 404
+        finally:
+            kill(proc)
+
+
+def test_a_private_address_is_refused_at_delivery_time(private_api, write, redis_url, prefix):
+    """Saved while private addresses were allowed; the dispatcher does not allow them."""
+    with Receiver() as receiver:
+        endpoint = subscribe(private_api, receiver.url, ["payout"])
+        proc = start_dispatcher(dispatcher_env(redis_url, prefix, webhook_allow_private="false"))
+        try:
+            write([output("payout", 2)])
+            failed = failed_delivery(private_api, endpoint)
+        finally:
+            kill(proc)
+        assert all("non-public" in a["error"] for a in failed["attempt_log"])
+        assert receiver.requests == []
+
+
+def test_a_redirect_is_never_followed(private_api, write, redis_url, prefix):
+    """A receiver answering 307 to an internal address (here: another local server
+    standing in for 169.254.169.254) gets a failed attempt; the target gets nothing."""
+    with Receiver() as internal, Receiver(redirect_to="") as bouncer:
+        bouncer.redirect_to = internal.url
+        endpoint = subscribe(private_api, bouncer.url, ["payout"])
+        proc = start_dispatcher(dispatcher_env(redis_url, prefix))
+        try:
+            write([output("payout", 3)])
+            failed = failed_delivery(private_api, endpoint)
+        finally:
+            kill(proc)
+        assert [a["status_code"] for a in failed["attempt_log"]] == [307, 307, 307]
+        assert internal.requests == [] and len(bouncer.requests) == 3
+
+
+def test_a_killed_dispatcher_loses_nothing(private_api, write, redis_url, prefix):
+    """Two replicas share the work; one is SIGKILLed with deliveries in flight; the
+    other takes its deliveries over once their lease runs out."""
+    with Receiver(delay_s=0.2) as receiver, Receiver() as other:
+        subscribe(private_api, receiver.url, ["commission"])
+        subscribe(private_api, other.url, ["usage"])
+        env = dispatcher_env(redis_url, prefix)
+        first, second = start_dispatcher(env), start_dispatcher(env)
+        try:
+            outs = [output("commission", n) for n in range(40)]
+            outs += [output("usage", n) for n in range(40)]
+            write(outs)
+            wait_for(lambda: len(receiver.requests) >= 5, timeout=30)
+            kill(first, signal.SIGKILL)
+            wanted = {o["output_id"] for o in outs if o["type"] == "commission"}
+            wait_for(lambda: set(receiver.delivered()) == wanted, timeout=60)
+            wait_for(lambda: len(other.delivered()) == 40, timeout=30)
+        finally:
+            kill(first)
+            kill(second)
+        assert {r["id"] for r in receiver.requests} == wanted
+        assert {body_of(r)["type"] for r in other.requests} == {"usage"}
+
+
+def test_deliveries_go_on_across_a_redis_restart(tmp_path):
+    from billing.keys import Keys
+    from billing.redis_runtime import EmbeddedRedis, client
+    from billing.settings import Settings
+    from ingest_api.app import create_app
+    from tests.conftest import SHARE_KEYS, WRITE_KEY
+
+    server = EmbeddedRedis(persist=True)
+    keys = Keys("hooks:")
+    try:
+        from fastapi.testclient import TestClient
+
+        settings = Settings(
+            redis_url=server.url,
+            key_prefix=keys.prefix,
+            api_keys=WRITE_KEY,
+            share_keys=SHARE_KEYS,
+            webhook_allow_private=True,
+            _env_file=None,
+        )
+        with Receiver(delay_s=0.05) as receiver, TestClient(create_app(settings)) as api:
+            api.headers["Authorization"] = f"Bearer {WRITE_KEY}"
+            subscribe(api, receiver.url, ["reject"])
+            proc = start_dispatcher(dispatcher_env(server.url, keys.prefix))
+            try:
+                writer = _RedisWriter(server.url, keys)
+                writer.write_batch([("k", output("reject", n)) for n in range(30)])
+                wait_for(lambda: len(receiver.delivered()) >= 3, timeout=30)
+                server.restart(down_s=2)
+                writer = _RedisWriter(server.url, keys)
+                writer.write_batch([("k", output("reject", n)) for n in range(30, 60)])
+                wait_for(lambda: len(receiver.delivered()) == 60, timeout=60)
+                assert proc.poll() is None
+            finally:
+                kill(proc)
+        conn = client(server.url)
+        assert conn.xlen(keys.rejects) == 60
+    finally:
+        server.stop()
+
+
+def test_metrics_report_the_oldest_undelivered_output(private_api, write, redis_url, prefix):
+    with Receiver() as receiver:
+        receiver.failing = True
+        subscribe(private_api, receiver.url, ["reject"])
+        proc = start_dispatcher(
+            dispatcher_env(redis_url, prefix, webhook_retry_schedule_ms="60000")
+        )
+        try:
+            write([output("reject", 1)])
+            wait_for(lambda: len(receiver.requests) == 1, timeout=30)
+            time.sleep(1.0)
+
+            def age() -> float:
+                for line in private_api.get("/metrics").text.splitlines():
+                    if line.startswith("billing_webhook_oldest_undelivered_age_ms "):
+                        return float(line.split()[1])
+                raise AssertionError("no age metric")
+
+            assert age() >= 1000
+        finally:
+            kill(proc)
