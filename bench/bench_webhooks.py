@@ -29,7 +29,7 @@ from billing.keys import Keys
 from billing.redis_runtime import client
 from billing.settings import Settings
 from billing.stream_ids import ts_of
-from flows.redis_io import _RedisWriter
+from flows.redis_sink import _RedisWriter
 from harness.live import dispatcher_env, kill, start_dispatcher
 from webhooks.store import WebhookStore, new_secret
 

@@ -12,7 +12,7 @@ Write plan, two writers with one layout:
   not SPEC outputs, and a rate-limited scan is never logged, so never counted;
 - an accrual adds 1 order and its commission, a reversal its (negative) commission:
   the sink applies these with the output, under the same `applied` mark as the
-  sharer's balances (flows.redis_io, billing.sharer_view), so a replayed output
+  sharer's balances (flows.redis_sink, billing.sharer_view), so a replayed output
   counts once.
 
 Read decoding: `funnel` below, used by the read API.

@@ -9,7 +9,7 @@ Write plan (`balance_deltas`), from SPEC "Balances":
 - accrual: pending += c;  approval: pending -= c, payable += c;
 - reversal (c < 0): pending += c if its status is pending, else payable += c;
 - payout: payable -= a, paid += a.
-The sink's Lua script applies these with the output, atomically (flows.redis_io),
+The sink's Lua script applies these with the output, atomically (flows.redis_sink),
 beside the share funnel's (billing.share_view), under one applied mark.
 
 Read decoding: `earnings` and `statement` below, used by the read API.

@@ -12,7 +12,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from pydantic import ValidationError
 
-from billing.events import int64_safe, parse_log_line, validation_summary
+from billing.log_lines import int64_safe, parse_log_line, validation_summary
 from flows.encoding import encode
 from state.messages import BadEntry, LogEvent, SequencerInput
 from state.outputs import Output

@@ -29,7 +29,8 @@ from billing.settings import Settings
 from flows import recovery_gc
 from flows.dataflow import build_flow
 from flows.facts_redis import RedisFacts
-from flows.redis_io import RedisOutputSink, RedisStreamSource
+from flows.redis_sink import RedisOutputSink
+from flows.redis_source import RedisStreamSource
 from flows.runtime import tune_gc
 
 RECOVERY_PARTITIONS = 4

@@ -9,8 +9,8 @@ from typing import IO, Any
 
 import redis
 
-from billing.events import entry_object
 from billing.keys import Keys
+from billing.log_lines import entry_object
 from billing.stream_ids import ts_of
 
 

@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from billing.keys import Keys
-from flows.redis_io import _RedisWriter
+from flows.redis_sink import _RedisWriter
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ browser, is in test_dashboard.py.
 from __future__ import annotations
 
 from billing import share_view
-from flows.redis_io import _RedisWriter
+from flows.redis_sink import _RedisWriter
 from harness.live import url_of
 from tests.conftest import READ_KEY
 

@@ -1,7 +1,11 @@
 """The bytewax dataflow against the plain loop: same outputs, any worker count,
 and after recovery from an abort. Every test that runs the flow in-process takes
-`entry_point` (tests/flows/conftest.py), so it runs at 1 and at 2 workers; the abort-and-resume tests run at 1 worker only
-(at 2, an ABORT in one worker left the other waiting: see the note)."""
+`entry_point` (tests/flows/conftest.py), so it runs at 1 and at 2 workers.
+
+The abort-and-resume tests run at 1 worker only, as bytewax's own do
+(pytests/test_recovery.py uses `run_main`): a `TestingSource.ABORT` stops only the
+worker that reads the source, and at 2 workers the other one waited for ever. Recovery
+at 2 workers and 2 processes is tested with real SIGKILLs in tests/live/test_live.py."""
 
 from __future__ import annotations
 

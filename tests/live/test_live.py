@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from billing.events import parse_log_event
+from billing.log_lines import parse_log_event
 from harness.live import (
     append_positioned,
     flows_env,
@@ -106,7 +106,7 @@ NOW = int(time.time() * 1000)  # statements keep 400 days back from Redis's cloc
 
 
 def test_views_never_go_backwards(redis_client, keys):
-    from flows.redis_io import _RedisWriter
+    from flows.redis_sink import _RedisWriter
 
     writer = _RedisWriter(
         redis_client.connection_pool.connection_kwargs and url_of(redis_client), keys
@@ -152,7 +152,7 @@ def test_sink_checks_before_it_writes(redis_client, keys):
     """A sharer total that would pass int64 is refused before anything is written:
     that output becomes an `invalid_event` reject, the rest of the batch lands whole,
     and nothing is marked applied without being counted."""
-    from flows.redis_io import _RedisWriter
+    from flows.redis_sink import _RedisWriter
 
     writer = _RedisWriter(url_of(redis_client), keys)
 
@@ -297,7 +297,7 @@ def test_output_streams_keep_a_bounded_span(redis_client, keys):
     the sink's ttl (R and a margin), a radix-tree node at a time."""
     import time
 
-    from flows.redis_io import _RedisWriter
+    from flows.redis_sink import _RedisWriter
 
     writer = _RedisWriter(url_of(redis_client), keys, ttl_ms=500)
     old = [
@@ -321,7 +321,7 @@ def test_statements_keep_only_their_retention(redis_client, keys):
     that day is still being written."""
     import time
 
-    from flows.redis_io import _RedisWriter
+    from flows.redis_sink import _RedisWriter
 
     writer = _RedisWriter(url_of(redis_client), keys, statement_ttl_ms=60_000)
     now = int(time.time() * 1000)

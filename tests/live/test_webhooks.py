@@ -13,7 +13,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from svix.webhooks import Webhook as SvixWebhook
 
-from flows.redis_io import _RedisWriter
+from flows.redis_sink import _RedisWriter
 from harness.live import dispatcher_env, kill, start_dispatcher, url_of, wait_for
 from tests.conftest import READ_KEY
 from tests.support.webhooks import Receiver, body_of, output, verify_by_hand

@@ -221,7 +221,7 @@ def test_balances_add_up_at_every_prefix_of_the_log(seed):
     negative"), and then that sum is below what was paid, so as written it fails
     (hypothesis found it). What SPEC implies holds: right after each payout, payable
     is 0, so the payouts so far equal approvals minus approved reversals so far."""
-    from billing.events import parse_log_event
+    from billing.log_lines import parse_log_event
     from harness.live import with_stream_ids
     from state.balances import SharerLedger
     from state.engine import Engine

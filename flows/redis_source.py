@@ -1,0 +1,163 @@
+"""Live input: the Redis input stream, read in order, with the watermark and trimming.
+
+The output side is flows/redis_sink.py."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from pydantic import ValidationError
+
+from billing import stream_ids
+from billing.keys import Keys
+from billing.log_lines import entry_object, int64_safe, parse_log_line, validation_summary
+from billing.redis_runtime import client
+from billing.stream_ids import ts_of
+from flows import stats
+from state.messages import BadEntry, LogEvent, SequencerInput, Watermark
+
+HEARTBEAT_EVERY_S = 0.25  # also how fresh the flow-lag metric is
+TRIM_EVERY_S = 1.0
+
+
+class _StreamPartition(StatefulSourcePartition[tuple[str, SequencerInput], str]):
+    """Reads one stream from `last_id` on, never blocking; its snapshot is `last_id`.
+
+    When a read drains the stream it also emits a watermark tick: Redis's clock,
+    read *before* that XREAD, minus the lag. Entries appended later get ids (so
+    `ts`) at or after that clock reading, so the tick never passes an event that
+    is still on its way, up to clock steps, which the lag absorbs.
+
+    It also trims the stream (with `trim_ms`, SPEC's retention): entries older
+    than both `trim_ms` of log and the position of the last snapshot but one
+    (a restart resumes at the last snapshot bytewax committed, at most one behind
+    the last taken) can never be read again, so they go. `billing export
+    --since/--until` archives history before that.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        keys: Keys,
+        stream: str,
+        resume: str | None,
+        batch: int,
+        poll_s: float,
+        lag_ms: int,
+        trim_ms: int | None,
+    ) -> None:
+        self.r = client(url, patient=True)
+        self.keys, self.stream = keys, stream
+        self.last_id = resume or "0-0"
+        self.batch, self.poll_s, self.lag_ms = batch, poll_s, lag_ms
+        self.trim_ms = trim_ms
+        self._awake: datetime | None = None
+        self._last_tick = -1
+        self._last_beat = 0.0
+        self._last_trim = 0.0
+        self._snapshots: deque[str] = deque(maxlen=2)
+
+    def next_batch(self) -> list[tuple[str, SequencerInput]]:
+        self._awake = None
+        seconds, micros = self.r.time()
+        server_ms = seconds * 1000 + micros // 1000
+        reply: Any = self.r.xread({self.stream: self.last_id}, count=self.batch)
+        entries = reply[0][1] if reply else []
+        items: list[tuple[str, SequencerInput]] = [
+            ("log", self._item(eid, f)) for eid, f in entries
+        ]
+        if entries:
+            self.last_id = entries[-1][0]
+        if len(entries) < self.batch:
+            watermark = server_ms - self.lag_ms
+            if watermark > self._last_tick:
+                items.append(("log", Watermark(watermark)))
+                self._last_tick = watermark
+            self._awake = datetime.now(UTC) + timedelta(seconds=self.poll_s)
+        now = time.monotonic()
+        if now - self._last_beat >= HEARTBEAT_EVERY_S:
+            pipe = self.r.pipeline(transaction=False)
+            pipe.set(self.keys.flows_heartbeat, str(server_ms))
+            pipe.set(self.keys.flows_position, self.last_id)
+            for name, count in stats.take().items():
+                if count:
+                    pipe.hincrby(self.keys.stats("snapshots"), name, count)
+            pipe.execute()
+            self._last_beat = now
+        if self.trim_ms is not None and now - self._last_trim >= TRIM_EVERY_S:
+            self._trim(server_ms)
+            self._last_trim = now
+        return items
+
+    def _trim(self, server_ms: int) -> None:
+        if len(self._snapshots) < 2:
+            return
+        assert self.trim_ms is not None
+        durable = stream_ids.parse(self._snapshots[0])
+        keep_from = min(durable, (server_ms - self.trim_ms, 0))
+        if keep_from > (0, 0):
+            self.r.xtrim(self.stream, minid=f"{keep_from[0]}-{keep_from[1]}", approximate=False)
+
+    def _item(self, entry_id: str, fields: dict[str, str]) -> LogEvent | BadEntry:
+        ts = ts_of(entry_id)
+        data = fields.get("data", "")
+        try:
+            if not data.endswith("}"):
+                raise ValueError("not a JSON object")
+            # `ts` is the entry id's; splicing it in lets pydantic parse the JSON itself.
+            _log_id, event = parse_log_line(f'{data[:-1]},"ts":{ts}}}')
+            event["ts"] = ts
+            return LogEvent(entry_id, event)
+        except ValidationError as exc:
+            error = validation_summary(exc)
+        except ValueError as exc:
+            error = str(exc)
+        # Ingest validates everything; a bad entry here was written around it.
+        # It becomes a reject rather than a poison pill that stops billing.
+        return BadEntry(entry_id, {**int64_safe(entry_object(data)), "ts": ts}, error)
+
+    def next_awake(self) -> datetime | None:
+        return self._awake
+
+    def snapshot(self) -> str:
+        stats.epoch_closed()  # one input partition: called once per epoch
+        self._snapshots.append(self.last_id)
+        return self.last_id
+
+    def close(self) -> None:
+        self.r.close()
+
+
+class RedisStreamSource(FixedPartitionedSource[tuple[str, SequencerInput], str]):
+    def __init__(
+        self,
+        url: str,
+        keys: Keys,
+        *,
+        batch: int = 2000,
+        poll_s: float = 0.05,
+        lag_ms: int = 2000,
+        trim_ms: int | None = None,
+    ) -> None:
+        self.url, self.keys = url, keys
+        self.batch, self.poll_s, self.lag_ms = batch, poll_s, lag_ms
+        self.trim_ms = trim_ms
+
+    def list_parts(self) -> list[str]:
+        return [self.keys.events]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: str | None) -> _StreamPartition:
+        return _StreamPartition(
+            self.url,
+            self.keys,
+            for_part,
+            resume_state,
+            self.batch,
+            self.poll_s,
+            self.lag_ms,
+            self.trim_ms,
+        )
