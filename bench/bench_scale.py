@@ -22,11 +22,13 @@ Uses REDIS_URL, else 127.0.0.1:6379, else an embedded server; cleans its keys up
 from __future__ import annotations
 
 import argparse
+import bisect
 import io
 import json
 import os
 import tempfile
 import time
+from array import array
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -55,8 +57,23 @@ def _entries(path: str) -> Iterator[dict[str, Any]]:
                 yield parsed.event
 
 
-def load_stream(conn: Any, keys: Keys, path: str, rules: RuleSettings) -> tuple[int, int]:
-    """Append the log to the input stream; return (events, outputs the engine makes)."""
+def _id_number(entry_id: str) -> int:
+    """A stream id as one sortable int (ms, then the sequence, which stays < 10^6 here)."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms) * 1_000_000 + int(seq or 0)
+
+
+def load_stream(
+    conn: Any,
+    keys: Keys,
+    path: str,
+    rules: RuleSettings,
+    ids: array[int] | None = None,
+    made: list[tuple[int, int]] | None = None,
+) -> tuple[int, int]:
+    """Append the log to the input stream; return (events, outputs the engine makes).
+    With `ids`, also collect every entry id, to tell later how far the flows are; with
+    `made`, (events, outputs) so far after each chunk."""
     engine = Engine(rules)
     events = outputs = 0
     chunk: list[dict[str, Any]] = []
@@ -64,8 +81,12 @@ def load_stream(conn: Any, keys: Keys, path: str, rules: RuleSettings) -> tuple[
     def flush() -> None:
         nonlocal outputs
         positioned = with_stream_ids(chunk)
+        if ids is not None:
+            ids.extend(_id_number(p) for p, _ in positioned)
         append_positioned(conn, keys, positioned)
         outputs += len(engine.on_batch([LogEvent(p, e) for p, e in positioned]))
+        if made is not None:
+            made.append((events, outputs))
         chunk.clear()
 
     last_ts = -1
@@ -107,21 +128,28 @@ def run_live(
     rules: RuleSettings,
     processes: int = 1,
     recovery: bool = True,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     conn = client(url)
     keys = Keys(prefix)
-    events, expected = load_stream(conn, keys, log, rules)
+    ids: array[int] = array("q")
+    made: list[tuple[int, int]] = []
+    events, expected = load_stream(conn, keys, log, rules, ids, made)
     env = flows_env(url, prefix, Path(tmp) / f"rec-{prefix}", rules, 10**13, epoch_ms=1000)
     if not recovery:
         env.pop("BILLING_RECOVERY_DIR")
     env["BILLING_TRIM_INPUT"] = "false"  # the log is historical: keep it for the count
     proc = start_flows(env, "--processes", str(processes))
+    curve: list[tuple[float, int]] = []  # (seconds, events the source has read)
     try:
         first = None
         while True:
             done = sum(int(conn.xlen(s)) for s in keys.output_streams)
             if done and first is None:
                 first = time.perf_counter()
+            position = conn.get(keys.flows_position)
+            if first is not None and position:
+                read = bisect.bisect_right(ids, _id_number(str(position)))
+                curve.append((time.perf_counter() - first, read))
             if done >= expected:
                 break
             if proc.poll() is not None:
@@ -142,7 +170,38 @@ def run_live(
         "snap_keys_per_epoch": snaps.get("keys", 0) / epochs,
         "rss_mb": rss,
         "redis_mb": int(conn.info("memory")["used_memory"]) / 2**20,
+        "by_fifth": _rates_by_fifth(curve, events),
+        "outputs_by_fifth": _outputs_by_fifth(made, events, expected),
     }
+
+
+def _outputs_by_fifth(made: list[tuple[int, int]], events: int, total: int) -> list[float]:
+    """Outputs per event in each fifth of the log (the work an event brings changes
+    along a log: attributions grow as the window fills, approvals start after the
+    holding period, forgetting after R)."""
+    made = [*made, (events, total)]
+    result = []
+    for k in range(5):
+        lo, hi = events * k // 5, events * (k + 1) // 5
+        start = min(made, key=lambda m: abs(m[0] - lo))
+        end = min(made, key=lambda m: abs(m[0] - hi))
+        result.append((end[1] - start[1]) / max(1, end[0] - start[0]))
+    return result
+
+
+def _rates_by_fifth(curve: list[tuple[float, int]], events: int) -> list[float]:
+    """Events/s while the source read each fifth of the log: a rate that falls from
+    one fifth to the next is a cost that grows with the history behind it."""
+    rates = []
+    for k in range(5):
+        lo, hi = events * k // 5, events * (k + 1) // 5
+        inside = [(t, n) for t, n in curve if lo <= n <= hi]
+        if len(inside) < 2 or inside[-1][0] == inside[0][0]:
+            rates.append(float("nan"))
+            continue
+        (t0, n0), (t1, n1) = inside[0], inside[-1]
+        rates.append((n1 - n0) / (t1 - t0))
+    return rates
 
 
 def catchup(args: argparse.Namespace) -> None:
@@ -161,6 +220,10 @@ def catchup(args: argparse.Namespace) -> None:
                 f"{r['rss_mb']:,.0f} MB; Redis {r['redis_mb']:,.0f} MB",
                 flush=True,
             )
+            fifths = ", ".join(f"{rate / 1e3:,.1f}k" for rate in r["by_fifth"])
+            print(f"  events/s by fifth of the log: {fifths}", flush=True)
+            per_event = ", ".join(f"{n:.2f}" for n in r["outputs_by_fifth"])
+            print(f"  outputs per event by fifth: {per_event}", flush=True)
     if len(rates) > 1:
         small, big = rates[sizes[0]], rates[sizes[-1]]
         print(f"largest / smallest rate: {big / small:.2f} (target >= 0.9)")

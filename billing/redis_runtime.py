@@ -52,8 +52,14 @@ def delete_prefix(conn: redis.Redis, prefix: str) -> None:
     """Delete every key under `prefix` (a test's, a demo's or a benchmark's own)."""
     if not prefix:
         raise ValueError("refusing to delete every key: empty prefix")
+    batch: list[str] = []
     for key in conn.scan_iter(match=f"{prefix}*", count=1000):
-        conn.delete(key)
+        batch.append(key)
+        if len(batch) >= 1000:  # one UNLINK per batch: a benchmark leaves millions
+            conn.unlink(*batch)
+            batch.clear()
+    if batch:
+        conn.unlink(*batch)
 
 
 def answers(url: str, timeout: float = 0.5) -> bool:
