@@ -8,6 +8,7 @@ or an entry point were left out of the package, it fails here.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -34,7 +35,14 @@ def _run(*cmd: str | Path, **kw: object) -> subprocess.CompletedProcess[str]:
 
 
 def _source_copy(dest: Path) -> Path:
-    """The files a commit of this tree would hold (tracked or new, never ignored ones)."""
+    """The files a commit of this tree would hold (tracked or new, never ignored ones);
+    outside a git checkout, the tree without the venv and caches."""
+    if not (ROOT / ".git").exists():
+        skip = shutil.ignore_patterns(
+            ".venv", "*cache*", "__pycache__", ".hypothesis", "*.egg-info"
+        )
+        shutil.copytree(ROOT, dest, ignore=skip)
+        return dest
     listed = _run("git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", cwd=ROOT)
     for name in filter(None, listed.stdout.split("\0")):
         src = ROOT / name
