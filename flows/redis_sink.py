@@ -6,7 +6,7 @@ from typing import Any
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
-from billing import share_view, sharer_view
+from billing import order_view, session_view, share_view, sharer_view
 from billing.keys import Keys
 from billing.redis_runtime import client
 from flows.encoding import encode, unwritable
@@ -14,10 +14,11 @@ from state.outputs import Output
 
 # One script call per batch appends every output to its public stream and updates
 # the views, written so that a replayed output (at-least-once recovery) changes
-# nothing: a session view only moves to a later (started_ts, version), an order
-# view is keyed by output_id (both expire ttl_ms after their last write), and a sharer's balances and statement take each
-# output once (an `applied` mark per output, expiring after R; billing.sharer_view
-# owns that view's layout and write plan). (Keys travel in ARGV: this is a
+# nothing: a session view only moves to a later (started_ts, version)
+# (billing.session_view), an order view is keyed by output_id (billing.order_view;
+# both expire ttl_ms after their last write), and a sharer's balances and statement
+# take each output once (an `applied` mark per output, expiring after R;
+# billing.sharer_view owns that view's layout and write plan). (Keys travel in ARGV: this is a
 # single-node deployment; a cluster would need one call per hash slot.)
 #
 # The script checks everything that can fail before it writes anything: a Lua
@@ -40,7 +41,10 @@ from state.outputs import Output
 #   commission, payout: order_view ('' for a payout), applied, statement,
 #   statement_ttl_ms, ts, n, n x (hash, field, delta), m, m x hash to expire after
 #   ttl_ms (the balances of billing.sharer_view, the funnel of billing.share_view).
-_WRITE = """
+_WRITE = (
+    session_view.LUA
+    + order_view.LUA
+    + """
 local outputs, rejects, seqkey, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local LIMIT = 9.2e18  -- below 2^63 by far more than a double's error at this size
 local function deltas_end(i) return i + 10 + 3 * tonumber(ARGV[i + 9]) end
@@ -85,12 +89,8 @@ while i <= #ARGV do
              'output_id', output_id, 'data', data)
   counts[kind] = (counts[kind] or 0) + 1
   if kind == 'usage' then
-    local view, started, version = ARGV[i + 4], tonumber(ARGV[i + 5]), tonumber(ARGV[i + 6])
-    local cur = redis.call('HMGET', view, 'started_ts', 'version')
-    local cur_started, cur_version = tonumber(cur[1] or '-1'), tonumber(cur[2] or '0')
-    if started > cur_started or (started == cur_started and version > cur_version) then
-      redis.call('HSET', view, 'started_ts', started, 'version', version, 'data', data)
-    end
+    local view = ARGV[i + 4]
+    apply_usage(view, tonumber(ARGV[i + 5]), tonumber(ARGV[i + 6]), data)
     touched[view] = ttl  -- R and a margin after the session's last output
     i = i + 7
   elseif kind == 'reject' then
@@ -98,10 +98,8 @@ while i <= #ARGV do
     i = i + 5
   else
     local order_view, applied = ARGV[i + 4], ARGV[i + 5]
-    if order_view ~= '' then
-      redis.call('HSET', order_view, output_id, data)
-      touched[order_view] = ttl
-    end
+    apply_order(order_view, output_id, data)
+    if order_view ~= '' then touched[order_view] = ttl end
     if redis.call('SET', applied, '1', 'NX', 'PX', ttl) then
       for j = i + 10, deltas_end(i) - 1, 3 do
         redis.call('HINCRBY', ARGV[j], ARGV[j + 1], ARGV[j + 2])
@@ -129,6 +127,7 @@ end
 redis.call('HSET', seqkey, 'ms', ms, 'seq', seq)
 return {'ok'}
 """
+)
 
 
 class _RedisWriter(StatelessSinkPartition[tuple[str, Output]]):
@@ -172,11 +171,11 @@ class _RedisWriter(StatelessSinkPartition[tuple[str, Output]]):
             kind = out["type"]
             args += [kind, keys.output_stream(kind), out["output_id"], data.decode()]
             if kind == "usage":
-                args += [keys.session_view(out["session_id"]), out["started_ts"], out["version"]]
+                args += session_view.write_args(keys, out)
             elif kind == "reject":
                 args.append(out["reason"])
             else:
-                args.append(keys.order_view(out["order_id"]) if kind == "commission" else "")
+                args.append(order_view.write_arg(keys, out))
                 head, deltas = sharer_view.write_args(keys, out, self.statement_ttl_ms)
                 funnel = share_view.commission_deltas(keys, out)
                 expiring = sorted({view for view, _field, _delta in funnel})

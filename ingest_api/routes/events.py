@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -10,6 +9,7 @@ import redis.asyncio as aioredis
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from billing import session_view
 from billing.events import (
     BatchBody,
     CommissionRuleBody,
@@ -207,7 +207,7 @@ async def post_segment(
         data = await redis.hget(keys.session_view(session_id), "data")
     except (aioredis.ConnectionError, aioredis.TimeoutError, OSError):
         data = None  # the segment is logged; its state is only advice
-    usage = json.loads(data) if data else None
+    usage = session_view.decode(data)
     answer["session"] = (
         None
         if usage is None

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, cast
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from billing import share_view, sharer_view, stream_ids
+from billing import order_view, session_view, share_view, sharer_view, stream_ids
 from billing.currencies import format_minor
 from billing.events import MAX_TIME_MS, Id
 from ingest_api.deps import KeysDep, Reader, RedisDep, SettingsDep
@@ -24,10 +24,10 @@ router = APIRouter(prefix="/v1", dependencies=[Reader], tags=["read"])
 @router.get("/sessions/{session_id}")
 async def get_session(session_id: Id, redis: RedisDep, keys: KeysDep) -> JSONResponse:
     """The session's current usage record (SPEC `usage` output, latest version)."""
-    data = await redis.hget(keys.session_view(session_id), "data")
-    if data is None:
+    usage = session_view.decode(await redis.hget(keys.session_view(session_id), "data"))
+    if usage is None:
         raise Problem(404, "Unknown session", f"no usage for session {session_id!r} yet")
-    return JSONResponse(json.loads(data))
+    return JSONResponse(usage)
 
 
 @router.get("/orders/{order_id}/commissions")
@@ -36,10 +36,7 @@ async def get_order_commissions(order_id: Id, redis: RedisDep, keys: KeysDep) ->
     raw = await redis.hvals(keys.order_view(order_id))
     if not raw:
         raise Problem(404, "Unknown order", f"no commissions for order {order_id!r}")
-    outputs = sorted(
-        (json.loads(v) for v in raw),
-        key=lambda o: (o["ts"], o["kind"] != "accrual", o["output_id"]),
-    )
+    outputs = order_view.decode(raw)
     return JSONResponse({"order_id": order_id, "commissions": outputs})
 
 
