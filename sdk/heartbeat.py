@@ -21,12 +21,18 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import httpx
 
-if TYPE_CHECKING:
-    from sdk.client import BillingClient
+
+class HttpSource(Protocol):
+    """What a session needs of its client (`BillingClient` is one): its own pool, as
+    the heartbeat runs in a thread of its own. A protocol, so that this module does
+    not import the client, which imports it."""
+
+    def new_http(self) -> httpx.Client: ...
+
 
 RETRYABLE = {408, 425, 429, 500, 502, 503, 504}
 log = logging.getLogger(__name__)
@@ -35,7 +41,7 @@ log = logging.getLogger(__name__)
 class HeartbeatSession:
     def __init__(
         self,
-        client: BillingClient,
+        client: HttpSource,
         user_id: str,
         service_id: str,
         tariff_id: str,
