@@ -9,6 +9,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from billing import order_view, session_view, share_view, sharer_view
 from billing.keys import Keys
 from billing.redis_runtime import client
+from billing.settings import Settings
 from flows.encoding import encode, unwritable
 from state.outputs import Output
 
@@ -130,13 +131,20 @@ return {'ok'}
 )
 
 
+# The writer's defaults (tests and benches build one directly) are the settings'
+# defaults: R and the facts margin, and the statements' retention.
+_FIELDS = Settings.model_fields
+DEFAULT_TTL_MS: int = _FIELDS["retention_ms"].default + _FIELDS["facts_ttl_margin_ms"].default
+DEFAULT_STATEMENT_TTL_MS: int = _FIELDS["statement_retention_ms"].default
+
+
 class _RedisWriter(StatelessSinkPartition[tuple[str, Output]]):
     def __init__(
         self,
         url: str,
         keys: Keys,
-        ttl_ms: int = 3_110_400_000,
-        statement_ttl_ms: int = 34_560_000_000,
+        ttl_ms: int = DEFAULT_TTL_MS,
+        statement_ttl_ms: int = DEFAULT_STATEMENT_TTL_MS,
     ) -> None:
         self.r = client(url, patient=True)
         self.keys = keys
@@ -192,13 +200,7 @@ class _RedisWriter(StatelessSinkPartition[tuple[str, Output]]):
 class RedisOutputSink(DynamicSink[tuple[str, Output]]):
     """`ttl_ms`: how long applied marks and order views live (R and a margin)."""
 
-    def __init__(
-        self,
-        url: str,
-        keys: Keys,
-        ttl_ms: int = 3_110_400_000,
-        statement_ttl_ms: int = 34_560_000_000,
-    ) -> None:
+    def __init__(self, url: str, keys: Keys, ttl_ms: int, statement_ttl_ms: int) -> None:
         self.url, self.keys = url, keys
         self.ttl_ms, self.statement_ttl_ms = ttl_ms, statement_ttl_ms
 
