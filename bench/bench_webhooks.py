@@ -109,7 +109,7 @@ def main() -> None:
         writer = _RedisWriter(url, keys)
         try:
             time.sleep(1.5)  # start-up
-            writer.write_batch([("k", _output(n)) for n in range(args.burst)])
+            writer.write([_output(n) for n in range(args.burst)])
             _wait(receiver, args.burst, 120)
             times = sorted(receiver.arrivals.values())
             burst_rate = args.burst / max((times[-1] - times[0]) / 1000, 1e-6)
@@ -122,7 +122,7 @@ def main() -> None:
             start, n = time.monotonic(), args.burst
             ticks = args.seconds * 100
             for tick in range(ticks):
-                writer.write_batch([("k", _output(n + i)) for i in range(per_tick)])
+                writer.write([_output(n + i) for i in range(per_tick)])
                 n += per_tick
                 time.sleep(max(0.0, start + (tick + 1) * 0.01 - time.monotonic()))
             sent = ticks * per_tick

@@ -27,32 +27,35 @@ from bytewax.outputs import Sink
 from flows.logic import LedgerLogic, SequencerLogic, SharerLogic
 from state.config import RuleSettings
 from state.facts import Facts, MemoryFacts
-from state.messages import KeyMessage, Route
+from state.messages import KeyBatch, KeyMessage
 from state.outputs import Output
 
-
-def _rekey(item: tuple[str, Output | Route]) -> tuple[str, KeyMessage]:
-    route = item[1]
-    assert type(route) is Route  # the branch sent only routes this way
-    return route.key, route.message
+# Between steps: a `KeyBatch` (one key's messages from one batch) or a list of outputs.
+Item = tuple[str, KeyBatch | list[Output]]
 
 
-def _is_route(kv: tuple[str, Output | Route]) -> bool:
-    return type(kv[1]) is Route
+def _rekey(item: Item) -> tuple[str, list[KeyMessage]]:
+    batch = item[1]
+    assert type(batch) is KeyBatch  # the branch sent only key batches this way
+    return batch.key, batch.messages
 
 
-def _for_sharer(kv: tuple[str, Output | Route]) -> bool:
-    route = kv[1]
-    return type(route) is Route and route.key.startswith("sharer:")
+def _is_key_batch(kv: Item) -> bool:
+    return type(kv[1]) is KeyBatch
+
+
+def _for_sharer(kv: Item) -> bool:
+    batch = kv[1]
+    return type(batch) is KeyBatch and batch.key.startswith("sharer:")
 
 
 def build_flow(
     source: Source[Any],
-    sink: Sink[tuple[str, Output]],
+    sink: Sink[tuple[str, list[Output]]],
     settings: RuleSettings,
     facts: Callable[[], Facts] = MemoryFacts,
 ) -> Dataflow:
-    """`source` yields ("log", SequencerInput) pairs; `sink` takes (key, output) pairs.
+    """`source` yields ("log", SequencerInput) pairs; `sink` takes (key, [output, ...]) pairs.
 
     The shapes avoid a Python call per item for keying and unkeying, which is most
     of what bytewax costs here. `settings` were validated when they were built
@@ -67,20 +70,20 @@ def build_flow(
         in_log,
         lambda resume: SequencerLogic(settings, facts(), resume),
     )
-    split = op.branch("split", sequenced, _is_route)
+    split = op.branch("split", sequenced, _is_key_batch)
     payouts = op.branch("payouts", split.trues, _for_sharer)
     keyed = op.stateful_batch(
         "ledgers",
         op.map("route", payouts.falses, _rekey),
         lambda resume: LedgerLogic(settings, resume),
     )
-    keyed_split = op.branch("keyed_split", keyed, _is_route)
+    keyed_split = op.branch("keyed_split", keyed, _is_key_batch)
     lines = op.stateful_batch(
         "lines",
         op.map("to_lines", keyed_split.trues, _rekey),
         lambda resume: LedgerLogic(settings, resume),
     )
-    lines_split = op.branch("lines_split", lines, _is_route)
+    lines_split = op.branch("lines_split", lines, _is_key_batch)
     credits = op.merge("to_sharers", payouts.trues, lines_split.trues)
     sharers = op.stateful_batch(
         "sharers",

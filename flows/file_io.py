@@ -125,17 +125,17 @@ class JsonLinesSource(FixedPartitionedSource[tuple[str, SequencerInput], int]):
         return _FilePartition(self.path, self.status, self.batch_size, resume_state)
 
 
-class _WriterPartition(StatelessSinkPartition[tuple[str, Output]]):
+class _WriterPartition(StatelessSinkPartition[tuple[str, list[Output]]]):
     def __init__(self, out: IO[str], lock: threading.Lock) -> None:
         self._out, self._lock = out, lock
 
-    def write_batch(self, items: list[tuple[str, Output]]) -> None:
-        text = b"".join(encode(o)[1] + b"\n" for _key, o in items).decode()
+    def write_batch(self, items: list[tuple[str, list[Output]]]) -> None:
+        text = b"".join(encode(o)[1] + b"\n" for _key, batch in items for o in batch).decode()
         with self._lock:
             self._out.write(text)
 
 
-class JsonLinesSink(DynamicSink[tuple[str, Output]]):
+class JsonLinesSink(DynamicSink[tuple[str, list[Output]]]):
     """All workers of the process append to one text stream, a batch at a time."""
 
     def __init__(self, out: IO[str]) -> None:

@@ -19,16 +19,29 @@ from state import ledgers
 from state.balances import SharerLedger
 from state.config import RuleSettings
 from state.facts import Facts
-from state.messages import KeyMessage, Route, SequencerInput
+from state.messages import KeyBatch, KeyMessage, Route, SequencerInput, by_key
 from state.outputs import Output
 from state.sequencer import Sequencer
 
-# Steps emit an output (a dict) for the sink, or a `Route` for a key of a later stage.
-SequencerItem = Output | Route
+# Per batch, a step emits its outputs as one list (for the sink) and its messages as
+# one `KeyBatch` per key of a later stage: one bytewax item each, not one per message.
+SequencerItem = list[Output] | KeyBatch
+
+
+def _items(outputs: list[Output], routes: list[Route]) -> list[SequencerItem]:
+    items: list[SequencerItem] = list(by_key(routes))
+    if outputs:
+        items.append(outputs)
+    return items
+
 
 # How soon a sharer key with messages waiting looks again whether their epoch
 # has ended. Wall-clock time only schedules work; it never decides a result.
 SHARER_POLL = timedelta(milliseconds=50)
+
+
+def _nonempty(outputs: list[Output]) -> list[list[Output]]:
+    return [outputs] if outputs else []
 
 
 class SequencerLogic(StatefulBatchLogic[SequencerInput, SequencerItem, bytes]):
@@ -41,18 +54,19 @@ class SequencerLogic(StatefulBatchLogic[SequencerInput, SequencerItem, bytes]):
         self.sequencer: Sequencer = pickle.loads(resume) if resume else Sequencer()
 
     def on_batch(self, values: list[SequencerInput]) -> tuple[Iterable[SequencerItem], bool]:
-        emitted: list[SequencerItem] = []
+        all_outputs: list[Output] = []
+        all_routes: list[Route] = []
         on_input, settings, facts = self.sequencer.on_input, self.settings, self.facts
         facts.prepare(values)
         for value in values:
             outputs, routes = on_input(value, settings, facts)
-            emitted.extend(routes)
-            emitted.extend(outputs)
+            all_routes += routes
+            all_outputs += outputs
         facts.flush()
-        return emitted, False
+        return _items(all_outputs, all_routes), False
 
     def on_eof(self) -> tuple[Iterable[SequencerItem], bool]:
-        return self.sequencer.finish(), False
+        return _items([], self.sequencer.finish()), False
 
     def snapshot(self) -> bytes:
         snap = pickle.dumps(self.sequencer, protocol=pickle.HIGHEST_PROTOCOL)
@@ -60,22 +74,28 @@ class SequencerLogic(StatefulBatchLogic[SequencerInput, SequencerItem, bytes]):
         return snap
 
 
-class LedgerLogic(StatefulBatchLogic[KeyMessage, SequencerItem, bytes]):
+class LedgerLogic(StatefulBatchLogic[list[KeyMessage], SequencerItem, bytes]):
     """Runs `state.ledgers.apply` for one key (a touch, line or session key)."""
 
     def __init__(self, settings: RuleSettings, resume: bytes | None) -> None:
         self.settings = settings
         self.state: ledgers.KeyState = pickle.loads(resume) if resume else None
 
-    def on_batch(self, values: list[KeyMessage]) -> tuple[Iterable[SequencerItem], bool]:
-        out: list[SequencerItem] = []
+    def on_batch(self, values: list[list[KeyMessage]]) -> tuple[Iterable[SequencerItem], bool]:
+        outputs: list[Output] = []
+        routes: list[Route] = []
         state, settings = self.state, self.settings
-        for message in values:
-            state, produced = ledgers.apply(state, message, settings)
-            out.extend(produced)
+        for messages in values:
+            for message in messages:
+                state, produced = ledgers.apply(state, message, settings)
+                for item in produced:
+                    if type(item) is Route:
+                        routes.append(item)
+                    else:
+                        outputs.append(item)  # type: ignore[arg-type]
         self.state = state
         # Nothing kept: let bytewax drop the key rather than hold an empty ledger.
-        return out, ledgers.is_empty(state)
+        return _items(outputs, routes), ledgers.is_empty(state)
 
     def snapshot(self) -> bytes:
         snap = pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
@@ -83,7 +103,7 @@ class LedgerLogic(StatefulBatchLogic[KeyMessage, SequencerItem, bytes]):
         return snap
 
 
-class SharerLogic(StatefulBatchLogic[KeyMessage, Output, bytes]):
+class SharerLogic(StatefulBatchLogic[list[KeyMessage], list[Output], bytes]):
     """A sharer key: messages from several workers, applied in log order.
 
     bytewax applies epochs in order, so what a key received before its snapshot
@@ -99,21 +119,24 @@ class SharerLogic(StatefulBatchLogic[KeyMessage, Output, bytes]):
     def _release(self) -> list[Output]:
         return self.ledger.release(self.ledger.sealed)
 
-    def on_batch(self, values: list[KeyMessage]) -> tuple[Iterable[Output], bool]:
+    def on_batch(self, values: list[list[KeyMessage]]) -> tuple[Iterable[list[Output]], bool]:
         out = self._release()
-        for message in values:
-            _state, produced = ledgers.apply(self.ledger, message, self.settings)
-            out.extend(p for p in produced if not isinstance(p, Route))
-        return out, self.ledger.is_empty()
+        ledger, settings = self.ledger, self.settings
+        for messages in values:
+            for message in messages:
+                _state, produced = ledgers.apply(ledger, message, settings)
+                out.extend(p for p in produced if not isinstance(p, Route))
+        return _nonempty(out), ledger.is_empty()
 
     def notify_at(self) -> datetime | None:
         return datetime.now(UTC) + SHARER_POLL if self.ledger.inbox else None
 
-    def on_notify(self) -> tuple[Iterable[Output], bool]:
-        return self._release(), self.ledger.is_empty()
+    def on_notify(self) -> tuple[Iterable[list[Output]], bool]:
+        return _nonempty(self._release()), self.ledger.is_empty()
 
-    def on_eof(self) -> tuple[Iterable[Output], bool]:
-        return self.ledger.release(), self.ledger.is_empty()  # nothing more can come
+    def on_eof(self) -> tuple[Iterable[list[Output]], bool]:
+        # Nothing more can come.
+        return _nonempty(self.ledger.release()), self.ledger.is_empty()
 
     def snapshot(self) -> bytes:
         self.ledger.seal()

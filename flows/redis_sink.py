@@ -138,7 +138,7 @@ DEFAULT_TTL_MS: int = _FIELDS["retention_ms"].default + _FIELDS["facts_ttl_margi
 DEFAULT_STATEMENT_TTL_MS: int = _FIELDS["statement_retention_ms"].default
 
 
-class _RedisWriter(StatelessSinkPartition[tuple[str, Output]]):
+class _RedisWriter(StatelessSinkPartition[tuple[str, list[Output]]]):
     def __init__(
         self,
         url: str,
@@ -149,12 +149,15 @@ class _RedisWriter(StatelessSinkPartition[tuple[str, Output]]):
         self.r = client(url, patient=True)
         self.keys = keys
         self.ttl_ms, self.statement_ttl_ms = ttl_ms, statement_ttl_ms
-        self.write = self.r.register_script(_WRITE)
+        self._script = self.r.register_script(_WRITE)
 
-    def write_batch(self, items: list[tuple[str, Output]]) -> None:
-        outputs = [out for _key, out in items]
+    def write_batch(self, items: list[tuple[str, list[Output]]]) -> None:
+        self.write([out for _key, batch in items for out in batch])
+
+    def write(self, outputs: list[Output]) -> None:
+        """Append `outputs` and apply them to the views, in one script call."""
         while outputs:
-            answer: Any = self.write(args=self._args(outputs))
+            answer: Any = self._script(args=self._args(outputs))
             if answer[0] == "ok":
                 return
             # Nothing was written: stand a reject in for the output named, and retry.
@@ -197,7 +200,7 @@ class _RedisWriter(StatelessSinkPartition[tuple[str, Output]]):
         self.r.close()
 
 
-class RedisOutputSink(DynamicSink[tuple[str, Output]]):
+class RedisOutputSink(DynamicSink[tuple[str, list[Output]]]):
     """`ttl_ms`: how long applied marks and order views live (R and a margin)."""
 
     def __init__(self, url: str, keys: Keys, ttl_ms: int, statement_ttl_ms: int) -> None:

@@ -1,7 +1,8 @@
 """Typed messages between the engine's steps, each tagged with a `Literal` kind.
 
 Into the sequencer (one per log entry or watermark):  `LogEvent`, `BadEntry`, `Watermark`.
-Between keyed ledgers, a `Route(key, message)`; the stages and their keys:
+Between keyed ledgers, a `Route(key, message)` (in the flows, grouped per batch
+into a `KeyBatch(key, messages)`); the stages and their keys:
 
     sequencer -> touch:<item>|<scanner>   Scan, OrderLine, Tick, ToLine (forwarded)
               -> session:<id>             Start, Segment, Tick
@@ -164,6 +165,32 @@ class Route:
 
     key: str
     message: KeyMessage
+
+
+@dataclass(frozen=True, slots=True)
+class KeyBatch:
+    """The messages one step made, in one batch, for one key of the next stage, in
+    the order it made them. The flows move these instead of single `Route`s: bytewax
+    costs a little per item at every operator (and a pickle per item between
+    processes), and a batch often holds many messages for one session, touch or
+    sharer key. The plain loop (state.engine) applies `Route`s one by one."""
+
+    key: str
+    messages: list[KeyMessage]
+    kind: Literal["key_batch"] = "key_batch"
+
+
+def by_key(routes: list[Route]) -> list[KeyBatch]:
+    """`routes` grouped by key: each key's messages keep their order (all a key's
+    stage needs: it applies them in order), keys in order of first appearance."""
+    grouped: dict[str, list[KeyMessage]] = {}
+    for route in routes:
+        found = grouped.get(route.key)
+        if found is None:
+            grouped[route.key] = [route.message]
+        else:
+            found.append(route.message)
+    return [KeyBatch(key, messages) for key, messages in grouped.items()]
 
 
 def line_key(item_id: str, buyer_id: str, order_id: str, order_ts: int) -> str:

@@ -19,5 +19,5 @@ def writer(
 ) -> Iterator[Callable[[list[dict[str, Any]]], None]]:
     """Writes outputs as the live sink does: views, streams and statements."""
     w = _RedisWriter(redis_url, keys)
-    yield lambda outputs: w.write_batch([("k", o) for o in outputs])
+    yield lambda outputs: w.write(outputs)
     w.close()

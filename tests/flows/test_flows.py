@@ -38,7 +38,7 @@ def flow_outputs(run: EntryPoint, items, rules=SMALL_RULES, recovery=None, facts
     ]
     flow = build_flow(TestingSource(keyed, batch_size=7), TestingSink(out), rules, facts)
     run(flow, epoch_interval=timedelta(0), recovery_config=recovery)
-    return [output for _key, output in out]
+    return [output for _key, batch in out for output in batch]
 
 
 def source_items(events):

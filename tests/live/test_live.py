@@ -133,8 +133,8 @@ def test_views_never_go_backwards(redis_client, keys):
         "commission_minor": 7,
         "ts": NOW,
     }
-    writer.write_batch([("k", newer), ("k", older), ("k", commission)])
-    writer.write_batch([("k", older), ("k", commission)])  # a replay after a crash
+    writer.write([newer, older, commission])
+    writer.write([older, commission])  # a replay after a crash
     assert redis_client.hget(keys.session_view("s"), "version") == "2"
     assert redis_client.hgetall(keys.sharer_view("al")) == {
         "USD:accrued": "7",
@@ -143,7 +143,7 @@ def test_views_never_go_backwards(redis_client, keys):
     }
     assert redis_client.zcard(keys.statement("al", NOW // 86_400_000)) == 1
     # After Retention the id names a new session: its version 1 is newer than the old 2.
-    writer.write_batch([("k", use(99, 1)), ("k", newer)])
+    writer.write([use(99, 1), newer])
     assert redis_client.hmget(keys.session_view("s"), "started_ts", "version") == ["99", "1"]
     writer.close()
 
@@ -170,10 +170,8 @@ def test_sink_checks_before_it_writes(redis_client, keys):
         }
 
     big = 9_100_000_000_000_000_000  # fits; with `b` the total would pass the check's bound
-    writer.write_batch(
-        [("k", accrual("a", big)), ("k", accrual("b", 2 * 10**17)), ("k", accrual("c", 5))]
-    )
-    writer.write_batch([("k", accrual("b", 2 * 10**17))])  # a replay after a crash
+    writer.write([accrual("a", big), accrual("b", 2 * 10**17), accrual("c", 5)])
+    writer.write([accrual("b", 2 * 10**17)])  # a replay after a crash
     view = redis_client.hgetall(keys.sharer_view("al"))
     assert view == {"USD:accrued": str(big + 5), "USD:pending": str(big + 5), "USD:accruals": "2"}
     assert [redis_client.exists(keys.applied(f"commission:accrual:{o}:1:i")) for o in "abc"] == [
@@ -301,14 +299,14 @@ def test_output_streams_keep_a_bounded_span(redis_client, keys):
 
     writer = _RedisWriter(url_of(redis_client), keys, ttl_ms=500)
     old = [
-        ("k", {"type": "reject", "output_id": f"reject:{n}", "reason": "duplicate", "event": {}})
+        {"type": "reject", "output_id": f"reject:{n}", "reason": "duplicate", "event": {}}
         for n in range(300)
     ]
-    writer.write_batch(old)
+    writer.write(old)
     assert redis_client.xlen(keys.rejects) == 300
     time.sleep(0.7)
-    writer.write_batch(
-        [("k", {"type": "reject", "output_id": "reject:new", "reason": "duplicate", "event": {}})]
+    writer.write(
+        [{"type": "reject", "output_id": "reject:new", "reason": "duplicate", "event": {}}]
     )
     assert redis_client.xlen(keys.rejects) < 150  # whole nodes of old entries went
     newest = json.loads(redis_client.xrevrange(keys.rejects, count=1)[0][1]["data"])
@@ -341,7 +339,7 @@ def test_statements_keep_only_their_retention(redis_client, keys):
 
     day = now // 86_400_000
     old_ts = max(day * 86_400_000, now - 120_000)  # same day, older than the retention
-    writer.write_batch([("k", accrual("old", old_ts)), ("k", accrual("new", now))])
+    writer.write([accrual("old", old_ts), accrual("new", now)])
     kept = [
         json.loads(e)["order_id"] for e in redis_client.zrange(keys.statement("al", day), 0, -1)
     ]

@@ -37,7 +37,7 @@ def private_api(settings, api):
 @pytest.fixture
 def write(redis_client, keys):
     writer = _RedisWriter(url_of(redis_client), keys)
-    yield lambda outs: writer.write_batch([("k", o) for o in outs])
+    yield lambda outs: writer.write(outs)
     writer.close()
 
 
@@ -318,11 +318,11 @@ def test_deliveries_go_on_across_a_redis_restart(tmp_path):
             proc = start_dispatcher(dispatcher_env(server.url, keys.prefix))
             try:
                 writer = _RedisWriter(server.url, keys)
-                writer.write_batch([("k", output("reject", n)) for n in range(30)])
+                writer.write([output("reject", n) for n in range(30)])
                 wait_for(lambda: len(receiver.delivered()) >= 3, timeout=30)
                 server.restart(down_s=2)
                 writer = _RedisWriter(server.url, keys)
-                writer.write_batch([("k", output("reject", n)) for n in range(30, 60)])
+                writer.write([output("reject", n) for n in range(30, 60)])
                 wait_for(lambda: len(receiver.delivered()) == 60, timeout=60)
                 assert proc.poll() is None
             finally:
