@@ -28,20 +28,17 @@ from state.sequencer import Sequencer
 SequencerItem = list[Output] | KeyBatch
 
 
+def _nonempty(outputs: list[Output]) -> list[list[Output]]:
+    return [outputs] if outputs else []
+
+
 def _items(outputs: list[Output], routes: list[Route]) -> list[SequencerItem]:
-    items: list[SequencerItem] = list(by_key(routes))
-    if outputs:
-        items.append(outputs)
-    return items
+    return [*by_key(routes), *_nonempty(outputs)]
 
 
 # How soon a sharer key with messages waiting looks again whether their epoch
 # has ended. Wall-clock time only schedules work; it never decides a result.
 SHARER_POLL = timedelta(milliseconds=50)
-
-
-def _nonempty(outputs: list[Output]) -> list[list[Output]]:
-    return [outputs] if outputs else []
 
 
 class SequencerLogic(StatefulBatchLogic[SequencerInput, SequencerItem, bytes]):
@@ -89,10 +86,10 @@ class LedgerLogic(StatefulBatchLogic[list[KeyMessage], SequencerItem, bytes]):
             for message in messages:
                 state, produced = ledgers.apply(state, message, settings)
                 for item in produced:
-                    if type(item) is Route:
+                    if isinstance(item, Route):
                         routes.append(item)
                     else:
-                        outputs.append(item)  # type: ignore[arg-type]
+                        outputs.append(item)
         self.state = state
         # Nothing kept: let bytewax drop the key rather than hold an empty ledger.
         return _items(outputs, routes), ledgers.is_empty(state)
