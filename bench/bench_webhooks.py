@@ -87,7 +87,7 @@ def main() -> None:
 
         async def add_endpoint() -> None:
             r = aioredis.Redis.from_url(url, decode_responses=True)
-            await WebhookStore(r, prefix).add_endpoint(
+            await WebhookStore(r, Keys(prefix)).add_endpoint(
                 "whe_bench",
                 receiver.url,
                 ["commission", "payout", "reject", "usage"],

@@ -1,34 +1,53 @@
-"""Redis key names. Only the four output streams are public (SPEC "Outputs")."""
+"""Redis key names. Only the four output streams are public (SPEC "Outputs").
+
+On one Redis node the names are SPEC's (`billing:commissions`, under the key
+prefix). On a Redis Cluster (`cluster=True`) a Lua script may touch keys of one hash
+slot only, and each script here writes a public stream together with the views it
+feeds (atomically: a replayed output must change nothing), so every key but the
+facts carries one hash tag, `{<prefix>billing}`: a deployment's streams and views
+live on one node, and a cluster holds many deployments. The sequencer's facts
+(most of the memory: every id of the last R) carry a tag of their own, one of
+FACT_SHARDS by a hash of the id, so they spread over the cluster's nodes.
+"""
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
+
+FACT_SHARDS = 64
 
 
 @dataclass(frozen=True)
 class Keys:
     prefix: str = ""
+    cluster: bool = False
+
+    @property
+    def base(self) -> str:
+        """What every key but the facts starts with: the hash tag on a cluster."""
+        return f"{{{self.prefix}billing}}" if self.cluster else f"{self.prefix}billing"
 
     @property
     def events(self) -> str:
         """The one input stream: its order is the log order, its ids give `ts`."""
-        return f"{self.prefix}billing:in:events"
+        return f"{self.base}:in:events"
 
     @property
     def commissions(self) -> str:
-        return f"{self.prefix}billing:commissions"
+        return f"{self.base}:commissions"
 
     @property
     def usage(self) -> str:
-        return f"{self.prefix}billing:usage"
+        return f"{self.base}:usage"
 
     @property
     def payouts(self) -> str:
-        return f"{self.prefix}billing:payouts"
+        return f"{self.base}:payouts"
 
     @property
     def rejects(self) -> str:
-        return f"{self.prefix}billing:rejects"
+        return f"{self.base}:rejects"
 
     @property
     def output_streams(self) -> tuple[str, ...]:
@@ -43,65 +62,68 @@ class Keys:
         }[output_type]
 
     def idem(self, kind: str, ident: str) -> str:
-        return f"{self.prefix}billing:idem:{kind}:{ident}"
+        return f"{self.base}:idem:{kind}:{ident}"
 
     def session_view(self, session_id: str) -> str:
-        return f"{self.prefix}billing:view:session:{session_id}"
+        return f"{self.base}:view:session:{session_id}"
 
     def order_view(self, order_id: str) -> str:
-        return f"{self.prefix}billing:view:order:{order_id}"
+        return f"{self.base}:view:order:{order_id}"
 
     def sharer_view(self, sharer_id: str) -> str:
-        return f"{self.prefix}billing:view:sharer:{sharer_id}"
+        return f"{self.base}:view:sharer:{sharer_id}"
 
     def share_view(self, share_id: str) -> str:
         """One share's funnel: scans, orders, commission (billing.share_view)."""
-        return f"{self.prefix}billing:view:share:{share_id}"
+        return f"{self.base}:view:share:{share_id}"
 
     @property
     def active_shares(self) -> str:
         """The most recently scanned shares, capped (billing.share_view)."""
-        return f"{self.prefix}billing:view:shares:active"
+        return f"{self.base}:view:shares:active"
 
     def applied(self, output_id: str) -> str:
         """Set once an output has been counted in the sharer's balances (expires)."""
-        return f"{self.prefix}billing:view:applied:{output_id}"
+        return f"{self.base}:view:applied:{output_id}"
 
     def statement(self, sharer_id: str, day: int) -> str:
         """One sharer's commission and payout outputs of one UTC day, by ts."""
-        return f"{self.prefix}billing:view:statement:{sharer_id}:{day}"
+        return f"{self.base}:view:statement:{sharer_id}:{day}"
 
     @property
     def output_sequence(self) -> str:
         """Where the sink keeps the id sequence shared by the three output streams."""
-        return f"{self.prefix}billing:outputs:sequence"
+        return f"{self.base}:outputs:sequence"
 
     def fact(self, kind: str, ident: str) -> str:
         """The sequencer's record of the first use of an id (flows.facts_redis)."""
-        return f"{self.prefix}billing:fact:{kind}:{ident}"
+        if not self.cluster:
+            return f"{self.base}:fact:{kind}:{ident}"
+        shard = zlib.crc32(ident.encode()) % FACT_SHARDS
+        return f"{{{self.prefix}billing:fact:{shard}}}:{kind}:{ident}"
 
     def wakeups(self, bucket: int) -> str:
         """Sessions to wake in one time bucket (flows.facts_redis)."""
-        return f"{self.prefix}billing:wake:{bucket}"
+        return f"{self.base}:wake:{bucket}"
 
     @property
     def wakeups_index(self) -> str:
         """The time buckets that hold wake-ups (at most R / bucket of them)."""
-        return f"{self.prefix}billing:wake:index"
+        return f"{self.base}:wake:index"
 
     @property
     def rate_limits(self) -> str:
         """Prefix of the scan page's rate-limit counters (ingest_api.scan_guard)."""
-        return f"{self.prefix}billing:ratelimit"
+        return f"{self.base}:ratelimit"
 
     def stats(self, name: str) -> str:
-        return f"{self.prefix}billing:stats:{name}"
+        return f"{self.base}:stats:{name}"
 
     @property
     def flows_position(self) -> str:
         """The last input entry id the live source has read."""
-        return f"{self.prefix}billing:flows:position"
+        return f"{self.base}:flows:position"
 
     @property
     def flows_heartbeat(self) -> str:
-        return f"{self.prefix}billing:flows:heartbeat"
+        return f"{self.base}:flows:heartbeat"

@@ -18,34 +18,59 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, cast
 
 import redis
+import redis.asyncio as aioredis
 from redis.backoff import ExponentialBackoff
+from redis.cluster import RedisCluster
 from redis.exceptions import BusyLoadingError
 from redis.retry import Retry
 
-from billing.net import free_ports
+from billing.net import free_port_pair, free_ports
 
 DEFAULT_LOCAL_URL = "redis://127.0.0.1:6379/0"
 PATIENT_RETRIES = 45
 
 
-def client(url: str, patient: bool = False) -> redis.Redis:
+def client(url: str, patient: bool = False, cluster: bool = False) -> redis.Redis:
     """A client; `patient` for the long-running flows: each command is retried on a
     lost connection, a timeout or a Redis still loading its data, with exponential
     back-off (50 ms doubling to 2 s, about 75 s in all). Past that the error stops
-    the process, and the `billing flows` supervisor starts it again."""
+    the process, and the `billing flows` supervisor starts it again.
+
+    `cluster`: `url` names one node of a Redis Cluster, and the client follows the
+    slots (redirections, failovers). It answers the same commands; mypy is told it
+    is a `redis.Redis`, which it is not, but whose commands it has."""
     # decode_responses keeps stream fields as str; the URL's /N database is honoured.
-    if not patient:
-        return redis.Redis.from_url(url, decode_responses=True, socket_timeout=5)
-    return redis.Redis.from_url(
-        url,
-        decode_responses=True,
-        socket_timeout=5,
-        socket_connect_timeout=2,
-        retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), PATIENT_RETRIES),
-        retry_on_error=[redis.ConnectionError, redis.TimeoutError, BusyLoadingError],
-    )
+    options: dict[str, Any] = {"decode_responses": True, "socket_timeout": 5}
+    if patient:
+        options |= {
+            "socket_connect_timeout": 2,
+            "retry": Retry(ExponentialBackoff(cap=2.0, base=0.05), PATIENT_RETRIES),
+        }
+    if cluster:
+        return cast(redis.Redis, RedisCluster.from_url(url, **options))
+    if patient:
+        options["retry_on_error"] = [redis.ConnectionError, redis.TimeoutError, BusyLoadingError]
+    return redis.Redis.from_url(url, **options)
+
+
+def async_client(url: str, cluster: bool = False, **options: Any) -> aioredis.Redis:
+    """An asyncio client (the API, the webhook dispatcher); `cluster` as for `client`."""
+    if cluster:
+        return cast(aioredis.Redis, aioredis.RedisCluster.from_url(url, **options))
+    return aioredis.Redis.from_url(url, **options)
+
+
+def server_ms(conn: redis.Redis, key: str) -> int:
+    """Redis's clock, in ms, on the node that holds `key` (a cluster's nodes each
+    have their own clock; a stream's ids come from its node's)."""
+    if isinstance(conn, RedisCluster):
+        seconds, micros = conn.time(target_nodes=conn.get_node_from_key(key))
+    else:
+        seconds, micros = conn.time()
+    return int(seconds) * 1000 + int(micros) // 1000
 
 
 def delete_prefix(conn: redis.Redis, prefix: str) -> None:
@@ -89,11 +114,13 @@ class EmbeddedRedis:
     """A throwaway redis-server bound to loopback, persisting nothing unless asked
     (`persist`: an fsync-always append-only file, so that `restart` keeps data)."""
 
-    def __init__(self, persist: bool = False) -> None:
-        (self.port,) = free_ports(1)
+    def __init__(self, persist: bool = False, cluster_node: bool = False) -> None:
+        # A cluster node also listens on its port + 10000 (the cluster bus).
+        self.port = free_port_pair(10_000) if cluster_node else free_ports(1)[0]
         self.dir = tempfile.mkdtemp(prefix="billing-redis-")
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.persist = persist
+        self.cluster_node = cluster_node  # a node of an EmbeddedRedisCluster
         self._start()
         atexit.register(self.stop)
 
@@ -113,6 +140,7 @@ class EmbeddedRedis:
                 "--save",
                 "",
                 *aof,
+                *(["--cluster-enabled", "yes"] if self.cluster_node else []),
                 "--dir",
                 self.dir,
                 "--daemonize",

@@ -7,11 +7,13 @@ unset key list means the matching endpoints refuse every request.
 from __future__ import annotations
 
 from dataclasses import fields
+from urllib.parse import urlparse
 
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from billing.events import MAX_INTERVAL_MS
+from billing.keys import Keys
 from state.config import RuleSettings
 
 # The rule settings and their defaults are defined once, in state/config.py.
@@ -34,6 +36,10 @@ class Settings(BaseSettings):
     # Prefix for every key this service owns, public streams included; lets tests
     # and several deployments share one Redis database.
     key_prefix: str = ""
+    # The Redis at REDIS_URL is a Redis Cluster (any one node's URL): keys carry hash
+    # tags (billing.keys) and the clients follow the cluster's slots. A cluster has
+    # one database, and the public stream names then carry the tag.
+    redis_cluster: bool = False
     api_keys: str = ""
     read_keys: str = ""
     share_keys: str = ""
@@ -124,7 +130,16 @@ class Settings(BaseSettings):
             raise ValueError("webhook_retry_schedule_ms: every step must be > 0")
         if self.webhook_log_retention_ms <= sum(schedule) + self.webhook_lease_ms:
             raise ValueError("webhook_log_retention_ms must outlast the retry schedule")
+        if self.redis_cluster:
+            if "{" in self.key_prefix or "}" in self.key_prefix:
+                raise ValueError("key_prefix: no braces on a cluster (the keys' hash tags)")
+            if urlparse(self.redis_url).path.strip("/") not in ("", "0"):
+                raise ValueError("REDIS_URL: a Redis Cluster has only database 0")
         return self
+
+    @property
+    def keys(self) -> Keys:
+        return Keys(self.key_prefix, cluster=self.redis_cluster)
 
     def rules(self) -> RuleSettings:
         return RuleSettings(**{f.name: getattr(self, f.name) for f in fields(RuleSettings)})

@@ -108,3 +108,24 @@ def statement(
         opening = {b: closing[b] - inside.get(cur, {}).get(b, 0) for b in BALANCES}
         currencies[cur] = {"opening": opening, "closing": closing}
     return {"currencies": currencies, "entries": window}
+
+
+# One consistent read of a statement: the balances (KEYS[1]) and the entries from
+# ARGV[1] of each day's statement (KEYS[2..]), in one script call (atomic on a Redis
+# Cluster too: every key carries the deployment's hash tag).
+READ_STATEMENT = """
+local out = {redis.call('HGETALL', KEYS[1])}
+for i = 2, #KEYS do out[i] = redis.call('ZRANGEBYSCORE', KEYS[i], ARGV[1], '+inf') end
+return out
+"""
+
+
+def read_statement_keys(keys: Keys, sharer_id: str, first_day: int, last_day: int) -> list[str]:
+    days = range(first_day, last_day + 1)
+    return [keys.sharer_view(sharer_id), *(keys.statement(sharer_id, d) for d in days)]
+
+
+def decode_read(reply: list[list[str]]) -> tuple[dict[str, str], list[list[str]]]:
+    """READ_STATEMENT's answer: the balances as a dict, and each day's entries."""
+    flat, *days = reply
+    return dict(zip(flat[::2], flat[1::2], strict=True)), days

@@ -25,7 +25,7 @@ from __future__ import annotations
 from bisect import bisect_left, insort
 from collections.abc import Iterable
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import redis
@@ -50,12 +50,12 @@ def stream_position(position: str) -> tuple[int, int]:
         return _NEVER
 
 
-# ARGV: ttl_ms, then (key, value) pairs. Keys in ARGV: one Redis node (see README).
+# KEYS: the facts; ARGV: ttl_ms, then their values in the same order.
 _SET_ALL = """
-for i = 2, #ARGV, 2 do
-  redis.call('SET', ARGV[i], ARGV[i + 1], 'PX', ARGV[1])
+for i = 1, #KEYS do
+  redis.call('SET', KEYS[i], ARGV[i + 1], 'PX', ARGV[1])
 end
-return #ARGV
+return #KEYS
 """
 
 
@@ -86,17 +86,18 @@ class RedisFacts:
                 wanted.append(self.keys.fact("scan", event["scan_id"]))
         wanted = [k for k in dict.fromkeys(wanted) if k not in self._facts]
         if wanted:
-            found: list[Any] = self.r.mget(wanted)
+            found = self._mget(wanted)
             for key, raw in zip(wanted, found, strict=True):
                 self._facts[key] = orjson.loads(raw) if raw else []
 
     def flush(self) -> None:
         pipe = self.r.pipeline(transaction=False)
-        if self._dirty:
-            pairs: list[Any] = [self.ttl_ms]
-            for key in self._dirty:
-                pairs += [key, orjson.dumps(self._facts[key])]
-            self._set_all(args=pairs, client=pipe)
+        for group in self._by_slot(self._dirty):
+            values = [orjson.dumps(self._facts[key]) for key in group]
+            if self.keys.cluster:  # one call per slot, routed by its keys
+                self._set_all(keys=group, args=[self.ttl_ms, *values])
+            else:
+                self._set_all(keys=group, args=[self.ttl_ms, *values], client=pipe)
         by_bucket: dict[int, dict[str, int]] = {}
         for due, key in self._new_wakes:
             by_bucket.setdefault(due // WAKE_BUCKET_MS, {})[key] = due
@@ -110,6 +111,21 @@ class RedisFacts:
         self._facts.clear()
         self._dirty.clear()
         self._new_wakes.clear()
+
+    def _mget(self, keys: list[str]) -> list[Any]:
+        if self.keys.cluster:  # facts of many slots: redis-py sends one MGET per slot
+            return list(cast(Any, self.r).mget_nonatomic(keys))
+        return list(self.r.mget(keys))
+
+    def _by_slot(self, keys: Iterable[str]) -> list[list[str]]:
+        """One group on one node; on a cluster, one per fact shard (billing.keys: a
+        fact key starts with its shard's hash tag)."""
+        if not self.keys.cluster:
+            return [list(keys)] if keys else []
+        groups: dict[str, list[str]] = {}
+        for key in keys:
+            groups.setdefault(key.partition("}")[0], []).append(key)
+        return list(groups.values())
 
     # -- questions ---------------------------------------------------------------
 

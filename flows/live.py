@@ -22,9 +22,8 @@ from bytewax.dataflow import Dataflow
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
-from billing.keys import Keys
 from billing.net import free_ports
-from billing.redis_runtime import client, die_with_parent
+from billing.redis_runtime import client, die_with_parent, server_ms
 from billing.settings import Settings
 from flows import recovery_gc
 from flows.dataflow import build_flow
@@ -38,7 +37,7 @@ SWEEP_EVERY_S = 10.0
 
 
 def live_flow(settings: Settings) -> Dataflow:
-    keys = Keys(settings.key_prefix)
+    keys = settings.keys
     rules = settings.rules()  # refuses inconsistent settings before any event is read
     source = RedisStreamSource(
         settings.redis_url,
@@ -49,7 +48,9 @@ def live_flow(settings: Settings) -> Dataflow:
     ttl_ms = rules.retention_ms + settings.facts_ttl_margin_ms
 
     def facts() -> RedisFacts:
-        return RedisFacts(client(settings.redis_url, patient=True), keys, ttl_ms)
+        return RedisFacts(
+            client(settings.redis_url, patient=True, cluster=keys.cluster), keys, ttl_ms
+        )
 
     sink = RedisOutputSink(settings.redis_url, keys, ttl_ms, settings.statement_retention_ms)
     return build_flow(source, sink, rules, facts)
@@ -141,20 +142,20 @@ def _sweep(settings: Settings) -> None:
     locks keep the two apart as SQLite always does."""
     swept = recovery_gc.sweep(settings.recovery_dir)
     if swept:
-        conn = client(settings.redis_url)
+        conn = client(settings.redis_url, cluster=settings.redis_cluster)
         with contextlib.suppress(redis.RedisError):  # a statistic, not worth a crash
-            conn.hincrby(Keys(settings.key_prefix).stats("snapshots"), "tombstones_swept", swept)
+            conn.hincrby(settings.keys.stats("snapshots"), "tombstones_swept", swept)
         conn.close()
 
 
 def healthy(settings: Settings, max_age_s: float) -> bool:
     """The source beats every 0.25 s with Redis's clock; stale means stuck or dead."""
-    conn = client(settings.redis_url)
-    beat = conn.get(Keys(settings.key_prefix).flows_heartbeat)
+    conn = client(settings.redis_url, cluster=settings.redis_cluster)
+    key = settings.keys.flows_heartbeat
+    beat = conn.get(key)
     if beat is None:
         return False
-    seconds, micros = conn.time()
-    return (seconds * 1000 + micros // 1000) - int(beat) <= max_age_s * 1000
+    return server_ms(conn, key) - int(beat) <= max_age_s * 1000
 
 
 if __name__ == "__main__":

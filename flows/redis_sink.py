@@ -6,9 +6,10 @@ from typing import Any
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
-from billing import order_view, session_view, share_view, sharer_view
+from billing import order_view, script_keys, session_view, share_view, sharer_view
 from billing.keys import Keys
 from billing.redis_runtime import client
+from billing.script_keys import KeyRefs
 from billing.settings import Settings
 from flows.encoding import encode, unwritable
 from state.outputs import Output
@@ -19,8 +20,9 @@ from state.outputs import Output
 # (billing.session_view), an order view is keyed by output_id (billing.order_view;
 # both expire ttl_ms after their last write), and a sharer's balances and statement
 # take each output once (an `applied` mark per output, expiring after R;
-# billing.sharer_view owns that view's layout and write plan). (Keys travel in ARGV: this is a
-# single-node deployment; a cluster would need one call per hash slot.)
+# billing.sharer_view owns that view's layout and write plan). Every key the call
+# writes is declared in KEYS, and ARGV names it by its index (billing.script_keys):
+# on a Redis Cluster they all carry the deployment's hash tag (billing.keys).
 #
 # The script checks everything that can fail before it writes anything: a Lua
 # error does not undo the writes before it, so a late failure would leave an
@@ -36,17 +38,18 @@ from state.outputs import Output
 # then a counter within the millisecond), so an id names one output across all
 # of them and their merge is totally ordered: `/v1/stream` resumes from a single id.
 #
-# Arguments: stats_outputs, stats_rejects, seqkey, ttl_ms, then per output:
+# Arguments (a key: its KEYS index): stats_outputs, stats_rejects, seqkey, ttl_ms, then per output:
 #   kind, stream, output_id, data, and
 #   usage: view, started_ts, version | reject: reason |
 #   commission, payout: order_view ('' for a payout), applied, statement,
 #   statement_ttl_ms, ts, n, n x (hash, field, delta), m, m x hash to expire after
 #   ttl_ms (the balances of billing.sharer_view, the funnel of billing.share_view).
 _WRITE = (
-    session_view.LUA
+    script_keys.LUA
+    + session_view.LUA
     + order_view.LUA
     + """
-local outputs, rejects, seqkey, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local outputs, rejects, seqkey, ttl = K(ARGV[1]), K(ARGV[2]), K(ARGV[3]), ARGV[4]
 local LIMIT = 9.2e18  -- below 2^63 by far more than a double's error at this size
 local function deltas_end(i) return i + 10 + 3 * tonumber(ARGV[i + 9]) end
 local function views_end(i) local d = deltas_end(i) return d + 1 + tonumber(ARGV[d]) end
@@ -59,12 +62,12 @@ while i <= #ARGV do
   elseif kind == 'reject' then
     i = i + 5
   else
-    local output_id, applied = ARGV[i + 2], ARGV[i + 5]
+    local output_id, applied = ARGV[i + 2], K(ARGV[i + 5])
     if redis.call('EXISTS', applied) == 0 then
       for j = i + 10, deltas_end(i) - 1, 3 do
         local slot = ARGV[j] .. '\0' .. ARGV[j + 1]
         if pending[slot] == nil then
-          pending[slot] = tonumber(redis.call('HGET', ARGV[j], ARGV[j + 1]) or '0') or 0
+          pending[slot] = tonumber(redis.call('HGET', K(ARGV[j]), ARGV[j + 1]) or '0') or 0
         end
         pending[slot] = pending[slot] + tonumber(ARGV[j + 2])
         if math.abs(pending[slot]) > LIMIT then
@@ -83,14 +86,14 @@ if ms > last_ms then seq = -1 else ms = last_ms end
 local counts, reasons, touched, statements = {}, {}, {}, {}
 i = 5
 while i <= #ARGV do
-  local kind, stream, output_id, data = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local kind, stream, output_id, data = ARGV[i], K(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3]
   seq = seq + 1
   -- Output streams keep ttl_ms (R and a margin) of entries, trimmed as they grow.
   redis.call('XADD', stream, 'MINID', '~', math.max(0, ms - tonumber(ttl)), ms .. '-' .. seq,
              'output_id', output_id, 'data', data)
   counts[kind] = (counts[kind] or 0) + 1
   if kind == 'usage' then
-    local view = ARGV[i + 4]
+    local view = K(ARGV[i + 4])
     apply_usage(view, tonumber(ARGV[i + 5]), tonumber(ARGV[i + 6]), data)
     touched[view] = ttl  -- R and a margin after the session's last output
     i = i + 7
@@ -98,17 +101,17 @@ while i <= #ARGV do
     reasons[ARGV[i + 4]] = (reasons[ARGV[i + 4]] or 0) + 1
     i = i + 5
   else
-    local order_view, applied = ARGV[i + 4], ARGV[i + 5]
+    local order_view, applied = K(ARGV[i + 4]), K(ARGV[i + 5])
     apply_order(order_view, output_id, data)
     if order_view ~= '' then touched[order_view] = ttl end
     if redis.call('SET', applied, '1', 'NX', 'PX', ttl) then
       for j = i + 10, deltas_end(i) - 1, 3 do
-        redis.call('HINCRBY', ARGV[j], ARGV[j + 1], ARGV[j + 2])
+        redis.call('HINCRBY', K(ARGV[j]), ARGV[j + 1], ARGV[j + 2])
       end
       for j = deltas_end(i) + 1, views_end(i) - 1 do
-        touched[ARGV[j]] = ttl
+        touched[K(ARGV[j])] = ttl
       end
-      local statement = ARGV[i + 6]
+      local statement = K(ARGV[i + 6])
       redis.call('ZADD', statement, ARGV[i + 8], data)
       statements[statement] = tonumber(ARGV[i + 7])
     end
@@ -146,7 +149,7 @@ class _RedisWriter(StatelessSinkPartition[tuple[str, list[Output]]]):
         ttl_ms: int = DEFAULT_TTL_MS,
         statement_ttl_ms: int = DEFAULT_STATEMENT_TTL_MS,
     ) -> None:
-        self.r = client(url, patient=True)
+        self.r = client(url, patient=True, cluster=keys.cluster)
         self.keys = keys
         self.ttl_ms, self.statement_ttl_ms = ttl_ms, statement_ttl_ms
         self._script = self.r.register_script(_WRITE)
@@ -157,7 +160,8 @@ class _RedisWriter(StatelessSinkPartition[tuple[str, list[Output]]]):
     def write(self, outputs: list[Output]) -> None:
         """Append `outputs` and apply them to the views, in one script call."""
         while outputs:
-            answer: Any = self._script(args=self._args(outputs))
+            keys, args = self._args(outputs)
+            answer: Any = self._script(keys=keys, args=args)
             if answer[0] == "ok":
                 return
             # Nothing was written: stand a reject in for the output named, and retry.
@@ -169,32 +173,34 @@ class _RedisWriter(StatelessSinkPartition[tuple[str, list[Output]]]):
                 for o in outputs
             ]
 
-    def _args(self, outputs: list[Output]) -> list[str | int]:
-        keys = self.keys
+    def _args(self, outputs: list[Output]) -> tuple[list[str], list[str | int]]:
+        keys, ref = self.keys, KeyRefs()
         args: list[str | int] = [
-            keys.stats("outputs"),
-            keys.stats("rejects"),
-            keys.output_sequence,
+            ref(keys.stats("outputs")),
+            ref(keys.stats("rejects")),
+            ref(keys.output_sequence),
             self.ttl_ms,
         ]
         for original in outputs:
             out, data = encode(original)
             kind = out["type"]
-            args += [kind, keys.output_stream(kind), out["output_id"], data.decode()]
+            args += [kind, ref(keys.output_stream(kind)), out["output_id"], data.decode()]
             if kind == "usage":
-                args += session_view.write_args(keys, out)
+                view, started_ts, version = session_view.write_args(keys, out)
+                args += [ref(str(view)), started_ts, version]
             elif kind == "reject":
                 args.append(out["reason"])
             else:
-                args.append(order_view.write_arg(keys, out))
+                args.append(ref(order_view.write_arg(keys, out)))
                 head, deltas = sharer_view.write_args(keys, out, self.statement_ttl_ms)
+                applied, statement, *rest = head
                 funnel = share_view.commission_deltas(keys, out)
                 expiring = sorted({view for view, _field, _delta in funnel})
-                args += [*head, len(deltas) + len(funnel)]
+                args += [ref(str(applied)), ref(str(statement)), *rest, len(deltas) + len(funnel)]
                 for view, field, delta in deltas + funnel:
-                    args += [view, field, delta]
-                args += [len(expiring), *expiring]
-        return args
+                    args += [ref(view), field, delta]
+                args += [len(expiring), *map(ref, expiring)]
+        return ref.keys, args
 
     def close(self) -> None:
         self.r.close()

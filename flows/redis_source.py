@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from billing import stream_ids
 from billing.keys import Keys
 from billing.log_lines import entry_object, int64_safe, parse_log_line, validation_summary
-from billing.redis_runtime import client
+from billing.redis_runtime import client, server_ms
 from billing.stream_ids import ts_of
 from flows import stats
 from state.messages import BadEntry, LogEvent, SequencerInput, Watermark
@@ -50,7 +50,7 @@ class _StreamPartition(StatefulSourcePartition[tuple[str, SequencerInput], str])
         lag_ms: int,
         trim_ms: int | None,
     ) -> None:
-        self.r = client(url, patient=True)
+        self.r = client(url, patient=True, cluster=keys.cluster)
         self.keys, self.stream = keys, stream
         self.last_id = resume or "0-0"
         self.batch, self.poll_s, self.lag_ms = batch, poll_s, lag_ms
@@ -63,8 +63,7 @@ class _StreamPartition(StatefulSourcePartition[tuple[str, SequencerInput], str])
 
     def next_batch(self) -> list[tuple[str, SequencerInput]]:
         self._awake = None
-        seconds, micros = self.r.time()
-        server_ms = seconds * 1000 + micros // 1000
+        clock = server_ms(self.r, self.stream)
         reply: Any = self.r.xread({self.stream: self.last_id}, count=self.batch)
         entries = reply[0][1] if reply else []
         items: list[tuple[str, SequencerInput]] = [
@@ -73,7 +72,7 @@ class _StreamPartition(StatefulSourcePartition[tuple[str, SequencerInput], str])
         if entries:
             self.last_id = entries[-1][0]
         if len(entries) < self.batch:
-            watermark = server_ms - self.lag_ms
+            watermark = clock - self.lag_ms
             if watermark > self._last_tick:
                 items.append(("log", Watermark(watermark)))
                 self._last_tick = watermark
@@ -81,7 +80,7 @@ class _StreamPartition(StatefulSourcePartition[tuple[str, SequencerInput], str])
         now = time.monotonic()
         if now - self._last_beat >= HEARTBEAT_EVERY_S:
             pipe = self.r.pipeline(transaction=False)
-            pipe.set(self.keys.flows_heartbeat, str(server_ms))
+            pipe.set(self.keys.flows_heartbeat, str(clock))
             pipe.set(self.keys.flows_position, self.last_id)
             for name, count in stats.take().items():
                 if count:
@@ -89,16 +88,16 @@ class _StreamPartition(StatefulSourcePartition[tuple[str, SequencerInput], str])
             pipe.execute()
             self._last_beat = now
         if self.trim_ms is not None and now - self._last_trim >= TRIM_EVERY_S:
-            self._trim(server_ms)
+            self._trim(clock)
             self._last_trim = now
         return items
 
-    def _trim(self, server_ms: int) -> None:
+    def _trim(self, clock: int) -> None:
         if len(self._snapshots) < 2:
             return
         assert self.trim_ms is not None
         durable = stream_ids.parse(self._snapshots[0])
-        keep_from = min(durable, (server_ms - self.trim_ms, 0))
+        keep_from = min(durable, (clock - self.trim_ms, 0))
         if keep_from > (0, 0):
             self.r.xtrim(self.stream, minid=f"{keep_from[0]}-{keep_from[1]}", approximate=False)
 

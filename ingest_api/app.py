@@ -11,7 +11,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from billing.keys import Keys
+from billing.redis_runtime import async_client
 from billing.settings import Settings
 from ingest_api import log_redaction, openapi_docs, problems
 from ingest_api.appender import Appender
@@ -90,13 +90,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client = aioredis.Redis.from_url(
+        client = async_client(
             settings.redis_url,
+            cluster=settings.redis_cluster,
             decode_responses=True,
             socket_timeout=5,
             socket_connect_timeout=2,
         )
-        keys = Keys(settings.key_prefix)
+        keys = settings.keys
         app.state.settings = settings
         app.state.redis = client
         app.state.keys = keys
@@ -112,7 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ReadTokens(settings.share_key_pairs) if settings.share_keys else None
         )
         app.state.scan_guard = ScanGuard(settings)
-        app.state.webhooks = WebhookStore(client, settings.key_prefix)
+        app.state.webhooks = WebhookStore(client, keys)
         try:
             yield
         finally:

@@ -25,18 +25,24 @@ from typing import Any, Literal
 
 import redis.asyncio as aioredis
 
+from billing import script_keys
+from billing.script_keys import KeyRefs
 from billing.stream_ids import ts_of
 
 Mode = Literal["unique", "versioned", "none"]
 
 # After the n events: a count of share funnels to bump, then per funnel the index
 # of its (scan) event and billing.share_view.scan_args, plus the view's TTL in ARGV[3].
-_SCRIPT = """
+# KEYS: the stream, the counters, then every key the call touches; ARGV names a key
+# by its index in KEYS (billing.script_keys), so a Redis Cluster can route the call.
+_SCRIPT = (
+    script_keys.LUA
+    + """
 local n, ttl, view_ttl = tonumber(ARGV[1]), ARGV[2], ARGV[3]
 local seen = {}
 for i = 0, n - 1 do
   local b = 4 + i * 7
-  local key, hash, mode, need = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 5]
+  local key, hash, mode, need = K(ARGV[b]), ARGV[b + 1], ARGV[b + 2], K(ARGV[b + 5])
   if need ~= '' and redis.call('EXISTS', need) == 0 and not seen[need] then
     return {'missing', tostring(i), need}
   end
@@ -53,7 +59,7 @@ local done = {}
 local ids = {}
 for i = 0, n - 1 do
   local b = 4 + i * 7
-  local key, hash, mode, data, extra = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4]
+  local key, hash, mode, data, extra = K(ARGV[b]), ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4]
   local cur = false
   if mode ~= 'none' then cur = done[key] or redis.call('GET', key) end
   if cur and string.sub(cur, 1, #hash + 1) == hash .. '|' then
@@ -78,7 +84,7 @@ for k = 0, tonumber(ARGV[f]) - 1 do
   local c = f + 1 + k * 7
   local id = ids[tonumber(ARGV[c])]
   if id then
-    local view, active, share = ARGV[c + 1], ARGV[c + 4], ARGV[c + 5]
+    local view, active, share = K(ARGV[c + 1]), K(ARGV[c + 4]), ARGV[c + 5]
     redis.call('HINCRBY', view, 'scans', 1)
     redis.call('HSET', view, 'item_id', ARGV[c + 2], 'sharer_id', ARGV[c + 3])
     redis.call('PEXPIRE', view, view_ttl)
@@ -88,6 +94,7 @@ for k = 0, tonumber(ARGV[f]) - 1 do
 end
 return res
 """
+)
 
 
 # Replace what a mark keeps (`<body hash>|<stream id>|<extra>`), keeping its TTL.
@@ -170,6 +177,9 @@ class Appender:
         await self._replace_extra(keys=[key], args=[extra])
 
     async def append(self, items: list[Append]) -> list[Appended]:
+        ref = KeyRefs()
+        ref(self.stream)  # KEYS[1]
+        ref(self.counters)  # KEYS[2]
         argv: list[str] = [
             str(len(items)),
             str(max(1, self.retention_ms)),
@@ -178,19 +188,20 @@ class Appender:
         for item in items:
             data = json.dumps(item.event, separators=(",", ":"))
             argv += [
-                item.idem_key,
+                ref(item.idem_key),
                 item.body_hash,
                 item.mode,
                 data,
                 item.extra,
-                item.requires,
+                ref(item.requires),
                 item.event["type"],
             ]
         funnels = [(i, item.funnel) for i, item in enumerate(items) if item.funnel]
         argv.append(str(len(funnels)))
         for i, funnel in funnels:
-            argv += [str(i), *funnel]
-        reply = await self._script(keys=[self.stream, self.counters], args=argv)
+            view, item_id, sharer_id, active, *rest = funnel
+            argv += [str(i), ref(view), item_id, sharer_id, ref(active), *rest]
+        reply = await self._script(keys=ref.keys, args=argv)
         status = reply[0]
         if status == "conflict":
             raise Conflict(int(reply[1]), reply[2])

@@ -30,7 +30,7 @@ def _ms(entry_id: str | None) -> int | None:
 
 
 async def _webhook_families(redis: Any, keys: Keys, now_ms: int) -> list[Any]:
-    store = WebhookStore(redis, keys.prefix)
+    store = WebhookStore(redis, keys)
     outcomes = await redis.hgetall(store.stats_key)
     latency = await redis.hgetall(store.latency_key)
     oldest = await store.oldest_undelivered_ms()

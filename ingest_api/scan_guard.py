@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import re
 from ipaddress import ip_address, ip_network
+from urllib.parse import urlsplit, urlunsplit
 
 from fastapi import Request
 from limits import parse
-from limits.aio.storage import RedisStorage
+from limits.aio.storage import RedisClusterStorage, RedisStorage
 from limits.aio.strategies import FixedWindowRateLimiter
 
-from billing.keys import Keys
 from billing.settings import Settings
 
 _USABLE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -35,11 +35,18 @@ class ScanGuard:
             for c in settings.trusted_proxies.split(",")
             if c.strip()
         ]
-        storage = RedisStorage(
-            "async+" + settings.redis_url,
-            implementation="redispy",
-            key_prefix=Keys(settings.key_prefix).rate_limits,
-        )
+        storage: RedisStorage | RedisClusterStorage
+        if settings.redis_cluster:  # the same counters, on the cluster's slots
+            node = urlsplit(settings.redis_url)._replace(scheme="async+redis+cluster", path="")
+            storage = RedisClusterStorage(
+                urlunsplit(node), implementation="redispy", key_prefix=settings.keys.rate_limits
+            )
+        else:
+            storage = RedisStorage(
+                "async+" + settings.redis_url,
+                implementation="redispy",
+                key_prefix=settings.keys.rate_limits,
+            )
         self.limiter = FixedWindowRateLimiter(storage)
         self.per_share = parse(settings.scan_rate_per_share)
         self.per_client = parse(settings.scan_rate_per_client)

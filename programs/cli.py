@@ -7,7 +7,6 @@ import os
 import sys
 from collections.abc import Sequence
 
-from billing.keys import Keys
 from billing.settings import Settings
 
 
@@ -39,7 +38,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     settings = Settings()
     out = open(args.output, "w") if args.output else sys.stdout  # noqa: SIM115
     try:
-        count = export(client(settings.redis_url), Keys(settings.key_prefix), out, since, until)
+        count = export(
+            client(settings.redis_url, cluster=settings.redis_cluster),
+            settings.keys,
+            out,
+            since,
+            until,
+        )
     finally:
         if out is not sys.stdout:
             out.close()

@@ -32,7 +32,7 @@ from urllib.parse import urlsplit, urlunsplit
 import redis.asyncio as aioredis
 from standardwebhooks.webhooks import Webhook
 
-from billing.keys import Keys
+from billing.redis_runtime import async_client
 from billing.settings import Settings
 from billing.stream_ids import ts_of
 from webhooks.addresses import RefusedAddress, Target, check_url, system_resolver
@@ -69,21 +69,9 @@ class Dispatcher:
         self, settings: Settings, redis: aioredis.Redis | None = None, consumer: str | None = None
     ) -> None:
         self.settings = settings
-        self.keys = Keys(settings.key_prefix)
-        # A blocking pool: hundreds of deliveries in flight wait for one of a few
-        # connections, rather than failing with "too many connections" (measured: the
-        # default pool's refusals left deliveries to their lease, 30 s later).
-        self.r = redis or aioredis.Redis(
-            connection_pool=aioredis.BlockingConnectionPool.from_url(
-                settings.redis_url,
-                decode_responses=True,
-                socket_timeout=10,
-                socket_connect_timeout=5,
-                max_connections=REDIS_CONNECTIONS,
-                timeout=30,
-            )
-        )
-        self.store = WebhookStore(self.r, settings.key_prefix)
+        self.keys = settings.keys
+        self.r = redis or self._connect(settings)
+        self.store = WebhookStore(self.r, self.keys)
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self.schedule = settings.webhook_schedule
         self.lease_ms = settings.webhook_lease_ms
@@ -156,6 +144,22 @@ class Dispatcher:
             )
             if reply[1]:
                 await self._fan_out(stream, reply[1])
+
+    @staticmethod
+    def _connect(settings: Settings) -> aioredis.Redis:
+        options: dict[str, Any] = {
+            "decode_responses": True,
+            "socket_timeout": 10,
+            "socket_connect_timeout": 5,
+            "max_connections": REDIS_CONNECTIONS,
+        }
+        if settings.redis_cluster:  # a pool per node, each of this size
+            return async_client(settings.redis_url, cluster=True, **options)
+        # A blocking pool: hundreds of deliveries in flight wait for one of a few
+        # connections, rather than failing with "too many connections" (measured: the
+        # default pool's refusals left deliveries to their lease, 30 s later).
+        pool = aioredis.BlockingConnectionPool.from_url(settings.redis_url, timeout=30, **options)
+        return aioredis.Redis(connection_pool=pool)
 
     async def _read(self, streams: list[str]) -> None:
         if len(self.tasks) >= MAX_IN_FLIGHT:

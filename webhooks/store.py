@@ -19,7 +19,10 @@ so a dispatcher killed mid-request leaves it due again when the lease runs out,
 for another dispatcher to take (at least once). A dispatcher that finishes after
 its lease was taken over finds another token and changes nothing.
 
-The scripts take their keys in ARGV, as the sink's do: one Redis node (see README).
+The scripts declare in KEYS every key they can name before they run (a Redis
+Cluster routes a call by them); the due sets a delivery's stored times name are
+found inside the script. All carry the deployment's hash tag on a cluster
+(billing.keys), so they share one slot.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from billing.keys import Keys
 from webhooks import store_scripts as scripts
 
 HOUR_MS = 3_600_000
@@ -69,12 +73,13 @@ class Outcome:
 
 
 class WebhookStore:
-    def __init__(self, redis: aioredis.Redis, prefix: str) -> None:
-        self.r, self.p = redis, f"{prefix}billing:"  # the scripts' key prefix
+    def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
+        self.r, self.p = redis, f"{keys.base}:"  # the scripts' key prefix
         self._create = redis.register_script(scripts.CREATE)
         self._claim = redis.register_script(scripts.CLAIM)
         self._finish = redis.register_script(scripts.FINISH)
         self._retry = redis.register_script(scripts.RETRY)
+        self._save_endpoint = redis.register_script(scripts.SAVE_ENDPOINT)
 
     # --- key layout -----------------------------------------------------------------
     def endpoint_key(self, endpoint_id: str) -> str:
@@ -101,6 +106,14 @@ class WebhookStore:
     def latency_key(self) -> str:
         return f"{self.p}stats:webhook_latency"
 
+    def due_key(self, at_ms: int) -> str:
+        return f"{self.p}webhook:due:{at_ms // 1000}"
+
+    @property
+    def due_keys(self) -> list[str]:
+        """The due index and its oldest-creation hash, which every script touches."""
+        return [f"{self.p}webhook:due:index", f"{self.p}webhook:due:oldest"]
+
     # --- endpoints ------------------------------------------------------------------
     async def add_endpoint(
         self,
@@ -111,19 +124,17 @@ class WebhookStore:
         secret: str,
         now_ms: int,
     ) -> None:
-        pipe = self.r.pipeline(transaction=True)
-        pipe.hset(
-            self.endpoint_key(endpoint_id),
-            mapping={
-                "url": url,
-                "types": ",".join(types),
-                "description": description or "",
-                "secret": secret,
-                "created_at": now_ms,
-            },
+        fields: dict[str, str | int] = {
+            "url": url,
+            "types": ",".join(types),
+            "description": description or "",
+            "secret": secret,
+            "created_at": now_ms,
+        }
+        pairs = [part for field, value in fields.items() for part in (field, value)]
+        await self._save_endpoint(
+            keys=[self.endpoint_key(endpoint_id), self.endpoints_key], args=[endpoint_id, *pairs]
         )
-        pipe.sadd(self.endpoints_key, endpoint_id)
-        await pipe.execute()
 
     async def endpoint(self, endpoint_id: str, with_secret: bool = False) -> dict[str, Any] | None:
         raw: Any = await self.r.hgetall(self.endpoint_key(endpoint_id))
@@ -141,10 +152,9 @@ class WebhookStore:
         ]
 
     async def delete_endpoint(self, endpoint_id: str) -> bool:
-        pipe = self.r.pipeline(transaction=True)
-        pipe.delete(self.endpoint_key(endpoint_id))
-        pipe.srem(self.endpoints_key, endpoint_id)
-        deleted, _ = await pipe.execute()
+        deleted = await self._save_endpoint(
+            keys=[self.endpoint_key(endpoint_id), self.endpoints_key], args=[endpoint_id]
+        )
         return bool(deleted)
 
     # --- deliveries -----------------------------------------------------------------
@@ -160,9 +170,11 @@ class WebhookStore:
         yet, leased to the caller; returns the ids created and the lease token."""
         token = secrets.token_hex(8)
         args: list[Any] = [self.p, now_ms, now_ms + lease_ms, log_ms, retries, token]
+        keys = [*self.due_keys, self.due_key(now_ms + lease_ms)]
         for d in deliveries:
             args += list(d)
-        created = await self._create(args=args)
+            keys += [self.delivery_key(d[0]), self.log_key(d[1], now_ms // HOUR_MS)]
+        created = await self._create(keys=keys, args=args)
         return list(created), token
 
     async def claim_due(
@@ -171,7 +183,10 @@ class WebhookStore:
         """Up to `limit` due deliveries, leased: (id, lease token, endpoint, output_id,
         data) each."""
         tokens = [secrets.token_hex(8) for _ in range(limit)]
-        flat = await self._claim(args=[self.p, now_ms, lease_ms, limit, *tokens])
+        flat = await self._claim(
+            keys=[*self.due_keys, self.due_key(now_ms + lease_ms)],
+            args=[self.p, now_ms, lease_ms, limit, *tokens],
+        )
         return [tuple(flat[i : i + 5]) for i in range(0, len(flat), 5)]
 
     async def finish(
@@ -181,7 +196,9 @@ class WebhookStore:
         statistics (per endpoint and outcome, latency bucket), in one call; returns
         each delivery's final outcome (`lost` where the lease was taken over)."""
         args: list[Any] = [self.p, now_ms, log_ms, len(schedule), *schedule]
+        keys = [*self.due_keys, self.stats_key, self.latency_key]
         for o in outcomes:
+            keys += [self.delivery_key(o.ident), self.attempts_key(o.ident)]
             attempt = "" if o.attempt is None else json.dumps(o.attempt, separators=(",", ":"))
             latency = 0 if o.attempt is None else o.attempt["latency_ms"]
             args += [
@@ -194,10 +211,11 @@ class WebhookStore:
                 latency_bucket(latency),
                 latency,
             ]
-        return list(await self._finish(args=args))
+        return list(await self._finish(keys=keys, args=args))
 
     async def retry(self, ident: str, now_ms: int) -> str:
-        return str(await self._retry(args=[self.p, ident, now_ms]))
+        keys = [*self.due_keys, self.delivery_key(ident), self.due_key(now_ms)]
+        return str(await self._retry(keys=keys, args=[self.p, ident, now_ms]))
 
     async def delivery(self, ident: str) -> dict[str, Any] | None:
         return (await self._deliveries([ident]))[0]
@@ -234,7 +252,7 @@ class WebhookStore:
         return found
 
     async def oldest_undelivered_ms(self) -> int | None:
-        values = await self.r.hvals(f"{self.p}webhook:due:oldest")
+        values = await self.r.hvals(self.due_keys[1])
         return min((int(float(v)) for v in values), default=None)
 
 

@@ -1,7 +1,8 @@
 """The webhook store's Lua scripts (webhooks/store.py owns the layout they write).
 
 Each runs as one Redis call, so a delivery's hash, its due set and its log change
-together. They take their keys in ARGV (the prefix), as the sink's do: one Redis node.
+together. They build key names from the prefix in ARGV[1]; the caller declares in
+KEYS those it can name beforehand, and on a Redis Cluster all share one hash tag.
 """
 
 # Every script that makes a delivery due goes through this: its due set by second,
@@ -151,3 +152,16 @@ make_due(p, id, now, tonumber(redis.call('HGET', key, 'created_at')))
 return 'ok'
 """
 )
+
+# An endpoint and its place in the set of endpoints, together. KEYS: the endpoint's
+# hash, the set; ARGV: its id, then the hash's field/value pairs ('' pairs: delete).
+# (A script, not MULTI: it is atomic on a Redis Cluster too, where redis-py's
+# asyncio transactions leave a connection that fails the client's close.)
+SAVE_ENDPOINT = """
+if #ARGV == 1 then
+  redis.call('SREM', KEYS[2], ARGV[1])
+  return redis.call('DEL', KEYS[1])
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+return redis.call('SADD', KEYS[2], ARGV[1])
+"""

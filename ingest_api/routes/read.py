@@ -140,11 +140,13 @@ async def get_sharer_statement(
             errors=[{"field": "query.from", "reason": "older than kept history"}],
         )
     first, last = sharer_view.day_of(from_), sharer_view.day_of(max(now_ms, to))
-    pipe = redis.pipeline(transaction=True)  # one consistent read of balances and entries
-    pipe.hgetall(keys.sharer_view(sharer_id))
-    for day in range(first, last + 1):
-        pipe.zrangebyscore(keys.statement(sharer_id, day), from_, "+inf")
-    totals, *days = await pipe.execute()
+    reply: Any = await redis.eval(
+        sharer_view.READ_STATEMENT,
+        last - first + 2,
+        *sharer_view.read_statement_keys(keys, sharer_id, first, last),
+        from_,
+    )
+    totals, days = sharer_view.decode_read(reply)
     entries = sorted(
         (json.loads(raw) for day in days for raw in day), key=lambda o: (o["ts"], o["output_id"])
     )
