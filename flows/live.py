@@ -28,7 +28,7 @@ from billing.settings import Settings
 from flows import recovery_gc
 from flows.dataflow import build_flow
 from flows.facts_redis import RedisFacts
-from flows.redis_sink import RedisOutputSink
+from flows.redis_output import STEP_ID, RedisOutputSink, part_name
 from flows.redis_source import RedisStreamSource
 from flows.runtime import tune_gc
 
@@ -36,7 +36,7 @@ RECOVERY_PARTITIONS = 4
 SWEEP_EVERY_S = 10.0
 
 
-def live_flow(settings: Settings) -> Dataflow:
+def live_flow(settings: Settings, process_id: int = 0) -> Dataflow:
     keys = settings.keys
     rules = settings.rules()  # refuses inconsistent settings before any event is read
     source = RedisStreamSource(
@@ -52,7 +52,9 @@ def live_flow(settings: Settings) -> Dataflow:
             client(settings.redis_url, patient=True, cluster=keys.cluster), keys, ttl_ms
         )
 
-    sink = RedisOutputSink(settings.redis_url, keys, ttl_ms, settings.statement_retention_ms)
+    sink = RedisOutputSink(
+        settings.redis_url, keys, ttl_ms, settings.statement_retention_ms, process_id
+    )
     return build_flow(source, sink, rules, facts)
 
 
@@ -74,7 +76,7 @@ def run_process(
 ) -> int:
     tune_gc()
     cli_main(
-        live_flow(settings),
+        live_flow(settings, process_id or 0),
         workers_per_process=workers,
         process_id=process_id,
         addresses=addresses,
@@ -98,6 +100,9 @@ def run_cluster(settings: Settings, workers: int, processes: int) -> int:
     signal.signal(signal.SIGINT, _stop)
     backoff = 1.0
     while not stopping:
+        if settings.recovery_dir:  # no process runs now: a shape change resumes cleanly
+            parts = [part_name(i) for i in range(processes)]
+            recovery_gc.keep_sink_parts(settings.recovery_dir, STEP_ID, parts)
         addresses = (
             [f"127.0.0.1:{port}" for port in free_ports(processes)] if processes > 1 else ["-"]
         )

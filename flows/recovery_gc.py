@@ -35,3 +35,24 @@ def sweep(recovery_dir: str | Path) -> int:
         except sqlite3.OperationalError:
             continue  # busy, or not initialised yet: next sweep
     return removed
+
+
+def keep_sink_parts(recovery_dir: str | Path, step_id: str, parts: list[str]) -> int:
+    """Delete the sink's partition snapshots other than `parts` (returns how many).
+
+    The live sink has one partition per process (flows.redis_output), holding no
+    state. Resumed with fewer processes, bytewax would route the snapshot of a
+    partition no process lists and panic ("not in this worker's routing map"), so
+    the supervisor drops those before it starts the processes."""
+    marks = ",".join("?" * len(parts))
+    removed = 0
+    for part in sorted(Path(recovery_dir).glob("part-*.sqlite3")):
+        try:
+            with sqlite3.connect(part, timeout=10.0) as conn:
+                removed += conn.execute(
+                    f"DELETE FROM snaps WHERE step_id = ? AND state_key NOT IN ({marks})",
+                    [step_id, *parts],
+                ).rowcount
+        except sqlite3.OperationalError:
+            continue  # not initialised yet: nothing of the sink's in it
+    return removed

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from bytewax.outputs import DynamicSink, StatelessSinkPartition
-
 from billing import order_view, script_keys, session_view, share_view, sharer_view
 from billing.keys import Keys
 from billing.redis_runtime import client
@@ -141,7 +139,10 @@ DEFAULT_TTL_MS: int = _FIELDS["retention_ms"].default + _FIELDS["facts_ttl_margi
 DEFAULT_STATEMENT_TTL_MS: int = _FIELDS["statement_retention_ms"].default
 
 
-class _RedisWriter(StatelessSinkPartition[tuple[str, list[Output]]]):
+class _RedisWriter:
+    """Writes outputs with the script above (flows.redis_output runs it behind the
+    dataflow; tests and benchmarks call `write` directly)."""
+
     def __init__(
         self,
         url: str,
@@ -153,9 +154,6 @@ class _RedisWriter(StatelessSinkPartition[tuple[str, list[Output]]]):
         self.keys = keys
         self.ttl_ms, self.statement_ttl_ms = ttl_ms, statement_ttl_ms
         self._script = self.r.register_script(_WRITE)
-
-    def write_batch(self, items: list[tuple[str, list[Output]]]) -> None:
-        self.write([out for _key, batch in items for out in batch])
 
     def write(self, outputs: list[Output]) -> None:
         """Append `outputs` and apply them to the views, in one script call."""
@@ -204,14 +202,3 @@ class _RedisWriter(StatelessSinkPartition[tuple[str, list[Output]]]):
 
     def close(self) -> None:
         self.r.close()
-
-
-class RedisOutputSink(DynamicSink[tuple[str, list[Output]]]):
-    """`ttl_ms`: how long applied marks and order views live (R and a margin)."""
-
-    def __init__(self, url: str, keys: Keys, ttl_ms: int, statement_ttl_ms: int) -> None:
-        self.url, self.keys = url, keys
-        self.ttl_ms, self.statement_ttl_ms = ttl_ms, statement_ttl_ms
-
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _RedisWriter:
-        return _RedisWriter(self.url, self.keys, self.ttl_ms, self.statement_ttl_ms)

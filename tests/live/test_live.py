@@ -346,3 +346,48 @@ def test_statements_keep_only_their_retention(redis_client, keys):
     assert kept == (["new"] if old_ts < now - 60_000 else ["old", "new"])
     assert 0 < redis_client.pttl(keys.statement("al", day)) <= 60_000
     writer.close()
+
+
+def test_a_smaller_cluster_resumes_the_same_recovery(
+    redis_client, keys, redis_url, prefix, tmp_path
+):
+    """The sink has a partition per process (flows.redis_output): resuming with fewer
+    processes must not meet the snapshot of a partition no process lists."""
+    positioned = with_stream_ids([parse_log_event(e) for e in random_log(5, 900)])
+    expected = _replay_all(positioned)
+    env = flows_env(redis_url, prefix, tmp_path / "rec", SMALL_RULES, 10**13)
+    wanted = {o["output_id"] for o in expected}
+    proc = start_flows(env, "--processes", "2")
+    try:
+        append_positioned(redis_client, keys, positioned[:450])
+        wait_for(lambda: redis_client.xlen(keys.rejects) > 0, timeout=60)
+        time.sleep(1.5)  # an epoch or so, so that both partitions have snapshots
+    finally:
+        kill(proc, signal.SIGTERM)
+    parts = _sink_parts(tmp_path / "rec")
+    assert parts == {"p0000", "p0001"}
+    proc = start_flows(env)
+    try:
+        append_positioned(redis_client, keys, positioned[450:])
+        wait_for(
+            lambda: {o["output_id"] for o in outputs(redis_client, keys)} >= wanted,
+            timeout=120,
+            every=0.5,
+        )
+    finally:
+        kill(proc, signal.SIGTERM)
+    assert final_state(outputs(redis_client, keys)) == final_state(expected)
+    assert _sink_parts(tmp_path / "rec") == {"p0000"}
+
+
+def _sink_parts(recovery_dir) -> set[str]:
+    import sqlite3
+
+    from flows.redis_output import STEP_ID
+
+    found: set[str] = set()
+    for part in recovery_dir.glob("part-*.sqlite3"):
+        with sqlite3.connect(part) as conn:
+            rows = conn.execute("SELECT state_key FROM snaps WHERE step_id = ?", [STEP_ID])
+            found |= {row[0] for row in rows}
+    return found
