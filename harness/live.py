@@ -76,6 +76,15 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 30, every: float = 
     raise AssertionError("condition not met in time")
 
 
+def wait_for_outputs(conn: redis.Redis, keys: Keys, wanted: set[str], timeout: float = 120) -> None:
+    """Until every output id in `wanted` is in the output streams."""
+    wait_for(
+        lambda: {o["output_id"] for o in outputs(conn, keys)} >= wanted,
+        timeout=timeout,
+        every=0.5,
+    )
+
+
 def with_stream_ids(events: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
     """Stream ids made from each event's ts, so that the live log is exactly `events`."""
     positioned = []

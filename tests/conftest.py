@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -58,8 +59,8 @@ def keys(prefix: str) -> Keys:
     return Keys(prefix)
 
 
-@pytest.fixture
-def settings(redis_url: str, prefix: str, redis_client: redis.Redis) -> Settings:
+def api_settings(redis_url: str, prefix: str, **more: Any) -> Settings:
+    """The API's settings in tests: the test keys, and the test client as a proxy."""
     return Settings(
         redis_url=redis_url,
         key_prefix=prefix,
@@ -70,7 +71,13 @@ def settings(redis_url: str, prefix: str, redis_client: redis.Redis) -> Settings
         trusted_proxies="127.0.0.1/32",  # the test client stands for a trusted proxy
         max_body_bytes=64_000,
         _env_file=None,
+        **more,
     )
+
+
+@pytest.fixture
+def settings(redis_url: str, prefix: str, redis_client: redis.Redis) -> Settings:
+    return api_settings(redis_url, prefix)
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ from harness.live import (
     start_dispatcher,
     start_flows,
     wait_for,
+    wait_for_outputs,
     with_stream_ids,
 )
 from harness.redis_cluster import EmbeddedRedisCluster
@@ -35,7 +36,7 @@ from ingest_api.app import create_app
 from state.config import RuleSettings
 from state.engine import Engine
 from state.testing import SMALL_RULES, random_log
-from tests.conftest import READ_KEY, SHARE_KEYS, WRITE_KEY
+from tests.conftest import READ_KEY, WRITE_KEY, api_settings
 from tests.support.logs import final_state
 from tests.support.webhooks import Receiver, verify_by_hand
 
@@ -100,11 +101,7 @@ def test_a_random_log_bills_as_the_replay(cluster, conn, keys, prefix, tmp_path,
         proc = start_flows(env, *args)
         append_positioned(conn, keys, positioned[600:])
         wanted = {o["output_id"] for o in expected}
-        wait_for(
-            lambda: {o["output_id"] for o in outputs(conn, keys)} >= wanted,
-            timeout=120,
-            every=0.5,
-        )
+        wait_for_outputs(conn, keys, wanted)
     finally:
         kill(proc, signal.SIGTERM)
     got = outputs(conn, keys)
@@ -116,18 +113,7 @@ def test_a_random_log_bills_as_the_replay(cluster, conn, keys, prefix, tmp_path,
 
 
 def test_http_to_views_and_webhooks(cluster, conn, keys, prefix, tmp_path) -> None:
-    settings = Settings(
-        redis_url=cluster.url,
-        redis_cluster=True,
-        key_prefix=prefix,
-        api_keys=WRITE_KEY,
-        read_keys=READ_KEY,
-        share_keys=SHARE_KEYS,
-        public_base_url="http://testserver",
-        trusted_proxies="127.0.0.1/32",
-        webhook_allow_private=True,
-        _env_file=None,
-    )
+    settings = api_settings(cluster.url, prefix, redis_cluster=True, webhook_allow_private=True)
     rules = RuleSettings(idle_timeout_factor=1)
     flows = start_flows(on_cluster(flows_env(cluster.url, prefix, tmp_path / "rec", rules, 200)))
     dispatcher = start_dispatcher(on_cluster(dispatcher_env(cluster.url, prefix)))

@@ -19,6 +19,7 @@ from harness.live import (
     start_flows,
     url_of,
     wait_for,
+    wait_for_outputs,
     with_stream_ids,
 )
 from state.engine import Engine
@@ -223,11 +224,7 @@ def test_sigkill_at_several_points_loses_nothing_and_bills_nothing_twice(
             seen = {o["output_id"] for o in outputs(redis_client, keys)}
             mid_flight += not expected_by_chunk[n] <= seen
             proc = flows_factory(lag_ms=10**13)
-    wait_for(
-        lambda: {o["output_id"] for o in outputs(redis_client, keys)} >= expected_ids,
-        timeout=120,
-        every=0.5,
-    )
+    wait_for_outputs(redis_client, keys, expected_ids)
     got = outputs(redis_client, keys)
     assert mid_flight >= 2, "the kills should land while a chunk is being processed"
     assert {o["output_id"] for o in got} == expected_ids
@@ -278,11 +275,7 @@ def test_cluster_shapes_bill_the_same(redis_client, keys, redis_url, prefix, tmp
             os.kill(_children(proc.pid)[0], signal.SIGKILL)
         append_positioned(redis_client, keys, positioned[600:])
         wanted = {o["output_id"] for o in expected}
-        wait_for(
-            lambda: {o["output_id"] for o in outputs(redis_client, keys)} >= wanted,
-            timeout=120,
-            every=0.5,
-        )
+        wait_for_outputs(redis_client, keys, wanted)
         got = outputs(redis_client, keys)
         assert {o["output_id"] for o in got} == wanted
         assert final_state(got) == final_state(expected)
@@ -369,11 +362,7 @@ def test_a_smaller_cluster_resumes_the_same_recovery(
     proc = start_flows(env)
     try:
         append_positioned(redis_client, keys, positioned[450:])
-        wait_for(
-            lambda: {o["output_id"] for o in outputs(redis_client, keys)} >= wanted,
-            timeout=120,
-            every=0.5,
-        )
+        wait_for_outputs(redis_client, keys, wanted)
     finally:
         kill(proc, signal.SIGTERM)
     assert final_state(outputs(redis_client, keys)) == final_state(expected)
