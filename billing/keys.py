@@ -13,7 +13,7 @@ FACT_SHARDS by a hash of the id, so they spread over the cluster's nodes.
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 FACT_SHARDS = 64
 
@@ -22,11 +22,13 @@ FACT_SHARDS = 64
 class Keys:
     prefix: str = ""
     cluster: bool = False
+    # What every key but the facts starts with: the hash tag on a cluster. Made once:
+    # key names are made per event (facts) and per output (views) on the hot path.
+    base: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def base(self) -> str:
-        """What every key but the facts starts with: the hash tag on a cluster."""
-        return f"{{{self.prefix}billing}}" if self.cluster else f"{self.prefix}billing"
+    def __post_init__(self) -> None:
+        base = f"{{{self.prefix}billing}}" if self.cluster else f"{self.prefix}billing"
+        object.__setattr__(self, "base", base)
 
     @property
     def events(self) -> str:

@@ -117,7 +117,7 @@ class RedisFacts:
             return list(cast(Any, self.r).mget_nonatomic(keys))
         return list(self.r.mget(keys))
 
-    def _by_slot(self, keys: Iterable[str]) -> list[list[str]]:
+    def _by_slot(self, keys: set[str]) -> list[list[str]]:
         """One group on one node; on a cluster, one per fact shard (billing.keys: a
         fact key starts with its shard's hash tag)."""
         if not self.keys.cluster:

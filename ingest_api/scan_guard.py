@@ -35,18 +35,13 @@ class ScanGuard:
             for c in settings.trusted_proxies.split(",")
             if c.strip()
         ]
-        storage: RedisStorage | RedisClusterStorage
+        storage_class: type[RedisStorage | RedisClusterStorage] = RedisStorage
+        uri = "async+" + settings.redis_url
         if settings.redis_cluster:  # the same counters, on the cluster's slots
+            storage_class = RedisClusterStorage
             node = urlsplit(settings.redis_url)._replace(scheme="async+redis+cluster", path="")
-            storage = RedisClusterStorage(
-                urlunsplit(node), implementation="redispy", key_prefix=settings.keys.rate_limits
-            )
-        else:
-            storage = RedisStorage(
-                "async+" + settings.redis_url,
-                implementation="redispy",
-                key_prefix=settings.keys.rate_limits,
-            )
+            uri = urlunsplit(node)
+        storage = storage_class(uri, implementation="redispy", key_prefix=settings.keys.rate_limits)
         self.limiter = FixedWindowRateLimiter(storage)
         self.per_share = parse(settings.scan_rate_per_share)
         self.per_client = parse(settings.scan_rate_per_client)

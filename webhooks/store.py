@@ -110,9 +110,17 @@ class WebhookStore:
         return f"{self.p}webhook:due:{at_ms // 1000}"
 
     @property
+    def due_index_key(self) -> str:
+        return f"{self.p}webhook:due:index"
+
+    @property
+    def due_oldest_key(self) -> str:
+        return f"{self.p}webhook:due:oldest"
+
+    @property
     def due_keys(self) -> list[str]:
         """The due index and its oldest-creation hash, which every script touches."""
-        return [f"{self.p}webhook:due:index", f"{self.p}webhook:due:oldest"]
+        return [self.due_index_key, self.due_oldest_key]
 
     # --- endpoints ------------------------------------------------------------------
     async def add_endpoint(
@@ -252,7 +260,7 @@ class WebhookStore:
         return found
 
     async def oldest_undelivered_ms(self) -> int | None:
-        values = await self.r.hvals(self.due_keys[1])
+        values = await self.r.hvals(self.due_oldest_key)
         return min((int(float(v)) for v in values), default=None)
 
 
