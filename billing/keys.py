@@ -104,14 +104,18 @@ class Keys:
         shard = zlib.crc32(ident.encode()) % FACT_SHARDS
         return f"{{{self.prefix}billing:fact:{shard}}}:{kind}:{ident}"
 
-    def wakeups(self, bucket: int) -> str:
-        """Sessions to wake in one time bucket (flows.facts_redis)."""
-        return f"{self.base}:wake:{bucket}"
+    def _wake_space(self, space: str) -> str:
+        # The commission sequencer (`log`) keeps the names it had before the shards.
+        return f"{self.base}:wake" if space == "log" else f"{self.base}:wake:{space}"
 
-    @property
-    def wakeups_index(self) -> str:
-        """The time buckets that hold wake-ups (at most R / bucket of them)."""
-        return f"{self.base}:wake:index"
+    def wakeups(self, bucket: int, space: str = "log") -> str:
+        """Keys one sequencer key wakes in one time bucket (flows.facts_redis); `space`
+        is that sequencer's key (state.sharding)."""
+        return f"{self._wake_space(space)}:{bucket}"
+
+    def wakeups_index(self, space: str = "log") -> str:
+        """The time buckets that hold one sequencer's wake-ups (at most R / bucket)."""
+        return f"{self._wake_space(space)}:index"
 
     @property
     def rate_limits(self) -> str:

@@ -1,16 +1,18 @@
 """The billing dataflow, the same for live runs and replays.
 
-    input -> sequencer -+-> outputs ------------------------------------------+-> sink
-                        +-> touch/session keys -+-> outputs --------------------+
-                        |                       +-> line keys -+-> outputs -----+
-                        |                                      +-> sharer keys -+
-                        +-> payouts ---------------------------------^
+    input -> route -> sequencers -+-> outputs ------------------------------------------+-> sink
+                                   +-> touch/session keys -+-> outputs --------------------+
+                                   |                       +-> line keys -+-> outputs -----+
+                                   |                                      +-> sharer keys -+
+                                   +-> payouts ---------------------------------^
 
-All input enters one partition and one sequencer key, so the sequencer sees the
-log in order. A touch or session key takes messages from that one worker only,
-and a line key from its one touch key, and bytewax keeps the order of items
-between two workers, so these keys see their messages in log order whatever the
-worker count. A sharer key takes messages from many workers; it restores log
+All input enters one partition, and the route step (on that partition's worker)
+sends each entry to its sequencer key: the commission sequencer, or one of the
+session shards (state.sharding), each of which sees its part of the log in order.
+A session key takes messages from its shard's one worker only, a touch key from
+the commission sequencer's, and a line key from its one touch key, and bytewax
+keeps the order of items between two workers, so these keys see their messages
+in log order whatever the worker count. A sharer key takes messages from many workers; it restores log
 order itself, epoch by epoch (flows.logic.SharerLogic).
 """
 
@@ -25,9 +27,10 @@ from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
 from flows.logic import LedgerLogic, SequencerLogic, SharerLogic
+from state import sharding
 from state.config import RuleSettings
 from state.facts import Facts, MemoryFacts
-from state.messages import KeyBatch, KeyMessage
+from state.messages import InputBatch, KeyBatch, KeyMessage, RawEntry, SequencerInput
 from state.outputs import Output
 
 # Between steps: a `KeyBatch` (one key's messages from one batch) or a list of outputs.
@@ -49,26 +52,53 @@ def _for_sharer(kv: Item) -> bool:
     return type(batch) is KeyBatch and batch.key.startswith("sharer:")
 
 
+def _memory_facts(key: str) -> Facts:
+    return MemoryFacts()
+
+
+def _no_raw_entries(entry: RawEntry) -> SequencerInput:
+    raise TypeError(f"{entry.position}: this flow was built without a parser for raw entries")
+
+
+def _router(
+    parse: Callable[[RawEntry], SequencerInput],
+) -> Callable[[list[tuple[str, SequencerInput | RawEntry]]], list[tuple[str, InputBatch]]]:
+    def route(items: list[tuple[str, SequencerInput | RawEntry]]) -> list[tuple[str, InputBatch]]:
+        # Tariffs go to every shard: parsed here (they are rare), so that a bad one
+        # is one reject, not one per shard.
+        entries = [
+            parse(v) if isinstance(v, RawEntry) and v.kind_hint == "tariff" else v
+            for _key, v in items
+        ]
+        return [(batch.key, batch) for batch in sharding.route(entries)]
+
+    return route
+
+
 def build_flow(
     source: Source[Any],
     sink: Sink[tuple[str, list[Output]]],
     settings: RuleSettings,
-    facts: Callable[[], Facts] = MemoryFacts,
+    facts: Callable[[str], Facts] = _memory_facts,
+    parse: Callable[[RawEntry], SequencerInput] = _no_raw_entries,
 ) -> Dataflow:
-    """`source` yields ("log", SequencerInput) pairs; `sink` takes (key, [output, ...]) pairs.
+    """`source` yields ("log", SequencerInput | RawEntry) pairs; `sink` takes
+    (key, [output, ...]) pairs.
 
     The shapes avoid a Python call per item for keying and unkeying, which is most
     of what bytewax costs here. `settings` were validated when they were built
     (RuleSettings refuses a retention shorter than the windows it must cover),
-    so a bad setting stops here, before any event is read. `facts` makes the
-    sequencer's fact store: in memory by default, Redis for the live flows.
+    so a bad setting stops here, before any event is read. `facts(key)` makes a
+    sequencer key's fact store: in memory by default, Redis for the live flows.
+    `parse` turns a live `RawEntry` into a `LogEvent` or a `BadEntry`, at its key.
     """
     flow = Dataflow("billing")
     in_log = op.input("input", flow, source)
+    routed = op.flat_map_batch("route_log", in_log, _router(parse))
     sequenced = op.stateful_batch(
         "sequencer",
-        in_log,
-        lambda resume: SequencerLogic(settings, facts(), resume),
+        routed,
+        lambda resume: SequencerLogic(settings, facts, parse, resume),
     )
     split = op.branch("split", sequenced, _is_key_batch)
     payouts = op.branch("payouts", split.trues, _for_sharer)

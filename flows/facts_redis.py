@@ -60,8 +60,11 @@ return #KEYS
 
 
 class RedisFacts:
-    def __init__(self, conn: redis.Redis, keys: Keys, ttl_ms: int) -> None:
-        self.r, self.keys, self.ttl_ms = conn, keys, ttl_ms
+    def __init__(self, conn: redis.Redis, keys: Keys, ttl_ms: int, space: str = "log") -> None:
+        """`space`: the sequencer key this store serves (state.sharding). Seen ids are
+        the commission sequencer's alone; wake-ups are kept apart per sequencer key,
+        since each reads back only its own."""
+        self.r, self.keys, self.ttl_ms, self.space = conn, keys, ttl_ms, space
         self._set_all = conn.register_script(_SET_ALL)
         self._facts: dict[str, list[list[Any]]] = {}
         self._dirty: set[str] = set()
@@ -102,10 +105,11 @@ class RedisFacts:
         for due, key in self._new_wakes:
             by_bucket.setdefault(due // WAKE_BUCKET_MS, {})[key] = due
         for b, members in by_bucket.items():
-            pipe.zadd(self.keys.wakeups(b), members)
-            pipe.pexpire(self.keys.wakeups(b), self.ttl_ms)
+            pipe.zadd(self.keys.wakeups(b, self.space), members)
+            pipe.pexpire(self.keys.wakeups(b, self.space), self.ttl_ms)
         if by_bucket:
-            pipe.zadd(self.keys.wakeups_index, {str(b): b for b in by_bucket})
+            pipe.zadd(self.keys.wakeups_index(self.space), {str(b): b for b in by_bucket})
+            pipe.pexpire(self.keys.wakeups_index(self.space), self.ttl_ms)
         if self._dirty or self._new_wakes:
             pipe.execute()
         self._facts.clear()
@@ -203,11 +207,11 @@ class RedisFacts:
         return due_now
 
     def _load(self, lo: int, hi: int) -> None:
-        index = self.keys.wakeups_index
+        index = self.keys.wakeups_index(self.space)
         found: Any = self.r.zrangebyscore(index, lo, hi)
         pipe = self.r.pipeline(transaction=False)
         for b in found:
-            pipe.zrange(self.keys.wakeups(int(b)), 0, -1, withscores=True)
+            pipe.zrange(self.keys.wakeups(int(b), self.space), 0, -1, withscores=True)
         # A re-run after a crash starts a little back: keep a day of the index.
         pipe.zremrangebyscore(index, "-inf", lo - 1 - DAY_OF_BUCKETS)
         replies = pipe.execute()

@@ -29,7 +29,7 @@ from flows import recovery_gc
 from flows.dataflow import build_flow
 from flows.facts_redis import RedisFacts
 from flows.redis_output import STEP_ID, RedisOutputSink, part_name
-from flows.redis_source import RedisStreamSource
+from flows.redis_source import RedisStreamSource, parse_entry
 from flows.runtime import tune_gc
 
 RECOVERY_PARTITIONS = 4
@@ -47,15 +47,15 @@ def live_flow(settings: Settings, process_id: int = 0) -> Dataflow:
     )
     ttl_ms = rules.retention_ms + settings.facts_ttl_margin_ms
 
-    def facts() -> RedisFacts:
+    def facts(key: str) -> RedisFacts:
         return RedisFacts(
-            client(settings.redis_url, patient=True, cluster=keys.cluster), keys, ttl_ms
+            client(settings.redis_url, patient=True, cluster=keys.cluster), keys, ttl_ms, key
         )
 
     sink = RedisOutputSink(
         settings.redis_url, keys, ttl_ms, settings.statement_retention_ms, process_id
     )
-    return build_flow(source, sink, rules, facts)
+    return build_flow(source, sink, rules, facts, parse_entry)
 
 
 def recovery_config(settings: Settings) -> RecoveryConfig | None:

@@ -9,17 +9,25 @@ pickled bytes: an immutable copy by construction, taken only at epoch ends.
 from __future__ import annotations
 
 import pickle
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 
 from bytewax.operators import StatefulBatchLogic
 
 from flows import stats
-from state import ledgers
+from state import ledgers, sharding
 from state.balances import SharerLedger
 from state.config import RuleSettings
 from state.facts import Facts
-from state.messages import KeyBatch, KeyMessage, Route, SequencerInput, by_key
+from state.messages import (
+    InputBatch,
+    KeyBatch,
+    KeyMessage,
+    RawEntry,
+    Route,
+    SequencerInput,
+    by_key,
+)
 from state.outputs import Output
 from state.sequencer import Sequencer
 
@@ -41,22 +49,48 @@ def _items(outputs: list[Output], routes: list[Route]) -> list[SequencerItem]:
 SHARER_POLL = timedelta(milliseconds=50)
 
 
-class SequencerLogic(StatefulBatchLogic[SequencerInput, SequencerItem, bytes]):
-    """The one ordered stage. Its fact store (seen ids, orders' items, wake-ups)
-    is not part of the snapshot: in memory for a replay, in Redis live."""
+LAYOUT_CHANGED = (
+    "the recovery state predates the session shards (state.sharding): start the flows "
+    "from a new recovery directory and a log replayed in full (see the README, 'Upgrading')"
+)
 
-    def __init__(self, settings: RuleSettings, facts: Facts, resume: bytes | None) -> None:
+
+class SequencerLogic(StatefulBatchLogic[InputBatch, SequencerItem, bytes]):
+    """One ordered stage: the commission sequencer or a session shard (state.sharding).
+    Its fact store (seen ids, orders' items, wake-ups) is not part of the snapshot: in
+    memory for a replay, in Redis live, one per key (`facts(key)`), made on the first
+    batch, since bytewax tells a logic its key only through what it receives."""
+
+    def __init__(
+        self,
+        settings: RuleSettings,
+        facts: Callable[[str], Facts],
+        parse: Callable[[RawEntry], SequencerInput],
+        resume: bytes | None,
+    ) -> None:
         self.settings = settings
-        self.facts = facts
+        self._make_facts, self._parse = facts, parse
+        self.facts: Facts | None = None
         self.sequencer: Sequencer = pickle.loads(resume) if resume else Sequencer()
 
-    def on_batch(self, values: list[SequencerInput]) -> tuple[Iterable[SequencerItem], bool]:
+    def on_batch(self, values: list[InputBatch]) -> tuple[Iterable[SequencerItem], bool]:
         all_outputs: list[Output] = []
         all_routes: list[Route] = []
-        on_input, settings, facts = self.sequencer.on_input, self.settings, self.facts
-        facts.prepare(values)
-        for value in values:
-            outputs, routes = on_input(value, settings, facts)
+        on_input, settings, parse = self.sequencer.on_input, self.settings, self._parse
+        facts = self.facts
+        if facts is None:
+            key = values[0].key
+            if key == sharding.COMMISSIONS and self.sequencer.clocks:
+                # Only a snapshot from before the session shards has session clocks
+                # here; resumed, those sessions would never close as idle.
+                raise RuntimeError(LAYOUT_CHANGED)
+            facts = self.facts = self._make_facts(key)
+        entries = [
+            parse(e) if isinstance(e, RawEntry) else e for batch in values for e in batch.entries
+        ]
+        facts.prepare(entries)
+        for entry in entries:
+            outputs, routes = on_input(entry, settings, facts)
             all_routes += routes
             all_outputs += outputs
         facts.flush()

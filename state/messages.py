@@ -1,6 +1,8 @@
 """Typed messages between the engine's steps, each tagged with a `Literal` kind.
 
-Into the sequencer (one per log entry or watermark):  `LogEvent`, `BadEntry`, `Watermark`.
+Into a sequencer (one per log entry or watermark):  `LogEvent`, `BadEntry`, `Watermark`,
+or, live, a `RawEntry` that the flows parse at the sequencer's key (state.sharding
+says which sequencer key an entry goes to; the flows move them as `InputBatch`es).
 Between keyed ledgers, a `Route(key, message)` (in the flows, grouped per batch
 into a `KeyBatch(key, messages)`); the stages and their keys:
 
@@ -54,6 +56,30 @@ class Watermark:
 
 
 SequencerInput = LogEvent | BadEntry | Watermark
+
+
+@dataclass(frozen=True, slots=True)
+class RawEntry:
+    """Live only: a stream entry not parsed yet. `kind_hint` and `session_id` are read
+    off its JSON cheaply at the source, to route it (state.sharding); the full parse
+    (validation, bounds) happens at its sequencer key, so that parsing, the largest
+    per-event cost, runs where the keys run rather than all at the source."""
+
+    position: str
+    data: str
+    ts: int
+    kind_hint: str | None
+    session_id: str | None
+    kind: Literal["raw"] = "raw"
+
+
+@dataclass(frozen=True, slots=True)
+class InputBatch:
+    """One batch's entries for one sequencer key, in log order (state.sharding)."""
+
+    key: str
+    entries: list[SequencerInput | RawEntry]
+    kind: Literal["input_batch"] = "input_batch"
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,11 @@ from tests.flows.conftest import EntryPoint
 from tests.support.logs import engine_outputs, final_state, positioned
 
 
-def flow_outputs(run: EntryPoint, items, rules=SMALL_RULES, recovery=None, facts=MemoryFacts):
+def memory_facts(key: str) -> MemoryFacts:
+    return MemoryFacts()
+
+
+def flow_outputs(run: EntryPoint, items, rules=SMALL_RULES, recovery=None, facts=memory_facts):
     out: list = []
     keyed = [
         item if isinstance(item, (TestingSource.ABORT, TestingSource.EOF)) else ("log", item)
@@ -102,8 +106,8 @@ def test_recovery_after_abort_loses_nothing_and_bills_nothing_twice(
     recovery = RecoveryConfig(tmp_path)
     with_abort = [*items[:abort_at], TestingSource.ABORT(), *items[abort_at:]]
 
-    def facts() -> RedisFacts:
-        return RedisFacts(redis_client, keys, 10**12)
+    def facts(key: str) -> RedisFacts:
+        return RedisFacts(redis_client, keys, 10**12, key)
 
     first = flow_outputs(run_main, with_abort, recovery=recovery, facts=facts)
     second = flow_outputs(run_main, with_abort, recovery=recovery, facts=facts)
@@ -136,8 +140,8 @@ def test_swept_tombstones_change_no_result_after_a_resume(tmp_path: Path, redis_
     cut = 900
     with_abort = [*items[:cut], TestingSource.ABORT(), *items[cut:]]
 
-    def facts() -> RedisFacts:
-        return RedisFacts(redis_client, keys, 10**12)
+    def facts(key: str) -> RedisFacts:
+        return RedisFacts(redis_client, keys, 10**12, key)
 
     first = flow_outputs(run_main, with_abort, recovery=recovery, facts=facts)
     part = next(tmp_path.glob("part-*.sqlite3"))
