@@ -104,18 +104,14 @@ class Keys:
         shard = zlib.crc32(ident.encode()) % FACT_SHARDS
         return f"{{{self.prefix}billing:fact:{shard}}}:{kind}:{ident}"
 
-    def _wake_space(self, space: str) -> str:
-        # The commission sequencer (`log`) keeps the names it had before the shards.
-        return f"{self.base}:wake" if space == "log" else f"{self.base}:wake:{space}"
-
-    def wakeups(self, bucket: int, space: str = "log") -> str:
+    def wakeups(self, bucket: int, space: str) -> str:
         """Keys one sequencer key wakes in one time bucket (flows.facts_redis); `space`
         is that sequencer's key (state.sharding)."""
-        return f"{self._wake_space(space)}:{bucket}"
+        return f"{self.base}:wake:{space}:{bucket}"
 
-    def wakeups_index(self, space: str = "log") -> str:
+    def wakeups_index(self, space: str) -> str:
         """The time buckets that hold one sequencer's wake-ups (at most R / bucket)."""
-        return f"{self._wake_space(space)}:index"
+        return f"{self.base}:wake:{space}:index"
 
     @property
     def rate_limits(self) -> str:

@@ -60,7 +60,7 @@ return #KEYS
 
 
 class RedisFacts:
-    def __init__(self, conn: redis.Redis, keys: Keys, ttl_ms: int, space: str = "log") -> None:
+    def __init__(self, conn: redis.Redis, keys: Keys, ttl_ms: int, space: str) -> None:
         """`space`: the sequencer key this store serves (state.sharding). Seen ids are
         the commission sequencer's alone; wake-ups are kept apart per sequencer key,
         since each reads back only its own."""

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from bytewax.operators import StatefulBatchLogic
 
 from flows import stats
-from state import ledgers, sharding
+from state import ledgers
 from state.balances import SharerLedger
 from state.config import RuleSettings
 from state.facts import Facts
@@ -71,7 +71,15 @@ class SequencerLogic(StatefulBatchLogic[InputBatch, SequencerItem, bytes]):
         self.settings = settings
         self._make_facts, self._parse = facts, parse
         self.facts: Facts | None = None
-        self.sequencer: Sequencer = pickle.loads(resume) if resume else Sequencer()
+        self.key: str | None = None
+        self.sequencer = Sequencer()
+        if resume is not None:
+            saved = pickle.loads(resume)
+            if not isinstance(saved, tuple):
+                # A bare `Sequencer`: the one key of the layout before the shards. Its
+                # rule catalog and open sessions' clocks cannot move to the new keys.
+                raise RuntimeError(LAYOUT_CHANGED)
+            self.key, self.sequencer = saved
 
     def on_batch(self, values: list[InputBatch]) -> tuple[Iterable[SequencerItem], bool]:
         all_outputs: list[Output] = []
@@ -79,12 +87,8 @@ class SequencerLogic(StatefulBatchLogic[InputBatch, SequencerItem, bytes]):
         on_input, settings, parse = self.sequencer.on_input, self.settings, self._parse
         facts = self.facts
         if facts is None:
-            key = values[0].key
-            if key == sharding.COMMISSIONS and self.sequencer.clocks:
-                # Only a snapshot from before the session shards has session clocks
-                # here; resumed, those sessions would never close as idle.
-                raise RuntimeError(LAYOUT_CHANGED)
-            facts = self.facts = self._make_facts(key)
+            self.key = values[0].key
+            facts = self.facts = self._make_facts(self.key)
         entries = [
             parse(e) if isinstance(e, RawEntry) else e for batch in values for e in batch.entries
         ]
@@ -100,7 +104,8 @@ class SequencerLogic(StatefulBatchLogic[InputBatch, SequencerItem, bytes]):
         return _items([], self.sequencer.finish()), False
 
     def snapshot(self) -> bytes:
-        snap = pickle.dumps(self.sequencer, protocol=pickle.HIGHEST_PROTOCOL)
+        # With its key: bytewax gives a resumed logic its state, never its key.
+        snap = pickle.dumps((self.key, self.sequencer), protocol=pickle.HIGHEST_PROTOCOL)
         stats.snapshot_taken(len(snap))
         return snap
 

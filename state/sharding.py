@@ -33,7 +33,7 @@ from collections.abc import Iterable
 
 from state.messages import BadEntry, InputBatch, LogEvent, RawEntry, SequencerInput, Watermark
 
-COMMISSIONS = "log"
+COMMISSIONS = "log:commissions"
 SESSION_SHARDS = 8
 SHARD_KEYS = tuple(f"sessions:{n}" for n in range(SESSION_SHARDS))
 ALL_KEYS = (COMMISSIONS, *SHARD_KEYS)

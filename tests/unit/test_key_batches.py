@@ -4,9 +4,13 @@ the order they were made, lose none and add none."""
 
 from __future__ import annotations
 
+import dataclasses
+import pickle
+
 from hypothesis import given
 from hypothesis import strategies as st
 
+from state import messages as m
 from state.messages import KeyBatch, Route, Tick, by_key
 
 
@@ -36,3 +40,44 @@ def test_grouping_keeps_every_keys_subsequence(pairs: list[tuple[str, int]]) -> 
     assert sum(len(batch.messages) for batch in grouped) == len(pairs)
     # Keys come in the order of their first message: the same input, the same items.
     assert [batch.key for batch in grouped] == list(dict.fromkeys(key for key, _ in pairs))
+
+
+def _one_of_each() -> list[object]:
+    from state.metering import Tariff
+
+    tariff = Tariff.from_event(
+        {"tariff_id": "t", "ts": 1, "currency": "USD", "unit_ms": 1000, "price_minor": 3}
+    )
+    return [
+        m.LogEvent("1-0", {"type": "scan"}),
+        m.BadEntry("L1", {"raw": "x"}, "not a JSON object"),
+        m.Watermark(5),
+        m.RawEntry("1-0", "{}", 1, "segment", "s"),
+        m.InputBatch("log", [m.Watermark(1)]),
+        m.Scan({"scan_id": "c"}, "L1"),
+        m.OrderLine({"order_id": "o"}, {"item_id": "i"}, [], "L2", None, "line:i|b|o|1", 3),
+        m.Refund({"refund_id": "f"}, "i", None, "L3", 4),
+        m.Start({"session_id": "s"}, tariff, "L4"),
+        m.Segment({"session_id": "s"}, "L5"),
+        m.Tick(7, 2),
+        m.Attributed({"order_id": "o"}, 3),
+        m.ToLine("line:i|b|o|1", m.Tick(8)),
+        m.Credit("USD", 5, 1, 0, "commission:approval:o:1:i"),
+        m.PayoutRequest({"payout_id": "p"}, "L6", 9),
+        m.Route("touch:i|b", m.Tick(1)),
+        m.KeyBatch("touch:i|b", [m.Tick(1), m.Tick(2)]),
+    ]
+
+
+def test_every_message_pickles_to_an_equal_one_of_its_class() -> None:
+    """Messages cross processes pickled, through `__reduce__` (state.messages)."""
+    samples = _one_of_each()
+    kinds = {
+        obj
+        for obj in vars(m).values()
+        if isinstance(obj, type) and dataclasses.is_dataclass(obj) and obj.__module__ == m.__name__
+    }
+    assert {type(s) for s in samples} == kinds  # one of each, so a new kind is tested too
+    for sample in samples:
+        again = pickle.loads(pickle.dumps(sample, protocol=pickle.HIGHEST_PROTOCOL))
+        assert type(again) is type(sample) and again == sample

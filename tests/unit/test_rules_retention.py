@@ -187,12 +187,12 @@ def test_redis_facts_decide_a_rerun_as_the_first_run(seed, back, redis_client, k
         for n, e in enumerate(events)
         if e.event["ts"] >= crash_ts - back * SMALL_RULES.retention_ms
     )
-    first = Engine(SMALL_RULES, RedisFacts(redis_client, keys, 10**12))
+    first = Engine(SMALL_RULES, RedisFacts(redis_client, keys, 10**12, "log:commissions"))
     for entry in events[:k]:
         first.on_input(entry)
     snapshot = pickle.dumps((first.sequencer, first.keys))
     after_first = [o for entry in events[k:] for o in first.on_input(entry)] + first.finish()
-    rerun = Engine(SMALL_RULES, RedisFacts(redis_client, keys, 10**12))
+    rerun = Engine(SMALL_RULES, RedisFacts(redis_client, keys, 10**12, "log:commissions"))
     rerun.sequencer, rerun.keys = pickle.loads(snapshot)
     after_rerun = [o for entry in events[k:] for o in rerun.on_input(entry)] + rerun.finish()
     assert after_rerun == after_first
