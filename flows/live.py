@@ -36,7 +36,7 @@ RECOVERY_PARTITIONS = 4
 SWEEP_EVERY_S = 10.0
 
 
-def live_flow(settings: Settings, process_id: int = 0) -> Dataflow:
+def live_flow(settings: Settings, process_id: int = 0, processes: int = 1) -> Dataflow:
     keys = settings.keys
     rules = settings.rules()  # refuses inconsistent settings before any event is read
     source = RedisStreamSource(
@@ -44,6 +44,8 @@ def live_flow(settings: Settings, process_id: int = 0) -> Dataflow:
         keys,
         lag_ms=settings.watermark_lag_ms,
         trim_ms=rules.retention_ms if settings.trim_input else None,
+        # Parsing at the keys spreads it over processes; in one it only costs a read.
+        parse_here=processes == 1,
     )
     ttl_ms = rules.retention_ms + settings.facts_ttl_margin_ms
 
@@ -76,7 +78,7 @@ def run_process(
 ) -> int:
     tune_gc()
     cli_main(
-        live_flow(settings, process_id or 0),
+        live_flow(settings, process_id or 0, len(addresses) if addresses else 1),
         workers_per_process=workers,
         process_id=process_id,
         addresses=addresses,

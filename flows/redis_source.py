@@ -50,8 +50,10 @@ class _StreamPartition(StatefulSourcePartition[tuple[str, SequencerInput | RawEn
         poll_s: float,
         lag_ms: int,
         trim_ms: int | None,
+        parse_here: bool,
     ) -> None:
         self.r = client(url, patient=True, cluster=keys.cluster)
+        self.parse_here = parse_here
         self.keys, self.stream = keys, stream
         self.last_id = resume or "0-0"
         self.batch, self.poll_s, self.lag_ms = batch, poll_s, lag_ms
@@ -105,9 +107,13 @@ class _StreamPartition(StatefulSourcePartition[tuple[str, SequencerInput | RawEn
     def _item(self, entry_id: str, fields: dict[str, str]) -> RawEntry | LogEvent | BadEntry:
         """What routing needs, read cheaply (orjson); the full parse and validation
         happen at the entry's sequencer key (`parse_entry`), spread over the workers.
-        Anything orjson does not read as an object is parsed here, into its reject."""
+        Anything orjson does not read as an object is parsed here, into its reject.
+        In one process the workers share one GIL, so nothing is gained by parsing
+        elsewhere, and the entry is parsed here at once (`parse_here`)."""
         ts = ts_of(entry_id)
         data = fields.get("data", "")
+        if self.parse_here:
+            return parse_entry(RawEntry(entry_id, data, ts, None, None))
         try:
             head = orjson.loads(data)
         except orjson.JSONDecodeError:
@@ -164,8 +170,12 @@ class RedisStreamSource(FixedPartitionedSource[tuple[str, SequencerInput | RawEn
         poll_s: float = 0.05,
         lag_ms: int = 2000,
         trim_ms: int | None = None,
+        parse_here: bool = False,
     ) -> None:
+        """`parse_here`: parse each entry at the source rather than at its sequencer
+        key (where that runs makes no difference to what is billed)."""
         self.url, self.keys = url, keys
+        self.parse_here = parse_here
         self.batch, self.poll_s, self.lag_ms = batch, poll_s, lag_ms
         self.trim_ms = trim_ms
 
@@ -182,4 +192,5 @@ class RedisStreamSource(FixedPartitionedSource[tuple[str, SequencerInput | RawEn
             self.poll_s,
             self.lag_ms,
             self.trim_ms,
+            self.parse_here,
         )
