@@ -112,8 +112,10 @@ def flows_starter(
     """Body of the `flows_factory` fixture: start `billing flows` processes, kill them after."""
     procs: list[subprocess.Popen[bytes]] = []
 
-    def start(rules: RuleSettings = SMALL_RULES, lag_ms: int = 100) -> subprocess.Popen[bytes]:
-        proc = start_flows(flows_env(redis_url, prefix, recovery_dir, rules, lag_ms))
+    def start(
+        rules: RuleSettings = SMALL_RULES, lag_ms: int = 100, args: tuple[str, ...] = ()
+    ) -> subprocess.Popen[bytes]:
+        proc = start_flows(flows_env(redis_url, prefix, recovery_dir, rules, lag_ms), *args)
         procs.append(proc)
         return proc
 

@@ -187,13 +187,30 @@ def test_sink_checks_before_it_writes(redis_client, keys):
     writer.close()
 
 
-def test_bad_stream_entry_is_rejected_not_fatal(redis_client, keys, flows_factory):
-    redis_client.xadd(keys.events, {"data": "{not json"})
-    redis_client.xadd(keys.events, {"data": json.dumps({"type": "tariff", "tariff_id": "t"})})
-    flows_factory()
-    wait_for(lambda: redis_client.xlen(keys.rejects) == 2)
-    reasons = {json.loads(f["data"])["reason"] for _, f in redis_client.xrange(keys.rejects)}
-    assert reasons == {"invalid_event"}
+@pytest.mark.parametrize("args", [(), ("--processes", "2")], ids=["1-process", "2-processes"])
+def test_bad_stream_entry_is_rejected_not_fatal(redis_client, keys, flows_factory, args):
+    """In one process entries are parsed at the source; with two, at their sequencer
+    key (a session shard for a segment), after the source read their type."""
+    bad = [
+        "{not json",
+        "[1, 2]",
+        json.dumps({"type": "tariff", "tariff_id": "t"}),  # every shard's, one reject
+        json.dumps({"type": "segment", "session_id": "s1", "seq": -1}),  # at its shard
+        json.dumps({"type": "segment", "session_id": 7}),
+        json.dumps({"type": "nope"}),
+    ]
+    for data in bad:
+        redis_client.xadd(keys.events, {"data": data})
+    start = {"type": "session_start", "session_id": "s2", "user_id": "u", "service_id": "v"}
+    redis_client.xadd(
+        keys.events, {"data": json.dumps({**start, "tariff_id": "x", "report_interval_ms": 1000})}
+    )
+    flows_factory(args=args)
+    wait_for(lambda: redis_client.xlen(keys.rejects) == len(bad) + 1, timeout=60)
+    time.sleep(1)  # nothing more comes: one reject per entry
+    got = [json.loads(f["data"]) for _, f in redis_client.xrange(keys.rejects)]
+    assert sorted(o["reason"] for o in got) == ["invalid_event"] * len(bad) + ["unknown_tariff"]
+    assert len({o["output_id"] for o in got}) == len(got)
 
 
 def test_sigkill_at_several_points_loses_nothing_and_bills_nothing_twice(
