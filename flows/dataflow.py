@@ -12,8 +12,8 @@ session shards (state.sharding), each of which sees its part of the log in order
 A session key takes messages from its shard's one worker only, a touch key from
 the commission sequencer's, and a line key from its one touch key, and bytewax
 keeps the order of items between two workers, so these keys see their messages
-in log order whatever the worker count. A sharer key takes messages from many workers; it restores log
-order itself, epoch by epoch (flows.logic.SharerLogic).
+in log order whatever the worker count. A sharer key takes messages from many
+workers; it restores log order itself, epoch by epoch (flows.logic.SharerLogic).
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ SHARER_POLL = timedelta(milliseconds=50)
 
 LAYOUT_CHANGED = (
     "the recovery state predates the session shards (state.sharding): start the flows "
-    "from a new recovery directory and a log replayed in full (see the README, 'Upgrading')"
+    "with a new, empty recovery directory (see the README, 'Upgrading')"
 )
 
 
