@@ -4,6 +4,7 @@ The output side is flows/redis_sink.py."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import deque
 from datetime import UTC, datetime, timedelta
@@ -112,12 +113,10 @@ class _StreamPartition(StatefulSourcePartition[tuple[str, SequencerInput | RawEn
         elsewhere, and the entry is parsed here at once (`parse_here`)."""
         ts = ts_of(entry_id)
         data = fields.get("data", "")
-        if self.parse_here:
-            return parse_entry(RawEntry(entry_id, data, ts, None, None))
-        try:
-            head = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            head = None
+        head: Any = None
+        if not self.parse_here:
+            with contextlib.suppress(orjson.JSONDecodeError):
+                head = orjson.loads(data)
         if not isinstance(head, dict):
             return parse_entry(RawEntry(entry_id, data, ts, None, None))
         kind, session_id = head.get("type"), head.get("session_id")

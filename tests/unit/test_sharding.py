@@ -15,11 +15,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from state import ledgers
-from state.balances import SharerLedger
 from state.config import RuleSettings
+from state.engine import Engine
 from state.facts import MemoryFacts
-from state.messages import BadEntry, InputBatch, LogEvent, RawEntry, Route, Watermark
+from state.messages import BadEntry, InputBatch, LogEvent, RawEntry, Watermark
 from state.outputs import Output
 from state.sequencer import Sequencer
 from state.sharding import (
@@ -96,35 +95,21 @@ def test_no_entries_no_batches() -> None:
     assert route([]) == []
 
 
-class ShardedLoop:
+class ShardedLoop(Engine):
     """The flow's arrangement without bytewax: each batch routed, one `Sequencer` (and
-    fact store) per sequencer key, the keyed ledgers applied depth first."""
+    fact store) per sequencer key; the keyed ledgers applied depth first, as the
+    plain loop applies them (its `_route`)."""
 
     def __init__(self, rules: RuleSettings) -> None:
-        self.rules = rules
+        super().__init__(rules)
         self.sequencers: dict[str, tuple[Sequencer, MemoryFacts]] = {}
-        self.keys: dict[str, ledgers.KeyState] = {}
-
-    def _route(self, routes: list[Route]) -> list[Output]:
-        out: list[Output] = []
-        for r in routes:
-            state, produced = ledgers.apply(self.keys.get(r.key), r.message, self.rules)
-            if isinstance(state, SharerLedger):
-                out.extend(state.release())
-            if ledgers.is_empty(state):
-                self.keys.pop(r.key, None)
-            else:
-                self.keys[r.key] = state
-            for item in produced:
-                out.extend(self._route([item]) if isinstance(item, Route) else [item])
-        return out
 
     def batch(self, batch: InputBatch) -> list[Output]:
         sequencer, facts = self.sequencers.setdefault(batch.key, (Sequencer(), MemoryFacts()))
         out: list[Output] = []
         for entry in batch.entries:
             assert not isinstance(entry, RawEntry)
-            outputs, routes = sequencer.on_input(entry, self.rules, facts)
+            outputs, routes = sequencer.on_input(entry, self.settings, facts)
             out += self._route(routes) + outputs
         return out
 
