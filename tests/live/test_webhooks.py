@@ -157,6 +157,11 @@ def test_signatures_verify_with_independent_verifiers_and_fail_when_altered():
 
 
 # --- delivery --------------------------------------------------------------------------
+def statuses(api, endpoint_id: str) -> set[str]:
+    listed = api.get(f"/v1/webhook-endpoints/{endpoint_id}/deliveries?limit=500").json()
+    return {d["status"] for d in listed["deliveries"]}
+
+
 def test_every_subscribed_output_arrives_signed_and_no_other(private_api, write, redis_url, prefix):
     with Receiver() as money, Receiver() as metering:
         a = subscribe(private_api, money.url, ["commission", "payout"])
@@ -173,6 +178,10 @@ def test_every_subscribed_output_arrives_signed_and_no_other(private_api, write,
                 lambda: set(money.delivered()) == want_a and set(metering.delivered()) == want_b,
                 timeout=30,
             )
+            # The dispatcher records "succeeded" after the receiver has answered, so a
+            # kill right after the last receipt may leave that delivery pending (it
+            # would be retried): wait for the records too before stopping it.
+            wait_for(lambda: statuses(private_api, a["id"]) == {"succeeded"}, timeout=30)
         finally:
             kill(proc)
         for receiver, endpoint in ((money, a), (metering, b)):
