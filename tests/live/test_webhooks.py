@@ -204,6 +204,7 @@ def test_a_failing_receiver_gets_it_after_the_back_off(private_api, write, redis
         try:
             write([output("payout", 1)])
             wait_for(lambda: "payout:p1:5" in receiver.delivered(), timeout=30)
+            wait_for(lambda: statuses(private_api, endpoint["id"]) == {"succeeded"}, timeout=30)
         finally:
             kill(proc)
         times = [r["at"] for r in receiver.requests]
