@@ -12,15 +12,10 @@ from __future__ import annotations
 import io
 import json
 import pickle
-import threading
 from datetime import timedelta
 from pathlib import Path
 
-import bytewax.operators as op
 import pytest
-from bytewax.dataflow import Dataflow
-from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
-from bytewax.operators import StatefulBatchLogic
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import TestingSink, TestingSource, run_main
 
@@ -28,7 +23,6 @@ from flows.dataflow import build_flow
 from flows.facts_redis import RedisFacts
 from flows.logic import SequencerLogic
 from flows.replay import replay
-from flows.runtime import run_in_process
 from harness.live import with_stream_ids
 from state.engine import Engine
 from state.facts import MemoryFacts
@@ -197,50 +191,3 @@ def test_a_recovery_state_from_before_the_session_shards_is_refused():
 
 def _no_parse(entry):
     raise AssertionError("no raw entries here")
-
-
-def test_the_commission_sequencer_runs_apart_from_the_source_at_two_workers():
-    """Not a billing rule: where the serial work runs. bytewax 0.21.1 puts the one
-    source partition on the first worker and a key on the worker its hash names;
-    the commission sequencer's name is chosen to land on the other one, so that with
-    2 processes one reads and routes the log while the other sequences commissions
-    (README, Benchmarks). A new bytewax may hash otherwise: then pick a new name."""
-    seen: dict[str, str] = {}
-
-    class Where(StatefulBatchLogic):
-        def __init__(self, resume):
-            pass
-
-        def on_batch(self, values):
-            return [threading.current_thread().name], False
-
-        def snapshot(self):
-            return None
-
-    class Part(StatefulSourcePartition):
-        def __init__(self):
-            self.done = False
-            seen["source"] = threading.current_thread().name
-
-        def next_batch(self):
-            if self.done:
-                raise StopIteration()
-            self.done = True
-            return [(COMMISSIONS, 1)]
-
-        def snapshot(self):
-            return None
-
-    class Source(FixedPartitionedSource):
-        def list_parts(self):
-            return ["billing:in:events"]
-
-        def build_part(self, step_id, for_part, resume_state):
-            return Part()
-
-    out: list = []
-    flow = Dataflow("placement")
-    placed = op.stateful_batch("where", op.input("in", flow, Source()), Where)
-    op.output("out", placed, TestingSink(out))
-    run_in_process(flow, 2)
-    assert out and out[0][1] != seen["source"]
