@@ -140,11 +140,10 @@ async def get_sharer_statement(
             errors=[{"field": "query.from", "reason": "older than kept history"}],
         )
     first, last = sharer_view.day_of(from_), sharer_view.day_of(max(now_ms, to))
-    reply: Any = await redis.eval(
-        sharer_view.READ_STATEMENT,
-        last - first + 2,
-        *sharer_view.read_statement_keys(keys, sharer_id, first, last),
-        from_,
+    # EVALSHA, not EVAL: the script's text is sent once per server, not per request.
+    read_statement = redis.register_script(sharer_view.READ_STATEMENT)
+    reply: Any = await read_statement(
+        keys=sharer_view.read_statement_keys(keys, sharer_id, first, last), args=[from_]
     )
     totals, days = sharer_view.decode_read(reply)
     entries = sorted(

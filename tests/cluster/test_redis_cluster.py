@@ -132,6 +132,12 @@ def test_http_to_views_and_webhooks(cluster, conn, keys, prefix, tmp_path) -> No
         listed = api.get("/v1/orders/o1/commissions", headers=read).json()
         amounts = sorted(o["commission_minor"] for o in listed["commissions"])
         assert amounts == [-53, 105]
+        # The statement's read script, on a cluster (one slot: the sharer's keys).
+        now_ms = int(conn.time()[0]) * 1000
+        span = {"from": now_ms - 3_600_000, "to": now_ms + 3_600_000}
+        statement = api.get("/v1/sharers/alice/statement", params=span, headers=read)
+        assert statement.status_code == 200, statement.text
+        assert sorted(e["commission_minor"] for e in statement.json()["entries"]) == [-53, 105]
         for request in receiver.delivered().values():
             assert verify_by_hand(endpoint["secret"], request["headers"], request["body"])
     usage = json.loads(conn.hget(keys.session_view("sess1"), "data"))
