@@ -9,11 +9,13 @@ from __future__ import annotations
 from dataclasses import fields
 from urllib.parse import urlparse
 
+import redis
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from billing.events import MAX_INTERVAL_MS
 from billing.keys import Keys
+from billing.redis_runtime import client
 from state.config import RuleSettings
 
 # The rule settings and their defaults are defined once, in state/config.py.
@@ -143,3 +145,8 @@ class Settings(BaseSettings):
 
     def rules(self) -> RuleSettings:
         return RuleSettings(**{f.name: getattr(self, f.name) for f in fields(RuleSettings)})
+
+    def redis_client(self, patient: bool = False) -> redis.Redis:
+        """A client for this deployment's Redis: a cluster's when `redis_cluster`
+        (`patient` as for billing.redis_runtime.client)."""
+        return client(self.redis_url, patient=patient, cluster=self.redis_cluster)

@@ -23,7 +23,7 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
 from billing.net import free_ports
-from billing.redis_runtime import client, die_with_parent, server_ms
+from billing.redis_runtime import die_with_parent, server_ms
 from billing.settings import Settings
 from flows import recovery_gc
 from flows.dataflow import build_flow
@@ -50,9 +50,7 @@ def live_flow(settings: Settings, process_id: int = 0, processes: int = 1) -> Da
     ttl_ms = rules.retention_ms + settings.facts_ttl_margin_ms
 
     def facts(key: str) -> RedisFacts:
-        return RedisFacts(
-            client(settings.redis_url, patient=True, cluster=keys.cluster), keys, ttl_ms, key
-        )
+        return RedisFacts(settings.redis_client(patient=True), keys, ttl_ms, key)
 
     sink = RedisOutputSink(
         settings.redis_url, keys, ttl_ms, settings.statement_retention_ms, process_id
@@ -149,7 +147,7 @@ def _sweep(settings: Settings) -> None:
     locks keep the two apart as SQLite always does."""
     swept = recovery_gc.sweep(settings.recovery_dir)
     if swept:
-        conn = client(settings.redis_url, cluster=settings.redis_cluster)
+        conn = settings.redis_client()
         with contextlib.suppress(redis.RedisError):  # a statistic, not worth a crash
             conn.hincrby(settings.keys.stats("snapshots"), "tombstones_swept", swept)
         conn.close()
@@ -157,7 +155,7 @@ def _sweep(settings: Settings) -> None:
 
 def healthy(settings: Settings, max_age_s: float) -> bool:
     """The source beats every 0.25 s with Redis's clock; stale means stuck or dead."""
-    conn = client(settings.redis_url, cluster=settings.redis_cluster)
+    conn = settings.redis_client()
     key = settings.keys.flows_heartbeat
     beat = conn.get(key)
     if beat is None:

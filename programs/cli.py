@@ -26,7 +26,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from billing.redis_runtime import client
     from programs.export import export, parse_time_ms
 
     try:
@@ -39,7 +38,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     out = open(args.output, "w") if args.output else sys.stdout  # noqa: SIM115
     try:
         count = export(
-            client(settings.redis_url, cluster=settings.redis_cluster),
+            settings.redis_client(),
             settings.keys,
             out,
             since,
