@@ -32,8 +32,8 @@ import redis
 
 from billing import stream_ids
 from billing.keys import Keys
+from state.facts import ID_FIELDS
 from state.messages import LogEvent
-from state.sequencer import ID_FIELDS
 
 WAKE_BUCKET_MS = 60_000
 DAY_OF_BUCKETS = 86_400_000 // WAKE_BUCKET_MS

@@ -17,10 +17,28 @@ snapshot either.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
+from state.messages import Event
 from state.retention import Recent
+
+# The id field of each kind whose ids must be unique within R (SPEC's duplicate rule).
+ID_FIELDS = {
+    "share": "share_id",
+    "scan": "scan_id",
+    "order": "order_id",
+    "refund": "refund_id",
+    "payout": "payout_id",
+}
+
+# What the store keeps with an id's first use: a scan's attribution fields, and an
+# order's buyer, time and items (a refund and its order's lines need them).
+SCAN_FIELDS = ("ts", "item_id", "sharer_id", "share_id", "scanner_id")
+PAYLOADS: dict[str, Callable[[Event], tuple[Any, ...]]] = {
+    "scan": lambda e: tuple(e.get(f) for f in SCAN_FIELDS),
+    "order": lambda e: (e["buyer_id"], e["ts"], [ln["item_id"] for ln in e["lines"]]),
+}
 
 
 class Facts(Protocol):

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 from state.commissions import candidate_rules, hint_applies
 from state.config import RuleSettings
-from state.facts import Facts
+from state.facts import ID_FIELDS, PAYLOADS, SCAN_FIELDS, Facts
 from state.messages import (
     BadEntry,
     Event,
@@ -45,14 +45,6 @@ from state.messages import (
 )
 from state.metering import Tariff
 from state.outputs import Output, invalid_event, reject
-
-ID_FIELDS = {
-    "share": "share_id",
-    "scan": "scan_id",
-    "order": "order_id",
-    "refund": "refund_id",
-    "payout": "payout_id",
-}
 
 # A session clock: [last_receive_ts, report_interval_ms, hinted_due].
 LAST, INTERVAL, HINT = 0, 1, 2
@@ -319,11 +311,3 @@ class Sequencer:
         "segment": _on_segment,
         "payout": _on_payout,
     }
-
-
-# What the fact store keeps with an id's first use (see `Sequencer.on_event`).
-SCAN_FIELDS = ("ts", "item_id", "sharer_id", "share_id", "scanner_id")
-PAYLOADS: dict[str, Callable[[Event], tuple[Any, ...]]] = {
-    "scan": lambda e: tuple(e.get(f) for f in SCAN_FIELDS),
-    "order": lambda e: (e["buyer_id"], e["ts"], [ln["item_id"] for ln in e["lines"]]),
-}
