@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from bytewax.operators import StatefulBatchLogic
 
 from flows import stats
+from flows.runtime import keep_thread_state
 from state import ledgers
 from state.balances import SharerLedger
 from state.config import RuleSettings
@@ -68,6 +69,7 @@ class SequencerLogic(StatefulBatchLogic[InputBatch, SequencerItem, bytes]):
         parse: Callable[[RawEntry], SequencerInput],
         resume: bytes | None,
     ) -> None:
+        keep_thread_state()
         self.settings = settings
         self._make_facts, self._parse = facts, parse
         self.facts: Facts | None = None
@@ -114,6 +116,7 @@ class LedgerLogic(StatefulBatchLogic[list[KeyMessage], SequencerItem, bytes]):
     """Runs `state.ledgers.apply` for one key (a touch, line or session key)."""
 
     def __init__(self, settings: RuleSettings, resume: bytes | None) -> None:
+        keep_thread_state()
         self.settings = settings
         self.state: ledgers.KeyState = pickle.loads(resume) if resume else None
 
@@ -149,6 +152,7 @@ class SharerLogic(StatefulBatchLogic[list[KeyMessage], list[Output], bytes]):
     """
 
     def __init__(self, settings: RuleSettings, resume: bytes | None) -> None:
+        keep_thread_state()
         self.settings = settings
         self.ledger: SharerLedger = pickle.loads(resume) if resume else SharerLedger()
 

@@ -27,6 +27,7 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from billing.keys import Keys
 from flows.redis_sink import _RedisWriter
+from flows.runtime import keep_thread_state
 from state.outputs import Output
 
 STEP_ID = "billing.output"  # the flow's output step (flows.dataflow), for recovery_gc
@@ -40,6 +41,7 @@ def part_name(process_id: int) -> str:
 
 class _WriteBehind(StatefulSinkPartition[list[Output], None]):
     def __init__(self, writer: _RedisWriter) -> None:
+        keep_thread_state()
         self.writer = writer
         self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="redis-sink")
         self.pending: deque[Future[None]] = deque()

@@ -20,6 +20,7 @@ from billing.log_lines import entry_object, int64_safe, parse_log_line, validati
 from billing.redis_runtime import client, server_ms
 from billing.stream_ids import ts_of
 from flows import stats
+from flows.runtime import keep_thread_state
 from state.messages import BadEntry, LogEvent, RawEntry, SequencerInput, Watermark
 
 HEARTBEAT_EVERY_S = 0.25  # also how fresh the flow-lag metric is
@@ -53,6 +54,7 @@ class _StreamPartition(StatefulSourcePartition[tuple[str, SequencerInput | RawEn
         trim_ms: int | None,
         parse_here: bool,
     ) -> None:
+        keep_thread_state()
         self.r = client(url, patient=True, cluster=keys.cluster)
         self.parse_here = parse_here
         self.keys, self.stream = keys, stream
