@@ -10,33 +10,27 @@ setting; when it is spent the delivery is `failed` (listed, retryable by hand).
 
 Each request is signed as Standard Webhooks says, with the `standardwebhooks`
 package: `webhook-id` is the output's `output_id`, so receivers drop repeats. It
-goes to the address checked just before (webhooks.addresses), with the URL's host
-in the Host header and in TLS's SNI and certificate check. Requests in flight per
+goes to the address checked just before (webhooks.sender). Requests in flight per
 endpoint are bounded, so a slow receiver delays only its own deliveries.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import logging
 import os
 import signal
 import socket
 import time
-from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
-from standardwebhooks.webhooks import Webhook
 
 from billing.redis_runtime import async_client
 from billing.settings import Settings
 from billing.stream_ids import ts_of
-from webhooks.addresses import RefusedAddress, Target, check_url, system_resolver
-from webhooks.http_client import BadResponse, HttpClient
+from webhooks.sender import SignedSender
 from webhooks.store import GROUP, Outcome, WebhookStore, delivery_id
 
 log = logging.getLogger("billing.webhooks")
@@ -47,17 +41,6 @@ DEFER_MS = 1000
 REDIS_CONNECTIONS = 16
 TAKE_OVER_EVERY_S = 1.0  # XAUTOCLAIM (entries idle past the lease) need not be asked often
 DUE_EVERY_S = 0.05
-# A checked address is reused this long (each delivery still goes to an address that
-# was checked: a rebinding name is caught at most this late, never connected to).
-CHECKED_FOR_S = 1.0
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def now_ms() -> int:
@@ -76,9 +59,7 @@ class Dispatcher:
         self.schedule = settings.webhook_schedule
         self.lease_ms = settings.webhook_lease_ms
         self.log_ms = settings.webhook_log_retention_ms
-        self.http = HttpClient(settings.webhook_timeout_ms / 1000)
-        self.signers: dict[str, tuple[str, Webhook]] = {}  # endpoint -> (secret, signer)
-        self.checked: dict[str, tuple[float, Target]] = {}  # url -> (checked at, target)
+        self.sender = SignedSender(settings)
         self.outcomes: list[Outcome] = []  # finished, not yet recorded
         self.recorder: asyncio.Task[None] | None = None
         self.endpoints: dict[str, dict[str, Any]] = {}
@@ -110,7 +91,7 @@ class Dispatcher:
         await asyncio.gather(*self.tasks, return_exceptions=True)
         if self.recorder is not None:
             await self.recorder
-        await self.http.aclose()
+        await self.sender.aclose()
 
     async def _ensure_groups(self, streams: list[str], quiet: bool = False) -> None:
         for stream in streams:
@@ -241,7 +222,7 @@ class Dispatcher:
                 status: int | None = None
                 error: str | None = "endpoint deleted"
                 if ep is not None:
-                    status, error = await self._post(ep, output_id, data)
+                    status, error = await self.sender.post(ep, output_id, data)
             attempt = {
                 "at": started,
                 "status_code": status,
@@ -256,58 +237,6 @@ class Dispatcher:
             log.warning("delivery %s not attempted (%s)", ident, type(exc).__name__)
         finally:
             self.held[endpoint_id] -= 1
-
-    async def _post(
-        self, ep: dict[str, Any], output_id: str, data: str
-    ) -> tuple[int | None, str | None]:
-        url = ep["url"]
-        try:
-            target = await self._check(url)
-        except RefusedAddress as exc:
-            return None, f"refused: {exc}"
-        parts = urlsplit(url)
-        signed_at = datetime.now(UTC)
-        headers = {
-            "content-type": "application/json",
-            "webhook-id": output_id,
-            "webhook-timestamp": str(int(signed_at.timestamp())),
-            "webhook-signature": self._signer(ep).sign(output_id, signed_at, data),
-            "user-agent": "billing-webhooks/1",
-        }
-        path = urlunsplit(("", "", parts.path or "/", parts.query, ""))
-        try:
-            status = await self.http.post(
-                target, parts.netloc.rpartition("@")[2], path, headers, data.encode()
-            )
-        except TimeoutError:
-            return None, "timeout"
-        except (OSError, BadResponse) as exc:
-            return None, f"{type(exc).__name__}: {exc}"[:300]
-        return status, None if 200 <= status < 300 else f"HTTP {status}"
-
-    async def _check(self, url: str) -> Target:
-        """The address to send to, checked at most CHECKED_FOR_S ago."""
-        now = time.monotonic()
-        cached = self.checked.get(url)
-        if cached is not None and now - cached[0] < CHECKED_FOR_S:
-            return cached[1]
-        allow = self.settings.webhook_allow_private
-        if _is_ip(urlsplit(url).hostname or ""):  # nothing to resolve: no thread needed
-            target = check_url(url, allow, system_resolver)
-        else:
-            target = await asyncio.get_running_loop().run_in_executor(
-                None, check_url, url, allow, system_resolver
-            )
-        if len(self.checked) > 10_000:
-            self.checked.clear()
-        self.checked[url] = (now, target)
-        return target
-
-    def _signer(self, ep: dict[str, Any]) -> Webhook:
-        known = self.signers.get(ep["id"])
-        if known is None or known[0] != ep["secret"]:
-            known = self.signers[ep["id"]] = (ep["secret"], Webhook(ep["secret"]))
-        return known[1]
 
     # --- outcomes, recorded in batches ----------------------------------------------
     def _outcome(self, outcome: Outcome) -> None:
