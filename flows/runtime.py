@@ -37,10 +37,11 @@ def keep_thread_state() -> None:
     per run of a flow); the mark is a thread-local, not the thread's id, because ids
     of ended threads are reused.
     """
-    if getattr(_kept, "done", False) or threading.current_thread() is threading.main_thread():
+    if getattr(_kept, "done", False):
         return
-    ctypes.pythonapi.PyGILState_Ensure()
-    _kept.done = True
+    if threading.current_thread() is not threading.main_thread():
+        ctypes.pythonapi.PyGILState_Ensure()
+    _kept.done = True  # on the main thread too: later calls stop at the first line
 
 
 def run_in_process(flow: Dataflow, workers: int, **kwargs: Any) -> None:
