@@ -16,7 +16,7 @@ from bytewax.operators import StatefulBatchLogic
 
 from flows import stats
 from flows.runtime import keep_thread_state
-from state import ledgers
+from state import ledgers, sharding
 from state.balances import SharerLedger
 from state.config import RuleSettings
 from state.facts import Facts
@@ -54,6 +54,11 @@ LAYOUT_CHANGED = (
     "the recovery state predates the session shards (state.sharding): start the flows "
     "with a new, empty recovery directory (see the README, 'Upgrading')"
 )
+SHARDS_RENAMED = (
+    "the recovery state holds sequencer key {key!r}, which this version does not have "
+    "(the session shards were renamed, state.sharding): start the flows with a new, "
+    "empty recovery directory (see the README, 'Upgrading')"
+)
 
 
 class SequencerLogic(StatefulBatchLogic[InputBatch, SequencerItem, bytes]):
@@ -82,6 +87,9 @@ class SequencerLogic(StatefulBatchLogic[InputBatch, SequencerItem, bytes]):
                 # rule catalog and open sessions' clocks cannot move to the new keys.
                 raise RuntimeError(LAYOUT_CHANGED)
             self.key, self.sequencer = saved
+            if self.key not in sharding.ALL_KEYS:
+                # Its sessions' clocks would sit under a key no entry is routed to.
+                raise RuntimeError(SHARDS_RENAMED.format(key=self.key))
 
     def on_batch(self, values: list[InputBatch]) -> tuple[Iterable[SequencerItem], bool]:
         all_outputs: list[Output] = []

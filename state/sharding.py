@@ -22,8 +22,17 @@ that reaches a sharer. So the outputs are those of one sequencer over the whole
 log, which the plain loop (state.engine) keeps as the reference; the flow-equals-
 loop tests hold at 1, 2 and 4 workers.
 
-`SESSION_SHARDS` is part of the recovery state's layout (a session's clock lives in
-its shard): changing it needs a fresh start from the log, like any layout change.
+Where the shards run. The commission sequencer is the serial part, so nothing else
+should share its worker. bytewax puts a key on a worker by a hash of its name
+(flows/placement.py has it; state/ does not import flows), and these names are the
+first that land at 4 workers on workers 0 and 2, never on the commission
+sequencer's worker 1: at 2 workers all on worker 0, with the source, and at 4 half on
+each of 0 and 2. tests/flows/test_placement.py pins it. With `--processes 2` that took
+the 600k catch-up from 34.3 to 30.5 s (README, "Where the serial work runs").
+
+`SESSION_SHARDS` and the shards' names are part of the recovery state's layout (a
+session's clock lives in its shard): changing them needs a fresh start from the log,
+like any layout change (flows.logic refuses a snapshot of a key not named here).
 """
 
 from __future__ import annotations
@@ -35,7 +44,8 @@ from state.messages import BadEntry, InputBatch, LogEvent, RawEntry, SequencerIn
 
 COMMISSIONS = "log:commissions"
 SESSION_SHARDS = 8
-SHARD_KEYS = tuple(f"sessions:{n}" for n in range(SESSION_SHARDS))
+SHARD_KEYS = tuple(f"sessions:{n}" for n in (0, 3, 5, 7, 9, 10, 11, 14))
+assert len(SHARD_KEYS) == SESSION_SHARDS
 ALL_KEYS = (COMMISSIONS, *SHARD_KEYS)
 SESSION_TYPES = frozenset({"session_start", "segment"})
 

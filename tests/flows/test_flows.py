@@ -189,5 +189,15 @@ def test_a_recovery_state_from_before_the_session_shards_is_refused():
     assert again.key == COMMISSIONS and again.sequencer.log_time == 5_000
 
 
+def test_a_recovery_state_of_a_renamed_shard_is_refused():
+    """The shards were `sessions:0` to `sessions:7` before they were named for where
+    they run (state.sharding): a snapshot of `sessions:1` holds clocks that no entry
+    would reach, so resuming it must stop, clearly."""
+    logic = SequencerLogic(SMALL_RULES, memory_facts, _no_parse, None)
+    logic.on_batch([InputBatch("sessions:1", [Watermark(5_000)])])
+    with pytest.raises(RuntimeError, match="'sessions:1', which this version does not have"):
+        SequencerLogic(SMALL_RULES, memory_facts, _no_parse, logic.snapshot())
+
+
 def _no_parse(entry):
     raise AssertionError("no raw entries here")

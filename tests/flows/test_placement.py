@@ -21,7 +21,7 @@ from bytewax.testing import TestingSink
 
 from flows.placement import process_of, siphash13, worker_of
 from flows.runtime import run_in_process
-from state.sharding import ALL_KEYS, COMMISSIONS
+from state.sharding import ALL_KEYS, COMMISSIONS, SHARD_KEYS
 
 KEYS = [*ALL_KEYS, "log", "", "x" * 7, "y" * 8, "z" * 9, "sharer:u1", "line:1.o7:0"] + [
     f"k{n}" for n in range(40)
@@ -89,6 +89,16 @@ def test_the_commission_sequencer_runs_apart_from_the_source_at_two_workers():
     assert worker_of(COMMISSIONS, 2) == 1
     source, thread_of = _run(2)
     assert thread_of[COMMISSIONS] != source
+
+
+def test_no_session_shard_shares_the_commission_sequencers_worker():
+    # The commission sequencer is the serial part (state.sharding, "Where the
+    # shards run"): at 2 workers every shard is with the source, at 4 they split
+    # evenly over workers 0 and 2.
+    assert worker_of(COMMISSIONS, 4) == 1
+    assert {worker_of(k, 2) for k in SHARD_KEYS} == {0}
+    at_four = [worker_of(k, 4) for k in SHARD_KEYS]
+    assert sorted(at_four) == [0, 0, 0, 0, 2, 2, 2, 2]
 
 
 def test_processes_number_their_workers_in_turn():
