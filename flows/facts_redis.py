@@ -15,9 +15,9 @@ decides exactly as the first run did. Wake-ups are sorted sets, one
 per time bucket, read by the span of log time the sequencer moves over, and
 never deleted (they expire): a re-run reads the same span again.
 
-Work per batch: one MGET before it, one pipeline after it (the facts' SETs in one
-script call: packing tens of thousands of SET commands in Python cost more than
-Redis took to run them).
+Work per batch: one MGET before it, one write after it, answered later (the
+facts' SETs in one script call: packing tens of thousands of SET commands in Python
+cost more than Redis took to run them).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import redis
 
 from billing import stream_ids
 from billing.keys import Keys
+from flows.deferred_writes import Command, DeferredWrites
 from state.facts import ID_FIELDS
 from state.messages import LogEvent
 
@@ -66,6 +67,8 @@ class RedisFacts:
         since each reads back only its own."""
         self.r, self.keys, self.ttl_ms, self.space = conn, keys, ttl_ms, space
         self._set_all = conn.register_script(_SET_ALL)
+        # On a cluster each slot's writes go their own way, answered at once.
+        self._writes = None if keys.cluster else DeferredWrites(conn)
         self._facts: dict[str, list[list[Any]]] = {}
         self._dirty: set[str] = set()
         self._buckets: dict[int, list[tuple[int, str]]] = {}  # wake-ups by bucket, sorted
@@ -94,29 +97,51 @@ class RedisFacts:
                 self._facts[key] = orjson.loads(raw) if raw else []
 
     def flush(self) -> None:
-        pipe = self.r.pipeline(transaction=False)
+        sets: list[Command] = []
         for group in self._by_slot(self._dirty):
             values = [orjson.dumps(self._facts[key]) for key in group]
-            if self.keys.cluster:  # one call per slot, routed by its keys
-                self._set_all(keys=group, args=[self.ttl_ms, *values])
-            else:
-                self._set_all(keys=group, args=[self.ttl_ms, *values], client=pipe)
-        by_bucket: dict[int, dict[str, int]] = {}
-        for due, key in self._new_wakes:
-            by_bucket.setdefault(due // WAKE_BUCKET_MS, {})[key] = due
-        for b, members in by_bucket.items():
-            pipe.zadd(self.keys.wakeups(b, self.space), members)
-            pipe.pexpire(self.keys.wakeups(b, self.space), self.ttl_ms)
-        if by_bucket:
-            pipe.zadd(self.keys.wakeups_index(self.space), {str(b): b for b in by_bucket})
-            pipe.pexpire(self.keys.wakeups_index(self.space), self.ttl_ms)
-        if self._dirty or self._new_wakes:
-            pipe.execute()
+            sets.append(("EVAL", _SET_ALL, len(group), *group, self.ttl_ms, *values))
+        wakes = self._wake_commands()
+        if self._writes is not None:
+            # Answered later (flows.deferred_writes): before the next read, and
+            # before the sequencer's snapshot. EVAL, not the registered script: in a
+            # pipeline redis-py checks those with SCRIPT EXISTS first, one more round
+            # trip per batch (4% of the commission sequencer's time); Redis caches
+            # the body by its digest.
+            self._writes.send(sets + wakes)
+        else:
+            for _eval, _body, count, *rest in sets:  # one call per slot, routed by its keys
+                self._set_all(keys=rest[:count], args=rest[count:])
+            if wakes:
+                pipe: Any = self.r.pipeline(transaction=False)
+                for command in wakes:
+                    pipe.execute_command(*command)
+                pipe.execute()
         self._facts.clear()
         self._dirty.clear()
         self._new_wakes.clear()
 
+    def settle(self) -> None:
+        if self._writes is not None:
+            self._writes.settle()
+
+    def _wake_commands(self) -> list[Command]:
+        by_bucket: dict[int, dict[str, int]] = {}
+        for due, key in self._new_wakes:
+            by_bucket.setdefault(due // WAKE_BUCKET_MS, {})[key] = due
+        commands: list[Command] = []
+        for b, members in by_bucket.items():
+            bucket = self.keys.wakeups(b, self.space)
+            pairs = [x for member, due in members.items() for x in (due, member)]
+            commands += [("ZADD", bucket, *pairs), ("PEXPIRE", bucket, self.ttl_ms)]
+        if by_bucket:
+            index = self.keys.wakeups_index(self.space)
+            pairs = [x for b in by_bucket for x in (b, str(b))]
+            commands += [("ZADD", index, *pairs), ("PEXPIRE", index, self.ttl_ms)]
+        return commands
+
     def _mget(self, keys: list[str]) -> list[Any]:
+        self.settle()
         if self.keys.cluster:  # facts of many slots: redis-py sends one MGET per slot
             return list(cast(Any, self.r).mget_nonatomic(keys))
         return list(self.r.mget(keys))
@@ -137,6 +162,7 @@ class RedisFacts:
         key = self.keys.fact(kind, ident)
         uses = self._facts.get(key)
         if uses is None:  # not prepared: ask now
+            self.settle()
             raw: Any = self.r.get(key)
             uses = self._facts[key] = orjson.loads(raw) if raw else []
         return key, uses
@@ -208,6 +234,7 @@ class RedisFacts:
 
     def _load(self, lo: int, hi: int) -> None:
         index = self.keys.wakeups_index(self.space)
+        self.settle()
         found: Any = self.r.zrangebyscore(index, lo, hi)
         pipe = self.r.pipeline(transaction=False)
         for b in found:

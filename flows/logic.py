@@ -111,9 +111,14 @@ class SequencerLogic(StatefulBatchLogic[InputBatch, SequencerItem, bytes]):
         return _items(all_outputs, all_routes), False
 
     def on_eof(self) -> tuple[Iterable[SequencerItem], bool]:
+        if self.facts is not None:
+            self.facts.settle()
         return _items([], self.sequencer.finish()), False
 
     def snapshot(self) -> bytes:
+        # The epoch's fact writes are stored before bytewax commits the epoch.
+        if self.facts is not None:
+            self.facts.settle()
         # With its key: bytewax gives a resumed logic its state, never its key.
         snap = pickle.dumps((self.key, self.sequencer), protocol=pickle.HIGHEST_PROTOCOL)
         stats.snapshot_taken(len(snap))

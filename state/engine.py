@@ -67,6 +67,7 @@ class Engine:
         return self._route(self.sequencer.advance(log_time, self.settings, self.facts))
 
     def finish(self) -> list[Output]:
+        self.facts.settle()
         return self._route(self.sequencer.finish())
 
 

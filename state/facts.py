@@ -48,6 +48,10 @@ class Facts(Protocol):
     def flush(self) -> None:
         """After a batch: write what it changed (a no-op in memory)."""
 
+    def settle(self) -> None:
+        """Before a snapshot: wait until what `flush` wrote is stored (a no-op in
+        memory)."""
+
     def first_use(
         self, kind: str, ident: str, ts: int, position: str, retention_ms: int, payload: Any = None
     ) -> bool:
@@ -81,6 +85,9 @@ class MemoryFacts:
         pass
 
     def flush(self) -> None:
+        pass
+
+    def settle(self) -> None:
         pass
 
     def first_use(
