@@ -24,6 +24,16 @@ import redis
 Command = tuple[Any, ...]
 
 
+def run_now(conn: redis.Redis, commands: list[Command]) -> None:
+    """`commands` in one pipeline, answered before this returns."""
+    if not commands:
+        return
+    pipe: Any = conn.pipeline(transaction=False)
+    for command in commands:
+        pipe.execute_command(*command)
+    pipe.execute()
+
+
 class DeferredWrites:
     def __init__(self, conn: redis.Redis) -> None:
         self.r = conn
@@ -58,10 +68,7 @@ class DeferredWrites:
 
     def _resend(self) -> None:
         self._conn.disconnect()
-        pipe: Any = self.r.pipeline(transaction=False)
-        for command in self._unanswered:
-            pipe.execute_command(*command)
-        pipe.execute()
+        run_now(self.r, self._unanswered)
         self._unanswered = []
 
     def close(self) -> None:

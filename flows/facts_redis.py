@@ -32,7 +32,7 @@ import redis
 
 from billing import stream_ids
 from billing.keys import Keys
-from flows.deferred_writes import Command, DeferredWrites
+from flows.deferred_writes import Command, DeferredWrites, run_now
 from state.facts import ID_FIELDS
 from state.messages import LogEvent
 
@@ -97,10 +97,11 @@ class RedisFacts:
                 self._facts[key] = orjson.loads(raw) if raw else []
 
     def flush(self) -> None:
-        sets: list[Command] = []
-        for group in self._by_slot(self._dirty):
-            values = [orjson.dumps(self._facts[key]) for key in group]
-            sets.append(("EVAL", _SET_ALL, len(group), *group, self.ttl_ms, *values))
+        # (keys, args) of one _SET_ALL call per slot (one call in all on one node).
+        sets: list[tuple[list[str], list[int | bytes]]] = [
+            (group, [self.ttl_ms, *(orjson.dumps(self._facts[key]) for key in group)])
+            for group in self._by_slot(self._dirty)
+        ]
         wakes = self._wake_commands()
         if self._writes is not None:
             # Answered later (flows.deferred_writes): before the next read, and
@@ -108,15 +109,12 @@ class RedisFacts:
             # pipeline redis-py checks those with SCRIPT EXISTS first, one more round
             # trip per batch (4% of the commission sequencer's time); Redis caches
             # the body by its digest.
-            self._writes.send(sets + wakes)
+            evals = [("EVAL", _SET_ALL, len(keys), *keys, *args) for keys, args in sets]
+            self._writes.send(evals + wakes)
         else:
-            for _eval, _body, count, *rest in sets:  # one call per slot, routed by its keys
-                self._set_all(keys=rest[:count], args=rest[count:])
-            if wakes:
-                pipe: Any = self.r.pipeline(transaction=False)
-                for command in wakes:
-                    pipe.execute_command(*command)
-                pipe.execute()
+            for keys, args in sets:  # one call per slot, routed by its keys
+                self._set_all(keys=keys, args=args)
+            run_now(self.r, wakes)
         self._facts.clear()
         self._dirty.clear()
         self._new_wakes.clear()

@@ -43,9 +43,8 @@ from collections.abc import Iterable
 from state.messages import BadEntry, InputBatch, LogEvent, RawEntry, SequencerInput, Watermark
 
 COMMISSIONS = "log:commissions"
-SESSION_SHARDS = 8
 SHARD_KEYS = tuple(f"sessions:{n}" for n in (0, 3, 5, 7, 9, 10, 11, 14))
-assert len(SHARD_KEYS) == SESSION_SHARDS
+SESSION_SHARDS = len(SHARD_KEYS)
 ALL_KEYS = (COMMISSIONS, *SHARD_KEYS)
 SESSION_TYPES = frozenset({"session_start", "segment"})
 
