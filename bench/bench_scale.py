@@ -4,7 +4,7 @@
         [--no-recovery]
     .venv/bin/python -m bench.bench_scale hotkey [--events 200000]
     .venv/bin/python -m bench.bench_scale ceiling [--events 1000000]
-    .venv/bin/python -m bench.bench_scale processes [--events 600000]
+    .venv/bin/python -m bench.bench_scale processes [--events 600000] [--counts 2,1]
 
 - catchup: live catch-up (a log loaded into the input stream, then `billing flows`,
   one process, recovery on, default settings) over logs of growing size with
@@ -415,7 +415,12 @@ def ceiling(args: argparse.Namespace) -> None:
 
 def processes(args: argparse.Namespace) -> None:
     rates = {}
-    for count in (1, 2):
+    # --counts 2,1 runs the two processes first, to tell a machine that warms up over
+    # the first run from a real difference.
+    order = [int(c) for c in args.counts.split(",")]
+    if sorted(order) != [1, 2]:
+        raise SystemExit("--counts is 1,2 or 2,1")
+    for count in order:
         with scratch_redis() as (url, prefix), tempfile.TemporaryDirectory() as tmp:
             log = os.path.join(tmp, "log.jsonl")
             make_log(log, args.events)
@@ -445,6 +450,7 @@ def main() -> None:
     e.set_defaults(func=ceiling)
     p = sub.add_parser("processes")
     p.add_argument("--events", type=int, default=600_000)
+    p.add_argument("--counts", default="1,2", help="the order to run 1 and 2 processes in")
     p.set_defaults(func=processes)
     args = parser.parse_args()
     args.func(args)
