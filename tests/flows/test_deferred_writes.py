@@ -18,6 +18,7 @@ from flows.logic import SequencerLogic
 from state.messages import InputBatch, LogEvent, Watermark
 from state.sharding import COMMISSIONS
 from state.testing import SMALL_RULES
+from tests.support.streams import no_parse
 
 PAUSE_MS = 300
 
@@ -69,7 +70,7 @@ def test_the_sequencers_snapshot_waits_for_its_epochs_fact_writes(redis_client, 
     """bytewax commits the epoch after the snapshot: a re-run from it must find the
     facts its input wrote (flows.facts_redis, crash safety)."""
     logic = SequencerLogic(
-        SMALL_RULES, lambda key: RedisFacts(redis_client, keys, 10**12, key), _no_parse, None
+        SMALL_RULES, lambda key: RedisFacts(redis_client, keys, 10**12, key), no_parse, None
     )
     share = {"type": "share", "ts": 1_000, "share_id": "sh1", "sharer_id": "u1",
              "item_id": "i1"}  # fmt: skip
@@ -78,7 +79,3 @@ def test_the_sequencers_snapshot_waits_for_its_epochs_fact_writes(redis_client, 
     assert redis_client.get(keys.fact("share", "sh1")) is None  # sent, held by the pause
     logic.snapshot()
     assert redis_client.get(keys.fact("share", "sh1")) is not None
-
-
-def _no_parse(entry):
-    raise AssertionError("no raw entries here")

@@ -32,6 +32,7 @@ from state.sharding import COMMISSIONS
 from state.testing import SMALL_RULES, random_log
 from tests.flows.conftest import EntryPoint
 from tests.support.logs import engine_outputs, final_state, positioned
+from tests.support.streams import no_parse
 
 
 def memory_facts(key: str) -> MemoryFacts:
@@ -181,11 +182,11 @@ def test_a_recovery_state_from_before_the_session_shards_is_refused():
     old = Sequencer()
     old.clocks["s1"] = [1_000, 1_000, 4_000]
     with pytest.raises(RuntimeError, match="predates the session shards"):
-        SequencerLogic(SMALL_RULES, memory_facts, _no_parse, pickle.dumps(old))
+        SequencerLogic(SMALL_RULES, memory_facts, no_parse, pickle.dumps(old))
     # A snapshot of this layout carries its key, and resumes.
-    logic = SequencerLogic(SMALL_RULES, memory_facts, _no_parse, None)
+    logic = SequencerLogic(SMALL_RULES, memory_facts, no_parse, None)
     logic.on_batch([InputBatch(COMMISSIONS, [Watermark(5_000)])])
-    again = SequencerLogic(SMALL_RULES, memory_facts, _no_parse, logic.snapshot())
+    again = SequencerLogic(SMALL_RULES, memory_facts, no_parse, logic.snapshot())
     assert again.key == COMMISSIONS and again.sequencer.log_time == 5_000
 
 
@@ -193,11 +194,7 @@ def test_a_recovery_state_of_a_renamed_shard_is_refused():
     """The shards were `sessions:0` to `sessions:7` before they were named for where
     they run (state.sharding): a snapshot of `sessions:1` holds clocks that no entry
     would reach, so resuming it must stop, clearly."""
-    logic = SequencerLogic(SMALL_RULES, memory_facts, _no_parse, None)
+    logic = SequencerLogic(SMALL_RULES, memory_facts, no_parse, None)
     logic.on_batch([InputBatch("sessions:1", [Watermark(5_000)])])
     with pytest.raises(RuntimeError, match="'sessions:1', which this version does not have"):
-        SequencerLogic(SMALL_RULES, memory_facts, _no_parse, logic.snapshot())
-
-
-def _no_parse(entry):
-    raise AssertionError("no raw entries here")
+        SequencerLogic(SMALL_RULES, memory_facts, no_parse, logic.snapshot())

@@ -12,3 +12,8 @@ from programs.export import iter_log
 
 def logged(conn: redis.Redis, keys: Keys) -> list[dict[str, Any]]:
     return list(iter_log(conn, keys))
+
+
+def no_parse(entry: Any) -> Any:
+    """A sequencer's entry parser for tests that feed it parsed events only."""
+    raise AssertionError("no raw entries here")
