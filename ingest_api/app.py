@@ -11,6 +11,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from billing import sharer_view
 from billing.redis_runtime import async_client
 from billing.settings import Settings
 from ingest_api import log_redaction, openapi_docs, problems
@@ -114,6 +115,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.scan_guard = ScanGuard(settings)
         app.state.webhooks = WebhookStore(client, keys)
+        # Registered once: a Script hashes its text when it is made.
+        app.state.read_statement = client.register_script(sharer_view.READ_STATEMENT)
         try:
             yield
         finally:

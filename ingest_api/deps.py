@@ -8,6 +8,7 @@ from typing import Annotated
 
 import redis.asyncio as aioredis
 from fastapi import Depends, Request
+from redis.commands.core import AsyncScript
 
 from billing.keys import Keys
 from billing.settings import Settings
@@ -33,6 +34,10 @@ def get_appender(request: Request) -> Appender:
     return request.app.state.appender
 
 
+def get_statement_script(request: Request) -> AsyncScript:
+    return request.app.state.read_statement
+
+
 def get_tokens(request: Request) -> ShareTokens:
     tokens = request.app.state.tokens
     if tokens is None:
@@ -51,6 +56,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 RedisDep = Annotated[aioredis.Redis, Depends(get_redis)]
 KeysDep = Annotated[Keys, Depends(get_keys)]
 AppenderDep = Annotated[Appender, Depends(get_appender)]
+StatementScriptDep = Annotated[AsyncScript, Depends(get_statement_script)]
 TokensDep = Annotated[ShareTokens, Depends(get_tokens)]
 
 

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from billing import order_view, session_view, share_view, sharer_view, stream_ids
 from billing.currencies import format_minor
 from billing.events import MAX_TIME_MS, Id
-from ingest_api.deps import KeysDep, Reader, RedisDep, SettingsDep
+from ingest_api.deps import KeysDep, Reader, RedisDep, SettingsDep, StatementScriptDep
 from ingest_api.problems import Problem
 
 router = APIRouter(prefix="/v1", dependencies=[Reader], tags=["read"])
@@ -117,6 +117,7 @@ async def get_sharer_statement(
     redis: RedisDep,
     keys: KeysDep,
     settings: SettingsDep,
+    read_statement: StatementScriptDep,
     from_: Annotated[int, Query(alias="from", ge=0, le=MAX_TIME_MS)],
     to: TimeArg,
     accept: Annotated[str | None, Header()] = None,
@@ -141,7 +142,6 @@ async def get_sharer_statement(
         )
     first, last = sharer_view.day_of(from_), sharer_view.day_of(max(now_ms, to))
     # EVALSHA, not EVAL: the script's text is sent once per server, not per request.
-    read_statement = redis.register_script(sharer_view.READ_STATEMENT)
     reply: Any = await read_statement(
         keys=sharer_view.read_statement_keys(keys, sharer_id, first, last), args=[from_]
     )
