@@ -40,6 +40,20 @@ def candidate_rules(rules: dict[str, Rule], item_id: str, currency: str) -> list
     ]
 
 
+def line_wake_after(line_key: str, log_time: int, settings: RuleSettings) -> int | None:
+    """A line's next wake-up from `log_time` on: to approve it after the holding
+    period, then to forget it past R; None when both have passed. Both come from its
+    order's ts (the last field of its key) and today's settings, never a stored
+    deadline, so a restart with new settings moves them."""
+    order_ts = int(line_key.rsplit("|", 1)[1])
+    later = [
+        d
+        for d in (order_ts + settings.holding_period_ms, order_ts + settings.retention_ms)
+        if d >= log_time
+    ]
+    return min(later) if later else None
+
+
 def specificity(rule: Rule) -> int:
     has_sharer = rule.get("sharer_id") is not None
     has_item = rule.get("item_id") is not None

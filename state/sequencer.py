@@ -22,7 +22,7 @@ import heapq
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from state.commissions import candidate_rules, hint_applies
+from state.commissions import candidate_rules, hint_applies, line_wake_after
 from state.config import RuleSettings
 from state.facts import ID_FIELDS, PAYLOADS, SCAN_FIELDS, Facts
 from state.messages import (
@@ -109,16 +109,9 @@ class Sequencer:
         tick = Tick(log_time, self.steps)
         if not key.startswith("line:"):
             return Route(key, tick)  # a session or a touch key
-        # A line is woken to approve and then to forget it. Its deadlines are
-        # derived here from its order's ts (in its key) and today's settings.
-        order_ts = int(key.rsplit("|", 1)[1])
-        later = [
-            d
-            for d in (order_ts + settings.holding_period_ms, order_ts + settings.retention_ms)
-            if d >= log_time
-        ]
-        if later:
-            facts.wake_at(min(later), key)
+        later = line_wake_after(key, log_time, settings)
+        if later is not None:
+            facts.wake_at(later, key)
         return Route(touch_key_of_line(key), ToLine(key, tick))
 
     @staticmethod

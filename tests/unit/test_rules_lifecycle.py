@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from state.commissions import line_wake_after
 from state.config import RuleSettings
 from state.testing import SMALL_RULES, random_log
 from tests.support.logs import engine_outputs, order, payout, refund, rule, scan
@@ -18,6 +19,25 @@ RULES = RuleSettings(holding_period_ms=H)
 T = 10_000
 # 10 % of 4 x 1000: 400 for sharer s, bought by b at T.
 BASE = [rule("ten", 0), scan("c", T - 1, "s", "b"), order("o", T, lines=[("i", 4, 1000)])]
+
+
+@pytest.mark.parametrize(
+    ("log_time", "expected"),
+    [
+        (0, T + H),  # before approval: the approval
+        (T + H, T + H),  # at it: still the approval (a line wakes at its deadline)
+        (T + H + 1, T + 5 * H),  # past it: forgetting, past R
+        (T + 5 * H, T + 5 * H),
+        (T + 5 * H + 1, None),  # both passed
+    ],
+)
+def test_a_line_wakes_to_approve_then_to_forget(log_time, expected):
+    small = {"attribution_window_ms": H, "late_grace_ms": 0, "retention_ms": 5 * H}
+    settings = RuleSettings(holding_period_ms=H, **small)
+    assert line_wake_after(f"line:i|b|o|{T}", log_time, settings) == expected
+    # The deadlines come from the settings of the day, not from a stored value.
+    later = RuleSettings(holding_period_ms=2 * H, **small)
+    assert line_wake_after(f"line:i|b|o|{T}", T + H + 1, later) == T + 2 * H
 
 
 def run(*later, rules=RULES):
