@@ -134,9 +134,10 @@ def test_recovery_after_abort_loses_nothing_and_bills_nothing_twice(
 def test_swept_tombstones_change_no_result_after_a_resume(tmp_path: Path, redis_client, keys):
     """bytewax keeps a tombstone for every discarded key for ever (flows.recovery_gc);
     sweeping the committed ones leaves a resume with exactly the same outputs."""
-    import sqlite3
     import subprocess
     import sys
+
+    from flows.recovery_gc import connect
 
     events = random_log(5, 1200)  # spans several R, so keys are forgotten
     items = [LogEvent(pos, ev) for pos, ev in with_stream_ids(events)]
@@ -152,7 +153,7 @@ def test_swept_tombstones_change_no_result_after_a_resume(tmp_path: Path, redis_
     part = next(tmp_path.glob("part-*.sqlite3"))
 
     def tombstones() -> int:
-        with sqlite3.connect(part) as conn:
+        with connect(part, timeout=10.0) as conn:
             return conn.execute("SELECT COUNT(*) FROM snaps WHERE ser_change IS NULL").fetchone()[0]
 
     before = tombstones()

@@ -387,13 +387,12 @@ def test_a_smaller_cluster_resumes_the_same_recovery(
 
 
 def _sink_parts(recovery_dir) -> set[str]:
-    import sqlite3
-
+    from flows.recovery_gc import connect
     from flows.redis_output import STEP_ID
 
     found: set[str] = set()
     for part in recovery_dir.glob("part-*.sqlite3"):
-        with sqlite3.connect(part) as conn:
+        with connect(part, timeout=10.0) as conn:
             rows = conn.execute("SELECT state_key FROM snaps WHERE step_id = ?", [STEP_ID])
             found |= {row[0] for row in rows}
     return found
