@@ -5,9 +5,10 @@ Key layout (billing.keys): `view:order:<order_id>` is a hash of `output_id` -> t
 commission output as JSON (accruals, approvals and reversals of the order's lines).
 
 Write plan: the sink's script (flows.redis_sink) calls `apply_order` (in `LUA`) for each
-commission output, with `write_arg` ('' for a payout, which has no order). Keyed by
-output_id, so an output replayed by at-least-once recovery writes the same field
-again. It expires R and a margin after the order's last output.
+commission output, with `write_arg` ('' for a payout, which has no order), and
+`write_orders` once at its end: one HSET per order per call, not one per output.
+Keyed by output_id, so an output replayed by at-least-once recovery writes the same
+field again. It expires R and a margin after the order's last output.
 
 Read decoding: `decode`, for `GET /v1/orders/{id}/commissions`.
 """
@@ -21,8 +22,16 @@ from typing import Any
 from billing.keys import Keys
 
 LUA = """
+local order_fields = {}
 local function apply_order(view, output_id, data)
-  if view ~= '' then redis.call('HSET', view, output_id, data) end
+  if view == '' then return end
+  local fields = order_fields[view]
+  if fields == nil then fields = {} order_fields[view] = fields end
+  local n = #fields
+  fields[n + 1], fields[n + 2] = output_id, data
+end
+local function write_orders()
+  for view, fields in pairs(order_fields) do call_in_chunks('HSET', view, fields) end
 end
 """
 

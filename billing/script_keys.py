@@ -8,9 +8,21 @@ the argument layouts stay as they were, with an index where a key name was.
 
 from __future__ import annotations
 
-# The Lua side: `K(ARGV[i])` is the key ARGV[i] names ('' stays '': no key).
+# The Lua side: `K(ARGV[i])` is the key ARGV[i] names ('' stays '': no key), and a
+# helper for a command that takes many arguments.
 LUA = """
-local function K(ref) if ref == '' then return '' end return KEYS[tonumber(ref)] end
+local key_of_ref = {[''] = ''}  -- each ref's key, parsed once per call (strtod is dear)
+local function K(ref)
+  local key = key_of_ref[ref]
+  if key == nil then key = KEYS[tonumber(ref)] key_of_ref[ref] = key end
+  return key
+end
+-- `cmd key a1 a2 ...` over `args` in calls of at most 1000 (unpack's stack is bounded).
+local function call_in_chunks(cmd, key, args)
+  for first = 1, #args, 1000 do
+    redis.call(cmd, key, unpack(args, first, math.min(first + 999, #args)))
+  end
+end
 """
 
 

@@ -5,7 +5,9 @@ Key layout (billing.keys): `view:session:<id>` is a hash of `started_ts`, `versi
 `data` (the usage output as JSON).
 
 Write plan: the sink's script (flows.redis_sink) calls `apply_usage` (in `LUA`) for each
-usage output, with `write_args`. The view only moves to a later (started_ts, version),
+usage output, with `write_args`, and `write_usage` once at its end, which writes each
+view once: the latest of the call's outputs for it, if it is later than the view's.
+The view only moves to a later (started_ts, version),
 so an output replayed by at-least-once recovery, or a late one of an older session
 under the same id, never takes it back. It expires R and a margin after the
 session's last output.
@@ -21,11 +23,24 @@ from typing import Any
 from billing.keys import Keys
 
 LUA = """
-local function apply_usage(view, started, version, data)
-  local cur = redis.call('HMGET', view, 'started_ts', 'version')
-  local cur_started, cur_version = tonumber(cur[1] or '-1'), tonumber(cur[2] or '0')
-  if started > cur_started or (started == cur_started and version > cur_version) then
-    redis.call('HSET', view, 'started_ts', started, 'version', version, 'data', data)
+local latest_usage = {}
+local function later(started, version, than_started, than_version)
+  return started > than_started or (started == than_started and version > than_version)
+end
+-- started_ts and version come as their decimal text, and are written as given.
+local function apply_usage(view, started_text, version_text, data)
+  local started, version = tonumber(started_text), tonumber(version_text)
+  local best = latest_usage[view]
+  if best == nil or later(started, version, best[1], best[2]) then
+    latest_usage[view] = {started, version, started_text, version_text, data}
+  end
+end
+local function write_usage()
+  for view, best in pairs(latest_usage) do
+    local cur = redis.call('HMGET', view, 'started_ts', 'version')
+    if later(best[1], best[2], tonumber(cur[1] or '-1'), tonumber(cur[2] or '0')) then
+      redis.call('HSET', view, 'started_ts', best[3], 'version', best[4], 'data', best[5])
+    end
   end
 end
 """
