@@ -100,52 +100,48 @@ local function balance(key, field)
   end
   return v
 end
--- First a bound: the value now plus the size of every delta in the call. Below the
--- limit (always, but for totals near 2^63), no subset of the outputs can pass it,
--- in any order, so which outputs are applied already need not be asked.
-local bound, close = {}, false
+-- Where each output's arguments start, and which outputs carry balances.
+local starts, money = {}, {}
 local i = 5
 while i <= #ARGV do
+  starts[#starts + 1] = i
   local kind = ARGV[i]
   if kind == 'usage' then
     i = i + 7
   elseif kind == 'reject' then
     i = i + 5
   else
-    for j = i + 10, deltas_end(i) - 1, 3 do
-      local key, field = K(ARGV[j]), ARGV[j + 1]
-      local fields = slot_of(bound, key)
-      local b = (fields[field] or math.abs(balance(key, field))) + math.abs(delta(j + 2))
-      fields[field] = b
-      if b > LIMIT then close = true end
-    end
+    money[#money + 1] = i
     i = views_end(i)
+  end
+end
+-- First a bound: the value now plus the size of every delta in the call. Below the
+-- limit (always, but for totals near 2^63), no subset of the outputs can pass it,
+-- in any order, so which outputs are applied already need not be asked.
+local bound, close = {}, false
+for _, i in ipairs(money) do
+  for j = i + 10, deltas_end(i) - 1, 3 do
+    local key, field = K(ARGV[j]), ARGV[j + 1]
+    local fields = slot_of(bound, key)
+    local b = (fields[field] or math.abs(balance(key, field))) + math.abs(delta(j + 2))
+    fields[field] = b
+    if b > LIMIT then close = true end
   end
 end
 if close then
   -- Near the limit: the exact running totals of the outputs not yet applied, in order.
   local pending = {}
-  i = 5
-  while i <= #ARGV do
-    local kind = ARGV[i]
-    if kind == 'usage' then
-      i = i + 7
-    elseif kind == 'reject' then
-      i = i + 5
-    else
-      local output_id, applied = ARGV[i + 2], K(ARGV[i + 5])
-      if redis.call('EXISTS', applied) == 0 then
-        for j = i + 10, deltas_end(i) - 1, 3 do
-          local key, field = K(ARGV[j]), ARGV[j + 1]
-          local fields = slot_of(pending, key)
-          local p = (fields[field] or balance(key, field)) + delta(j + 2)
-          fields[field] = p
-          if math.abs(p) > LIMIT then
-            return {'overflow', output_id}
-          end
+  for _, i in ipairs(money) do
+    if redis.call('EXISTS', K(ARGV[i + 5])) == 0 then
+      for j = i + 10, deltas_end(i) - 1, 3 do
+        local key, field = K(ARGV[j]), ARGV[j + 1]
+        local fields = slot_of(pending, key)
+        local p = (fields[field] or balance(key, field)) + delta(j + 2)
+        fields[field] = p
+        if math.abs(p) > LIMIT then
+          return {'overflow', ARGV[i + 2]}
         end
       end
-      i = views_end(i)
     end
   end
 end
@@ -178,8 +174,7 @@ if ms > last_ms then seq = -1 else ms = last_ms end
 local minid = string.format('%.0f', math.max(0, ms - tonumber(ttl)))
 local id_prefix = string.format('%.0f', ms) .. '-'
 local counts, reasons, touched, statements, entries = {}, {}, {}, {}, {}
-i = 5
-while i <= #ARGV do
+for _, i in ipairs(starts) do
   local kind, stream, output_id, data = ARGV[i], K(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3]
   seq = seq + 1
   -- Output streams keep ttl_ms (R and a margin) of entries, trimmed as they grow.
@@ -190,10 +185,8 @@ while i <= #ARGV do
     local view = K(ARGV[i + 4])
     apply_usage(view, ARGV[i + 5], ARGV[i + 6], data)
     touched[view] = ttl  -- R and a margin after the session's last output
-    i = i + 7
   elseif kind == 'reject' then
     reasons[ARGV[i + 4]] = (reasons[ARGV[i + 4]] or 0) + 1
-    i = i + 5
   else
     local order_view, applied = K(ARGV[i + 4]), K(ARGV[i + 5])
     apply_order(order_view, output_id, data)
@@ -211,7 +204,6 @@ while i <= #ARGV do
       day[#day + 1] = data
       if statements[statement] == nil then statements[statement] = ARGV[i + 7] end
     end
-    i = views_end(i)
   end
 end
 -- Once per key (or field) per call, not once per output; the expiries last, when
