@@ -25,8 +25,7 @@ LUA = """
 local order_fields = {}
 local function apply_order(view, output_id, data)
   if view == '' then return end
-  local fields = order_fields[view]
-  if fields == nil then fields = {} order_fields[view] = fields end
+  local fields = slot_of(order_fields, view)
   local n = #fields
   fields[n + 1], fields[n + 2] = output_id, data
 end

@@ -8,14 +8,20 @@ the argument layouts stay as they were, with an index where a key name was.
 
 from __future__ import annotations
 
-# The Lua side: `K(ARGV[i])` is the key ARGV[i] names ('' stays '': no key), and a
-# helper for a command that takes many arguments.
+# The Lua side: `K(ARGV[i])` is the key ARGV[i] names ('' stays '': no key), and
+# helpers for tables of tables and for a command that takes many arguments.
 LUA = """
 local key_of_ref = {[''] = ''}  -- each ref's key, parsed once per call (strtod is dear)
 local function K(ref)
   local key = key_of_ref[ref]
   if key == nil then key = KEYS[tonumber(ref)] key_of_ref[ref] = key end
   return key
+end
+-- The table kept under `key` in `tables`, made on first use.
+local function slot_of(tables, key)
+  local t = tables[key]
+  if t == nil then t = {} tables[key] = t end
+  return t
 end
 -- `cmd key a1 a2 ...` over `args` in calls of at most 1000 (unpack's stack is bounded).
 local function call_in_chunks(cmd, key, args)

@@ -64,29 +64,17 @@ _WRITE = (
 local outputs, rejects, seqkey, ttl = K(ARGV[1]), K(ARGV[2]), K(ARGV[3]), ARGV[4]
 local LIMIT = 9.2e18  -- below 2^63 by far more than a double's error at this size
 local EXACT = 9007199254740992  -- 2^53: Lua's numbers are doubles, exact below it
--- Where a commission's deltas and its views end, parsed once per output.
-local ends = {}
-local function deltas_end(i)
-  local e = ends[i]
-  if e == nil then
-    local d = i + 10 + 3 * tonumber(ARGV[i + 9])
-    e = {d, d + 1 + tonumber(ARGV[d])}
-    ends[i] = e
-  end
-  return e[1]
+-- A whole number as decimal text (Lua prints doubles past 1e14 in exponent form).
+local function as_integer(v)
+  if v == 0 then return '0' end  -- never '-0', which HINCRBY refuses
+  return string.format('%.0f', v)
 end
-local function views_end(i) deltas_end(i) return ends[i][2] end
 -- Each delta's value, parsed once.
 local delta_at = {}
 local function delta(j)
   local v = delta_at[j]
   if v == nil then v = tonumber(ARGV[j]) delta_at[j] = v end
   return v
-end
-local function slot_of(tables, key)
-  local t = tables[key]
-  if t == nil then t = {} tables[key] = t end
-  return t
 end
 
 -- 1. The check. A balance's value now, read once per (hash, field).
@@ -100,8 +88,9 @@ local function balance(key, field)
   end
   return v
 end
--- Where each output's arguments start, and which outputs carry balances.
-local starts, money = {}, {}
+-- Where each output's arguments start, which outputs carry balances, and where
+-- each of those has its deltas end and its views end.
+local starts, money, deltas_end, views_end = {}, {}, {}, {}
 local i = 5
 while i <= #ARGV do
   starts[#starts + 1] = i
@@ -112,7 +101,9 @@ while i <= #ARGV do
     i = i + 5
   else
     money[#money + 1] = i
-    i = views_end(i)
+    local d = i + 10 + 3 * tonumber(ARGV[i + 9])
+    deltas_end[i], views_end[i] = d, d + 1 + tonumber(ARGV[d])
+    i = views_end[i]
   end
 end
 -- First a bound: the value now plus the size of every delta in the call. Below the
@@ -120,7 +111,7 @@ end
 -- in any order, so which outputs are applied already need not be asked.
 local bound, close = {}, false
 for _, i in ipairs(money) do
-  for j = i + 10, deltas_end(i) - 1, 3 do
+  for j = i + 10, deltas_end[i] - 1, 3 do
     local key, field = K(ARGV[j]), ARGV[j + 1]
     local fields = slot_of(bound, key)
     local b = (fields[field] or math.abs(balance(key, field))) + math.abs(delta(j + 2))
@@ -133,7 +124,7 @@ if close then
   local pending = {}
   for _, i in ipairs(money) do
     if redis.call('EXISTS', K(ARGV[i + 5])) == 0 then
-      for j = i + 10, deltas_end(i) - 1, 3 do
+      for j = i + 10, deltas_end[i] - 1, 3 do
         local key, field = K(ARGV[j]), ARGV[j + 1]
         local fields = slot_of(pending, key)
         local p = (fields[field] or balance(key, field)) + delta(j + 2)
@@ -150,10 +141,6 @@ end
 -- end, exactly: a sum is kept while it and its deltas stay below 2^53, and past
 -- that what was summed is written, then the delta as given (its decimal text).
 local sums = {}
-local function as_integer(v)
-  if v == 0 then return '0' end  -- never '-0', which HINCRBY refuses
-  return string.format('%.0f', v)
-end
 local function increment(key, field, j)
   local fields = slot_of(sums, key)
   local sum, d = fields[field] or 0, delta(j)
@@ -171,8 +158,8 @@ local last = redis.call('HMGET', seqkey, 'ms', 'seq')
 local last_ms, seq = tonumber(last[1] or '0'), tonumber(last[2] or '-1')
 if ms > last_ms then seq = -1 else ms = last_ms end
 -- Each XADD's arguments made once per call, but for the sequence number.
-local minid = string.format('%.0f', math.max(0, ms - tonumber(ttl)))
-local id_prefix = string.format('%.0f', ms) .. '-'
+local minid = as_integer(math.max(0, ms - tonumber(ttl)))
+local id_prefix = as_integer(ms) .. '-'
 local counts, reasons, touched, statements, entries = {}, {}, {}, {}, {}
 for _, i in ipairs(starts) do
   local kind, stream, output_id, data = ARGV[i], K(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3]
@@ -192,10 +179,10 @@ for _, i in ipairs(starts) do
     apply_order(order_view, output_id, data)
     if order_view ~= '' then touched[order_view] = ttl end
     if redis.call('SET', applied, '1', 'NX', 'PX', ttl) then
-      for j = i + 10, deltas_end(i) - 1, 3 do
+      for j = i + 10, deltas_end[i] - 1, 3 do
         increment(K(ARGV[j]), ARGV[j + 1], j + 2)
       end
-      for j = deltas_end(i) + 1, views_end(i) - 1 do
+      for j = deltas_end[i] + 1, views_end[i] - 1 do
         touched[K(ARGV[j])] = ttl
       end
       local statement = K(ARGV[i + 6])
@@ -220,7 +207,7 @@ for key, ms_ttl in pairs(touched) do redis.call('PEXPIRE', key, ms_ttl) end
 -- A day's statement keeps only entries within its retention (a retention shorter
 -- than a day would otherwise keep the whole day while it is being written).
 for key, ms_ttl in pairs(statements) do
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. string.format('%.0f', math.max(0, ms - tonumber(ms_ttl))))
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. as_integer(math.max(0, ms - tonumber(ms_ttl))))
   redis.call('PEXPIRE', key, ms_ttl)
 end
 redis.call('HSET', seqkey, 'ms', ms, 'seq', seq)
