@@ -54,6 +54,14 @@ def line_wake_after(line_key: str, log_time: int, settings: RuleSettings) -> int
     return min(later) if later else None
 
 
+def may_accrue(rules: list[Rule], line: Event) -> bool:
+    """Whether any of an order line's candidate rules gives it a positive accrual.
+    If none does, whichever rule its sharer resolves to, the line accrues 0 and gets
+    no line key (`Touch.on_order_line`), so it needs no wake-ups either."""
+    quantity, price = line["quantity"], line["unit_price_minor"]
+    return any(commission_amount(rule, quantity, price) > 0 for rule in rules)
+
+
 def specificity(rule: Rule) -> int:
     has_sharer = rule.get("sharer_id") is not None
     has_item = rule.get("item_id") is not None

@@ -12,8 +12,8 @@ for each open session: a hint of when it needs a `Tick` to close as idle. A
 clock stores the inputs of that deadline, not the deadline, so a restart with
 new settings recomputes it. Later wake-ups are asked of the store (`wake_at`),
 which keeps those timers out of the snapshot: to forget a session past R, a
-scan past the window, and for each order line, to approve it after the holding
-period and to forget it past R (state.commissions).
+scan past the window, and for each order line that can accrue, to approve it
+after the holding period and to forget it past R (state.commissions).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import heapq
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from state.commissions import candidate_rules, hint_applies, line_wake_after
+from state.commissions import candidate_rules, hint_applies, line_wake_after, may_accrue
 from state.config import RuleSettings
 from state.facts import ID_FIELDS, PAYLOADS, SCAN_FIELDS, Facts
 from state.messages import (
@@ -222,7 +222,8 @@ class Sequencer:
                     OrderLine(event, line, rules, position, hint, key, self.steps),
                 )
             )
-            facts.wake_at(ts + settings.holding_period_ms, key)  # to approve, then forget
+            if may_accrue(rules, line):
+                facts.wake_at(ts + settings.holding_period_ms, key)  # to approve, then forget
         return []
 
     def _on_payout(

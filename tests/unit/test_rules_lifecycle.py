@@ -9,10 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from state import sequencer
 from state.commissions import line_wake_after
 from state.config import RuleSettings
+from state.engine import Engine
+from state.facts import MemoryFacts
 from state.testing import SMALL_RULES, random_log
-from tests.support.logs import engine_outputs, order, payout, refund, rule, scan
+from tests.support.logs import engine_outputs, order, payout, positioned, refund, rule, scan
 
 H = 1000  # holding period
 RULES = RuleSettings(holding_period_ms=H)
@@ -244,7 +247,6 @@ def test_balances_add_up_at_every_prefix_of_the_log(seed):
     from billing.log_lines import parse_log_event
     from harness.live import with_stream_ids
     from state.balances import SharerLedger
-    from state.engine import Engine
 
     engine = Engine(SMALL_RULES)
     outs: list[dict] = []
@@ -271,3 +273,64 @@ def test_balances_add_up_at_every_prefix_of_the_log(seed):
             ledger = engine.keys.get(f"sharer:{key[0]}")
             held = ledger.payable.get(key[1], 0) if isinstance(ledger, SharerLedger) else 0
             assert held == b["payable"]
+
+
+# -- wake-ups only for lines that can accrue ----------------------------------------
+
+
+def _line_wakeups(events, rules=RULES):
+    facts = MemoryFacts()
+    engine = Engine(rules, facts)
+    for position, event in positioned(events):
+        engine.feed(event, position)
+    return sorted(key for _due, key in facts.wakeups if key.startswith("line:"))
+
+
+@pytest.mark.parametrize(
+    ("case", "rules_events", "line", "wakes"),
+    [
+        ("a percent rule and a price", [rule("ten", 0)], ("i", 4, 1000), 1),
+        ("no rule at all", [], ("i", 4, 1000), 0),
+        ("a percent rule on a free item", [rule("ten", 0)], ("i", 4, 0), 0),
+        (
+            "a flat rule on a free item still pays",
+            [rule("f", 0, kind="flat", amount_minor=5, currency="USD")],
+            ("i", 1, 0),
+            1,
+        ),
+        (
+            "a flat rule in another currency",
+            [rule("f", 0, kind="flat", amount_minor=5, currency="EUR")],
+            ("i", 1, 1000),
+            0,
+        ),
+        ("0 bps", [rule("zero", 0, bps=0)], ("i", 4, 1000), 0),
+        ("a cap of 0", [rule("capped", 0, cap_minor=0)], ("i", 4, 1000), 0),
+        ("an inactive rule", [rule("off", 0, active=False)], ("i", 4, 1000), 0),
+        ("a rule for another item", [rule("other", 0, item_id="j")], ("i", 4, 1000), 0),
+        (
+            "one of two rules pays",
+            [rule("zero", 0, bps=0), rule("ten", 1, sharer_id="t")],
+            ("i", 4, 1000),
+            1,
+        ),
+    ],
+)
+def test_a_line_no_rule_can_pay_gets_no_wake_up(case, rules_events, line, wakes):
+    # Whichever sharer it resolves to, such a line accrues 0 and has no line key
+    # (SPEC: "an accrual of 0 ... nothing to approve"), so nothing needs waking.
+    events = [*rules_events, scan("c", T - 1, "s", "b"), order("o", T, lines=[line])]
+    assert len(_line_wakeups(events)) == wakes, case
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 10_000))
+def test_skipping_those_wake_ups_changes_no_output(seed):
+    # The skip must never drop a line that exists: the outputs equal those of a
+    # sequencer that wakes every line.
+    log = random_log(seed, 400)
+    skipping = engine_outputs(log, SMALL_RULES)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sequencer, "may_accrue", lambda rules, line: True)
+        waking_all = engine_outputs(log, SMALL_RULES)
+    assert skipping == waking_all
