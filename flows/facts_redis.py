@@ -15,6 +15,10 @@ decides exactly as the first run did. Wake-ups are sorted sets, one
 per time bucket, read by the span of log time the sequencer moves over, and
 never deleted (they expire): a re-run reads the same span again.
 
+A touch key's latest scan (`note_scan`) is a running max rather than uses with
+positions: a re-run may see more than the first run did, which only asks a
+wake-up more (one that reaches nothing), never one fewer.
+
 Work per batch: one MGET before it, one write after it, answered later (the
 facts' SETs in one script call: packing tens of thousands of SET commands in Python
 cost more than Redis took to run them).
@@ -88,8 +92,15 @@ class RedisFacts:
                 wanted.append(self.keys.fact(event["type"], event[field]))
             if event["type"] == "refund":
                 wanted.append(self.keys.fact("order", event["order_id"]))
-            elif event["type"] == "order" and event.get("scan_id") is not None:
-                wanted.append(self.keys.fact("scan", event["scan_id"]))
+            elif event["type"] == "order":
+                if event.get("scan_id") is not None:
+                    wanted.append(self.keys.fact("scan", event["scan_id"]))
+                buyer = event["buyer_id"]
+                wanted += [
+                    self.keys.fact("touch", f"{ln['item_id']}|{buyer}") for ln in event["lines"]
+                ]
+            elif event["type"] == "scan" and event.get("scanner_id") is not None:
+                wanted.append(self.keys.fact("touch", f"{event['item_id']}|{event['scanner_id']}"))
         wanted = [k for k in dict.fromkeys(wanted) if k not in self._facts]
         if wanted:
             found = self._mget(wanted)
@@ -197,6 +208,22 @@ class RedisFacts:
 
     def forget_before(self, oldest_ts: int) -> None:
         pass  # Redis expires each fact
+
+    # -- touch keys' latest scans --------------------------------------------------
+
+    def note_scan(self, touch: str, ts: int) -> None:
+        """A running max, not a use with its position: a re-run after a crash may
+        then see a later scan than the first run did at the same position. That
+        only ever asks a wake-up the first run did not (one that reaches no line,
+        and changes nothing), never leaves out one a line needs."""
+        key, value = self._uses("touch", touch.removeprefix("touch:"))
+        if not value or cast(int, value[0]) < ts:
+            value[:] = [ts]  # type: ignore[list-item]
+            self._dirty.add(key)
+
+    def last_scan(self, touch: str) -> int | None:
+        _key, value = self._uses("touch", touch.removeprefix("touch:"))
+        return cast(int, value[0]) if value else None
 
     # -- wake-ups ----------------------------------------------------------------
 

@@ -11,7 +11,8 @@ first run did, and lets Redis expire it.
 A store also keeps wake-ups: keys to wake once the log's time passes a moment
 (to forget a closed session past R, a scan past the window; to approve an order
 line, then forget it), so that those timers do not sit in the sequencer's
-snapshot either.
+snapshot either; and, per touch key, the time of its latest scan, so that the
+sequencer asks wake-ups only for order lines that can have been attributed.
 """
 
 from __future__ import annotations
@@ -64,6 +65,14 @@ class Facts(Protocol):
     def forget_before(self, oldest_ts: int) -> None:
         """The log's time is past `oldest_ts + R`: what was first used before is gone."""
 
+    def note_scan(self, touch: str, ts: int) -> None:
+        """A scan at `ts` went to touch key `touch` (its scanner's scans of its item)."""
+
+    def last_scan(self, touch: str) -> int | None:
+        """The latest `ts` noted for `touch` within R, or None. At most that: a store
+        may answer later than the truth (after a crash, a re-run may see what the
+        crashed run noted), never earlier."""
+
     def wake_at(self, due: int, key: str) -> None:
         """Ask for `key` among `due_between(a, t)` once t > due."""
 
@@ -104,6 +113,13 @@ class MemoryFacts:
 
     def forget_before(self, oldest_ts: int) -> None:
         self.recent.forget_before(oldest_ts)
+
+    def note_scan(self, touch: str, ts: int) -> None:
+        self.recent.add(f"last_scan:{touch}", ts, ts)
+
+    def last_scan(self, touch: str) -> int | None:
+        found: int | None = self.recent.get(f"last_scan:{touch}")
+        return found
 
     def wake_at(self, due: int, key: str) -> None:
         heapq.heappush(self.wakeups, (due, key))

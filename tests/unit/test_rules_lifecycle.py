@@ -331,6 +331,42 @@ def test_skipping_those_wake_ups_changes_no_output(seed):
     log = random_log(seed, 400)
     skipping = engine_outputs(log, SMALL_RULES)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(sequencer, "may_accrue", lambda rules, line: True)
+        patch.setattr(sequencer.Sequencer, "_may_get_a_line", staticmethod(lambda *a: True))
         waking_all = engine_outputs(log, SMALL_RULES)
     assert skipping == waking_all
+
+
+W = 50_000  # the attribution window of WINDOWED
+WINDOWED = RuleSettings(holding_period_ms=H, attribution_window_ms=W)
+
+
+@pytest.mark.parametrize(
+    ("case", "before", "order_kwargs", "wakes"),
+    [
+        ("the buyer scanned the item inside the window", [scan("c", T - W, "s", "b")], {}, 1),
+        ("no scan at all", [], {}, 0),
+        ("the scan is older than the window", [scan("c", T - W - 1, "s", "b")], {}, 0),
+        ("someone else scanned it", [scan("c", T - 1, "s", "x")], {}, 0),
+        ("the buyer scanned another item", [scan("c", T - 1, "s", "b", item="j")], {}, 0),
+        ("a self-referral scan", [scan("c", T - 1, "b", "b")], {}, 0),
+        ("a scan by nobody known", [scan("c", T - 1, "s", None)], {}, 0),
+        (
+            "no scan by the buyer, but a hint that applies",
+            [scan("c", T - 1, "s", None)],
+            {"hint": "c"},
+            1,
+        ),
+        ("a hint that does not apply", [scan("c", T - 1, "s", "x")], {"hint": "c"}, 0),
+        (
+            "a duplicate scan id notes nothing",
+            [scan("c", T - 2 * W, "s", "x"), scan("c", T - 1, "s", "b")],
+            {},
+            0,
+        ),
+    ],
+)
+def test_a_line_with_no_scan_to_match_gets_no_wake_up(case, before, order_kwargs, wakes):
+    # Such a line finds no last touch at its touch key (SPEC "Matching"), so it gets
+    # no line key; in a shop most lines are like it.
+    events = [rule("ten", 0), *before, order("o", T, lines=[("i", 4, 1000)], **order_kwargs)]
+    assert len(_line_wakeups(events, WINDOWED)) == wakes, case

@@ -203,3 +203,23 @@ def test_redis_facts_decide_a_rerun_as_the_first_run(seed, back, redis_client, k
     assert [
         o for entry in events[k:] for o in plain.on_input(entry)
     ] + plain.finish() == after_first
+
+
+def test_redis_facts_keep_each_touch_keys_latest_scan(redis_client, keys):
+    """A running max per touch key, written with the batch and expiring like any
+    fact; read back by a later batch (prepared) or a new process (asked at once)."""
+    facts = RedisFacts(redis_client, keys, 10**12, "log:commissions")
+    assert facts.last_scan("touch:i|b") is None
+    facts.note_scan("touch:i|b", 5)
+    facts.note_scan("touch:i|b", 3)  # never moves back
+    assert facts.last_scan("touch:i|b") == 5
+    facts.flush()
+    facts.settle()
+    assert redis_client.pttl(keys.fact("touch", "i|b")) > 0
+    again = RedisFacts(redis_client, keys, 10**12, "log:commissions")
+    assert again.last_scan("touch:i|b") == 5
+    assert again.last_scan("touch:i|x") is None
+    later = RedisFacts(redis_client, keys, 10**12, "log:commissions")
+    later.prepare([LogEvent("9-0", order("o", 9, buyer="b", lines=[("i", 1, 1)]))])
+    redis_client.delete(keys.fact("touch", "i|b"))  # prepared: asked before the batch
+    assert later.last_scan("touch:i|b") == 5
