@@ -17,7 +17,10 @@ never deleted (they expire): a re-run reads the same span again.
 
 A touch key's latest scan (`note_scan`) is a running max rather than uses with
 positions: a re-run may see more than the first run did, which only asks a
-wake-up more (one that reaches nothing), never one fewer.
+wake-up more (one that reaches nothing), never one fewer. And the store vouches
+for a missing one only after the log time of the first scan it noted (a key
+set once, `Keys.touch_facts_since`): a deployment that ran a version without
+these facts still has touch keys whose scans it never noted.
 
 Work per batch: one MGET before it, one write after it, answered later (the
 facts' SETs in one script call: packing tens of thousands of SET commands in Python
@@ -78,6 +81,8 @@ class RedisFacts:
         self._buckets: dict[int, list[tuple[int, str]]] = {}  # wake-ups by bucket, sorted
         self._loaded_upto = -1  # every bucket up to this one is in _buckets, if not empty
         self._new_wakes: list[tuple[int, str]] = []
+        self._touch_since: int | None = None  # loaded on first use
+        self._touch_since_loaded = False
 
     # -- a batch ---------------------------------------------------------------
 
@@ -216,14 +221,31 @@ class RedisFacts:
         then see a later scan than the first run did at the same position. That
         only ever asks a wake-up the first run did not (one that reaches no line,
         and changes nothing), never leaves out one a line needs."""
+        if self._noting_since() is None:
+            # The first scan this deployment notes. Set at once (not deferred): a
+            # crash before the batch's facts land re-runs this scan before any order
+            # that could rely on it.
+            self.r.set(self.keys.touch_facts_since, ts, nx=True)
+            self._touch_since = int(cast(Any, self.r.get(self.keys.touch_facts_since)))
         key, value = self._uses("touch", touch.removeprefix("touch:"))
         if not value or cast(int, value[0]) < ts:
             value[:] = [ts]  # type: ignore[list-item]
             self._dirty.add(key)
 
-    def last_scan(self, touch: str) -> int | None:
+    def scanned_since(self, touch: str, since: int) -> bool:
+        noting_since = self._noting_since()
+        if noting_since is None or since <= noting_since:
+            return True  # scans before the store noted them may be missing
         _key, value = self._uses("touch", touch.removeprefix("touch:"))
-        return cast(int, value[0]) if value else None
+        return bool(value) and cast(int, value[0]) >= since
+
+    def _noting_since(self) -> int | None:
+        if not self._touch_since_loaded:
+            self.settle()
+            raw: Any = self.r.get(self.keys.touch_facts_since)
+            self._touch_since = int(raw) if raw is not None else None
+            self._touch_since_loaded = True
+        return self._touch_since
 
     # -- wake-ups ----------------------------------------------------------------
 

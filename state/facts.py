@@ -68,10 +68,10 @@ class Facts(Protocol):
     def note_scan(self, touch: str, ts: int) -> None:
         """A scan at `ts` went to touch key `touch` (its scanner's scans of its item)."""
 
-    def last_scan(self, touch: str) -> int | None:
-        """The latest `ts` noted for `touch` within R, or None. At most that: a store
-        may answer later than the truth (after a crash, a re-run may see what the
-        crashed run noted), never earlier."""
+    def scanned_since(self, touch: str, since: int) -> bool:
+        """Whether a scan at `since` or later was noted for `touch`, or may have been:
+        a store may answer True wrongly (after a crash, or for times before it began
+        noting scans), never False wrongly."""
 
     def wake_at(self, due: int, key: str) -> None:
         """Ask for `key` among `due_between(a, t)` once t > due."""
@@ -117,9 +117,9 @@ class MemoryFacts:
     def note_scan(self, touch: str, ts: int) -> None:
         self.recent.add(f"last_scan:{touch}", ts, ts)
 
-    def last_scan(self, touch: str) -> int | None:
-        found: int | None = self.recent.get(f"last_scan:{touch}")
-        return found
+    def scanned_since(self, touch: str, since: int) -> bool:
+        last: int | None = self.recent.get(f"last_scan:{touch}")
+        return last is not None and last >= since
 
     def wake_at(self, due: int, key: str) -> None:
         heapq.heappush(self.wakeups, (due, key))

@@ -240,10 +240,8 @@ class Sequencer:
         window: `Touch.on_order_line`) and a rule that pays. Otherwise it needs no
         wake-ups. In a shop, most lines come from no share: without this, each asked
         two wake-ups that reached nothing (bench.bench_wakeups)."""
-        if hint is None:
-            scanned = facts.last_scan(touch)
-            if scanned is None or scanned < ts - settings.attribution_window_ms:
-                return False
+        if hint is None and not facts.scanned_since(touch, ts - settings.attribution_window_ms):
+            return False
         return may_accrue(rules, line)
 
     def _on_payout(

@@ -207,19 +207,63 @@ def test_redis_facts_decide_a_rerun_as_the_first_run(seed, back, redis_client, k
 
 def test_redis_facts_keep_each_touch_keys_latest_scan(redis_client, keys):
     """A running max per touch key, written with the batch and expiring like any
-    fact; read back by a later batch (prepared) or a new process (asked at once)."""
+    fact; read back by a later batch (prepared) or a new process (asked at once).
+    Before the first scan it noted, the store cannot rule a scan out."""
     facts = RedisFacts(redis_client, keys, 10**12, "log:commissions")
-    assert facts.last_scan("touch:i|b") is None
-    facts.note_scan("touch:i|b", 5)
-    facts.note_scan("touch:i|b", 3)  # never moves back
-    assert facts.last_scan("touch:i|b") == 5
+    assert facts.scanned_since("touch:i|x", 1)  # nothing noted yet
+    facts.note_scan("touch:i|a", 5)  # from here on it notes every scan
+    facts.note_scan("touch:i|b", 20)
+    facts.note_scan("touch:i|b", 10)  # never moves back
+    assert facts.scanned_since("touch:i|b", 20)
+    assert not facts.scanned_since("touch:i|b", 21)
+    assert not facts.scanned_since("touch:i|x", 6)
+    assert facts.scanned_since("touch:i|x", 5)  # at or before the first noted scan
     facts.flush()
     facts.settle()
     assert redis_client.pttl(keys.fact("touch", "i|b")) > 0
     again = RedisFacts(redis_client, keys, 10**12, "log:commissions")
-    assert again.last_scan("touch:i|b") == 5
-    assert again.last_scan("touch:i|x") is None
+    assert again.scanned_since("touch:i|b", 20)
+    assert not again.scanned_since("touch:i|b", 21)
+    assert not again.scanned_since("touch:i|x", 6)
     later = RedisFacts(redis_client, keys, 10**12, "log:commissions")
     later.prepare([LogEvent("9-0", order("o", 9, buyer="b", lines=[("i", 1, 1)]))])
     redis_client.delete(keys.fact("touch", "i|b"))  # prepared: asked before the batch
-    assert later.last_scan("touch:i|b") == 5
+    assert later.scanned_since("touch:i|b", 20)
+
+
+def test_an_upgrade_to_touch_facts_still_approves_lines_of_earlier_scans(redis_client, keys):
+    """A deployment upgraded from a version whose store noted no scans: its touch keys
+    hold scans the store has no fact of, and lines they attribute must still be woken
+    to be approved."""
+
+    class Unnoted(RedisFacts):
+        def note_scan(self, touch: str, ts: int) -> None:
+            pass  # what the version before did
+
+    events = [
+        LogEvent(p, e)
+        for p, e in with_stream_ids(
+            [
+                rule("ten", T - 10),
+                scan("c", T - 5, "s", "b"),
+                order("o", T, lines=[("i", 4, 1000)]),
+                scan("d", T + 1, "s", "x", item="j"),  # the first scan the new store notes
+                order("p", T + 2, lines=[("i", 1, 1000)]),
+                scan("n", T + 2 * R, "s", None, item="other"),  # time passes: approvals
+            ]
+        )
+    ]
+    old = Engine(RULES, Unnoted(redis_client, keys, 10**12, "log:commissions"))
+    for entry in events[:3]:
+        old.on_input(entry)
+    snapshot = pickle.dumps((old.sequencer, old.keys))
+    new = Engine(RULES, RedisFacts(redis_client, keys, 10**12, "log:commissions"))
+    new.sequencer, new.keys = pickle.loads(snapshot)
+    after = [o for entry in events[3:] for o in new.on_input(entry)] + new.finish()
+    approvals = sorted(o["order_id"] for o in after if o.get("kind") == "approval")
+    # p was ordered after the upgrade, but inside the window of a scan noted before it.
+    assert approvals == ["o", "p"]
+    plain = Engine(RULES)
+    for entry in events[:3]:
+        plain.on_input(entry)
+    assert [o for entry in events[3:] for o in plain.on_input(entry)] + plain.finish() == after
