@@ -32,6 +32,8 @@ from typing import Any
 import orjson
 
 from bench.bench_replay import make_log
+from bench.bench_scale import run_live
+from bench.common import scratch_redis
 from billing.log_lines import parse_log_event
 from flows.file_io import parse_line
 from state import ledgers
@@ -148,9 +150,6 @@ def main() -> None:
 
 
 def live(shop: list[LogEvent]) -> None:
-    from bench.bench_scale import run_live
-    from bench.common import scratch_redis
-
     with scratch_redis() as (url, prefix), tempfile.TemporaryDirectory() as tmp:
         log = os.path.join(tmp, "shop.jsonl")
         with open(log, "wb") as out:
