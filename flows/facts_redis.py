@@ -41,7 +41,7 @@ from billing import stream_ids
 from billing.keys import Keys
 from flows.deferred_writes import Command, DeferredWrites, run_now
 from state.facts import ID_FIELDS
-from state.messages import LogEvent
+from state.messages import LogEvent, touch_key
 
 WAKE_BUCKET_MS = 60_000
 DAY_OF_BUCKETS = 86_400_000 // WAKE_BUCKET_MS
@@ -56,6 +56,11 @@ def stream_position(position: str) -> tuple[int, int]:
         return stream_ids.parse(position)
     except ValueError:
         return _NEVER
+
+
+def _touch_ident(touch: str) -> str:
+    """A touch key's fact is named by the key's `<item>|<person>` (state.messages)."""
+    return touch.removeprefix("touch:")
 
 
 # KEYS: the facts; ARGV: ttl_ms, then their values in the same order.
@@ -102,10 +107,15 @@ class RedisFacts:
                     wanted.append(self.keys.fact("scan", event["scan_id"]))
                 buyer = event["buyer_id"]
                 wanted += [
-                    self.keys.fact("touch", f"{ln['item_id']}|{buyer}") for ln in event["lines"]
+                    self.keys.fact("touch", _touch_ident(touch_key(ln["item_id"], buyer)))
+                    for ln in event["lines"]
                 ]
-            elif event["type"] == "scan" and event.get("scanner_id") is not None:
-                wanted.append(self.keys.fact("touch", f"{event['item_id']}|{event['scanner_id']}"))
+            elif event["type"] == "scan" and event.get("scanner_id") not in (
+                None,
+                event["sharer_id"],
+            ):  # the scans the sequencer routes to a touch key, and notes
+                touch = touch_key(event["item_id"], event["scanner_id"])
+                wanted.append(self.keys.fact("touch", _touch_ident(touch)))
         wanted = [k for k in dict.fromkeys(wanted) if k not in self._facts]
         if wanted:
             found = self._mget(wanted)
@@ -227,7 +237,7 @@ class RedisFacts:
             # that could rely on it.
             self.r.set(self.keys.touch_facts_since, ts, nx=True)
             self._touch_since = int(cast(Any, self.r.get(self.keys.touch_facts_since)))
-        key, value = self._uses("touch", touch.removeprefix("touch:"))
+        key, value = self._uses("touch", _touch_ident(touch))
         if not value or cast(int, value[0]) < ts:
             value[:] = [ts]  # type: ignore[list-item]
             self._dirty.add(key)
@@ -236,7 +246,7 @@ class RedisFacts:
         noting_since = self._noting_since()
         if noting_since is None or since <= noting_since:
             return True  # scans before the store noted them may be missing
-        _key, value = self._uses("touch", touch.removeprefix("touch:"))
+        _key, value = self._uses("touch", _touch_ident(touch))
         return bool(value) and cast(int, value[0]) >= since
 
     def _noting_since(self) -> int | None:
