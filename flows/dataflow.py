@@ -26,7 +26,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
-from flows.logic import LedgerLogic, SequencerLogic, SharerLogic
+from flows.logic import LedgerLogic, ParseRaw, SequencerLogic, SharerLogic
 from state import sharding
 from state.config import RuleSettings
 from state.facts import Facts, MemoryFacts
@@ -56,18 +56,20 @@ def _memory_facts(key: str) -> Facts:
     return MemoryFacts()
 
 
-def _no_raw_entries(entry: RawEntry) -> SequencerInput:
-    raise TypeError(f"{entry.position}: this flow was built without a parser for raw entries")
+def _no_raw_entries(position: str, data: str, ts: int) -> SequencerInput:
+    raise TypeError(f"{position}: this flow was built without a parser for raw entries")
 
 
 def _router(
-    parse: Callable[[RawEntry], SequencerInput],
+    parse: ParseRaw,
 ) -> Callable[[list[tuple[str, SequencerInput | RawEntry]]], list[tuple[str, InputBatch]]]:
     def route(items: list[tuple[str, SequencerInput | RawEntry]]) -> list[tuple[str, InputBatch]]:
         # Tariffs go to every shard: parsed here (they are rare), so that a bad one
         # is one reject, not one per shard.
         entries = [
-            parse(v) if isinstance(v, RawEntry) and v.kind_hint == "tariff" else v
+            parse(v.position, v.data, v.ts)
+            if isinstance(v, RawEntry) and v.kind_hint == "tariff"
+            else v
             for _key, v in items
         ]
         return [(batch.key, batch) for batch in sharding.route(entries)]
@@ -80,7 +82,7 @@ def build_flow(
     sink: Sink[tuple[str, list[Output]]],
     settings: RuleSettings,
     facts: Callable[[str], Facts] = _memory_facts,
-    parse: Callable[[RawEntry], SequencerInput] = _no_raw_entries,
+    parse: ParseRaw = _no_raw_entries,
 ) -> Dataflow:
     """`source` yields ("log", SequencerInput | RawEntry) pairs; `sink` takes
     (key, [output, ...]) pairs.
@@ -90,7 +92,8 @@ def build_flow(
     (RuleSettings refuses a retention shorter than the windows it must cover),
     so a bad setting stops here, before any event is read. `facts(key)` makes a
     sequencer key's fact store: in memory by default, Redis for the live flows.
-    `parse` turns a live `RawEntry` into a `LogEvent` or a `BadEntry`, at its key.
+    `parse(position, data, ts)` turns a live raw entry into a `LogEvent` or a
+    `BadEntry`, at its key.
     """
     flow = Dataflow("billing")
     in_log = op.input("input", flow, source)

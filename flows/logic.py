@@ -24,7 +24,7 @@ from state.messages import (
     InputBatch,
     KeyBatch,
     KeyMessage,
-    RawEntry,
+    RawRun,
     Route,
     SequencerInput,
     by_key,
@@ -43,6 +43,21 @@ def _nonempty(outputs: list[Output]) -> list[list[Output]]:
 
 def _items(outputs: list[Output], routes: list[Route]) -> list[SequencerItem]:
     return [*by_key(routes), *_nonempty(outputs)]
+
+
+# Turns a raw entry (its stream id, its JSON text and its `ts`) into a sequencer input.
+ParseRaw = Callable[[str, str, int], SequencerInput]
+
+
+def _parsed(batches: list[InputBatch], parse: ParseRaw) -> list[SequencerInput]:
+    entries: list[SequencerInput] = []
+    for batch in batches:
+        for entry in batch.entries:
+            if isinstance(entry, RawRun):
+                entries += map(parse, entry.positions, entry.datas, entry.tss)
+            else:
+                entries.append(entry)
+    return entries
 
 
 # How soon a sharer key with messages waiting looks again whether their epoch
@@ -71,7 +86,7 @@ class SequencerLogic(StatefulBatchLogic[InputBatch, SequencerItem, bytes]):
         self,
         settings: RuleSettings,
         facts: Callable[[str], Facts],
-        parse: Callable[[RawEntry], SequencerInput],
+        parse: ParseRaw,
         resume: bytes | None,
     ) -> None:
         keep_thread_state()
@@ -99,9 +114,7 @@ class SequencerLogic(StatefulBatchLogic[InputBatch, SequencerItem, bytes]):
         if facts is None:
             self.key = values[0].key
             facts = self.facts = self._make_facts(self.key)
-        entries = [
-            parse(e) if isinstance(e, RawEntry) else e for batch in values for e in batch.entries
-        ]
+        entries = _parsed(values, parse)
         facts.prepare(entries)
         for entry in entries:
             outputs, routes = on_input(entry, settings, facts)

@@ -120,7 +120,7 @@ class _StreamPartition(StatefulSourcePartition[tuple[str, SequencerInput | RawEn
             with contextlib.suppress(orjson.JSONDecodeError):
                 head = orjson.loads(data)
         if not isinstance(head, dict):
-            return parse_entry(RawEntry(entry_id, data, ts, None, None))
+            return parse_entry(entry_id, data, ts)
         kind, session_id = head.get("type"), head.get("session_id")
         return RawEntry(
             entry_id,
@@ -142,23 +142,23 @@ class _StreamPartition(StatefulSourcePartition[tuple[str, SequencerInput | RawEn
         self.r.close()
 
 
-def parse_entry(entry: RawEntry) -> LogEvent | BadEntry:
-    """A stream entry as a sequencer input: its event, validated, with `ts` from its id."""
-    data, ts = entry.data, entry.ts
+def parse_entry(position: str, data: str, ts: int) -> LogEvent | BadEntry:
+    """A stream entry (its id, its JSON text and the `ts` of its id) as a sequencer
+    input: its event, validated."""
     try:
         if not data.endswith("}"):
             raise ValueError("not a JSON object")
         # `ts` is the entry id's; splicing it in lets pydantic parse the JSON itself.
         _log_id, event = parse_log_line(f'{data[:-1]},"ts":{ts}}}')
         event["ts"] = ts
-        return LogEvent(entry.position, event)
+        return LogEvent(position, event)
     except ValidationError as exc:
         error = validation_summary(exc)
     except ValueError as exc:
         error = str(exc)
     # Ingest validates everything; a bad entry here was written around it.
     # It becomes a reject rather than a poison pill that stops billing.
-    return BadEntry(entry.position, {**int64_safe(entry_object(data)), "ts": ts}, error)
+    return BadEntry(position, {**int64_safe(entry_object(data)), "ts": ts}, error)
 
 
 class RedisStreamSource(FixedPartitionedSource[tuple[str, SequencerInput | RawEntry], str]):

@@ -40,7 +40,15 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterable
 
-from state.messages import BadEntry, InputBatch, LogEvent, RawEntry, SequencerInput, Watermark
+from state.messages import (
+    BadEntry,
+    InputBatch,
+    LogEvent,
+    RawEntry,
+    RawRun,
+    SequencerInput,
+    Watermark,
+)
 
 COMMISSIONS = "log:commissions"
 SHARD_KEYS = tuple(f"sessions:{n}" for n in (0, 3, 5, 7, 9, 10, 11, 14))
@@ -56,18 +64,27 @@ def session_shard(session_id: str) -> str:
 def route(entries: Iterable[SequencerInput | RawEntry]) -> list[InputBatch]:
     """One batch of entries, in log order, as one `InputBatch` per sequencer key.
 
-    A `RawEntry` is routed by what the source read off it; a tariff must come parsed
-    (a `LogEvent`): it goes to every shard, and a bad one must be rejected once, by
-    the commission sequencer, not once per shard.
+    A `RawEntry` is routed by what the source read off it, and consecutive ones of a
+    key travel as one `RawRun`; a tariff must come parsed (a `LogEvent`): it goes to
+    every shard, and a bad one must be rejected once, by the commission sequencer,
+    not once per shard.
     """
-    grouped: dict[str, list[SequencerInput | RawEntry]] = {}
+    grouped: dict[str, list[SequencerInput | RawRun]] = {}
 
     def add(key: str, entry: SequencerInput | RawEntry) -> None:
         found = grouped.get(key)
         if found is None:
-            grouped[key] = [entry]
-        else:
+            found = grouped[key] = []
+        if not isinstance(entry, RawEntry):
             found.append(entry)
+            return
+        run = found[-1] if found else None
+        if not isinstance(run, RawRun):
+            run = RawRun([], [], [])
+            found.append(run)
+        run.positions.append(entry.position)
+        run.datas.append(entry.data)
+        run.tss.append(entry.ts)
 
     latest: int | None = None
     for entry in entries:

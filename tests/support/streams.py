@@ -14,6 +14,6 @@ def logged(conn: redis.Redis, keys: Keys) -> list[dict[str, Any]]:
     return list(iter_log(conn, keys))
 
 
-def no_parse(entry: Any) -> Any:
+def no_parse(position: str, data: str, ts: int) -> Any:
     """A sequencer's entry parser for tests that feed it parsed events only."""
     raise AssertionError("no raw entries here")

@@ -53,6 +53,7 @@ def _one_of_each() -> list[object]:
         m.BadEntry("L1", {"raw": "x"}, "not a JSON object"),
         m.Watermark(5),
         m.RawEntry("1-0", "{}", 1, "segment", "s"),
+        m.RawRun(["1-0", "1-1"], ["{}", "[]"], [1, 1]),
         m.InputBatch("log", [m.Watermark(1)]),
         m.Scan({"scan_id": "c"}, "L1"),
         m.OrderLine({"order_id": "o"}, {"item_id": "i"}, [], "L2", None, "line:i|b|o|1", 3),

@@ -18,7 +18,15 @@ from hypothesis import strategies as st
 from state.config import RuleSettings
 from state.engine import Engine
 from state.facts import MemoryFacts
-from state.messages import BadEntry, InputBatch, LogEvent, RawEntry, Watermark
+from state.messages import (
+    BadEntry,
+    InputBatch,
+    LogEvent,
+    RawEntry,
+    RawRun,
+    SequencerInput,
+    Watermark,
+)
 from state.outputs import Output
 from state.sequencer import Sequencer
 from state.sharding import (
@@ -68,10 +76,37 @@ def test_raw_entries_go_by_what_the_source_read_off_them() -> None:
     seg = RawEntry("1-0", '{"type":"segment"}', 7, "segment", "s1")
     odd = RawEntry("2-0", '{"type":"segment","session_id":3}', 7, "segment", None)
     batches = {b.key: b.entries for b in route([seg, odd])}
-    assert batches[session_shard("s1")][0] == seg
-    assert batches[COMMISSIONS] == [odd, Watermark(7)]  # parsed there, into its reject
+    assert batches[session_shard("s1")][0] == RawRun(["1-0"], ['{"type":"segment"}'], [7])
+    # Parsed there, into its reject.
+    assert batches[COMMISSIONS] == [RawRun(["2-0"], [odd.data], [7]), Watermark(7)]
     with pytest.raises(ValueError, match="parsed before routing"):
         route([RawEntry("3-0", "{}", 7, "tariff", None)])
+
+
+def test_a_key_s_consecutive_raw_entries_travel_as_one_run_in_log_order() -> None:
+    def raw(n: int, kind: str, session: str | None = None) -> RawEntry:
+        return RawEntry(f"{n}-0", f'{{"n":{n}}}', n, kind, session)
+
+    bad = BadEntry("3-0", {"raw": "x"}, "not a JSON object")
+    parsed = LogEvent("5-0", {"type": "scan", "ts": 5})
+    log: list[SequencerInput | RawEntry] = [
+        raw(1, "order"),
+        raw(2, "segment", "s1"),
+        raw(2, "scan"),
+    ]
+    log += [bad, raw(4, "order"), parsed, raw(6, "refund")]
+    batches = {b.key: b.entries for b in route(log)}
+    # Another key's entries between two of this key's do not split a run; what the
+    # source parsed (a reject, an event) does, so that the key keeps the log's order.
+    assert batches[COMMISSIONS] == [
+        RawRun(["1-0", "2-0"], ['{"n":1}', '{"n":2}'], [1, 2]),
+        bad,
+        RawRun(["4-0"], ['{"n":4}'], [4]),
+        parsed,
+        RawRun(["6-0"], ['{"n":6}'], [6]),
+        Watermark(6),
+    ]
+    assert batches[session_shard("s1")] == [RawRun(["2-0"], ['{"n":2}'], [2]), Watermark(6)]
 
 
 def test_the_batch_watermark_is_its_greatest_ts_and_keys_keep_log_order() -> None:
@@ -108,7 +143,7 @@ class ShardedLoop(Engine):
         sequencer, facts = self.sequencers.setdefault(batch.key, (Sequencer(), MemoryFacts()))
         out: list[Output] = []
         for entry in batch.entries:
-            assert not isinstance(entry, RawEntry)
+            assert not isinstance(entry, RawRun)
             outputs, routes = sequencer.on_input(entry, self.settings, facts)
             out += self._route(routes) + outputs
         return out
