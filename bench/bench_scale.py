@@ -14,7 +14,8 @@
   window and then orders it, against a uniform log of the same size.
 - ceiling: replay of the mixed log at default settings, beside a bare bytewax flow
   (JSON in, one stateful step, JSON out) over the same file, in the same run.
-- processes: live catch-up with `--processes 1` and `--processes 2`.
+- processes: live catch-up with `--processes 1` and `--processes 2`, with the CPU
+  each event cost the flows and Redis.
 
 Uses REDIS_URL, else 127.0.0.1:6379, else an embedded server; cleans its keys up.
 """
@@ -37,6 +38,7 @@ import orjson
 
 from bench.bench_replay import make_log
 from bench.common import scratch_redis, stop_group
+from bench.proc_stats import cpu_seconds, redis_cpu_seconds, rss_mb
 from billing.keys import Keys
 from billing.redis_runtime import client
 from flows.file_io import parse_line
@@ -104,24 +106,6 @@ def load_stream(
     return events, outputs + len(engine.finish()), last_ts - (first_ts or last_ts)
 
 
-def _rss_mb(root: int) -> float:
-    """Resident memory of a process and its children, MB."""
-    total = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text().split()
-            if int(entry) != root and int(stat[4]) != root:  # pgid
-                continue
-            for line in Path(f"/proc/{entry}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-    return total / 1024
-
-
 def run_live(
     url: str,
     prefix: str,
@@ -148,6 +132,7 @@ def run_live(
             done = sum(int(conn.xlen(s)) for s in keys.output_streams)
             if done and first is None:
                 first = time.perf_counter()
+                cpu0 = cpu_seconds(proc.pid), redis_cpu_seconds(conn)
             position = conn.get(keys.flows_position)
             if first is not None and position:
                 read = bisect.bisect_right(ids, _id_number(str(position)))
@@ -158,8 +143,9 @@ def run_live(
                 raise SystemExit("flows exited early")
             time.sleep(0.05)
         elapsed = time.perf_counter() - (first or time.perf_counter())
+        flows_cpu, redis_cpu = cpu_seconds(proc.pid) - cpu0[0], redis_cpu_seconds(conn) - cpu0[1]
         time.sleep(1.5)  # one more heartbeat publishes the last snapshot counts
-        rss = _rss_mb(proc.pid)
+        rss = rss_mb(proc.pid)
     finally:
         stop_group(proc)
     snaps = {k: int(v) for k, v in conn.hgetall(keys.stats("snapshots")).items()}
@@ -172,6 +158,11 @@ def run_live(
         "snap_bytes_per_epoch": snaps.get("bytes", 0) / epochs,
         "snap_keys_per_epoch": snaps.get("keys", 0) / epochs,
         "rss_mb": rss,
+        # CPU per event over the same span as the rate (the machine's noise moves the
+        # rate by tens of percent from run to run; the work per event moves less).
+        "flows_cpu_us": flows_cpu / events * 1e6,
+        "redis_cpu_us": redis_cpu / events * 1e6,
+        "machine_busy": (flows_cpu + redis_cpu) / max(elapsed, 1e-9),
         "redis_mb": int(conn.info("memory")["used_memory"]) / 2**20,
         "by_fifth": _rates_by_fifth(curve, events),
         "outputs_by_fifth": _outputs_by_fifth(made, events, expected),
@@ -425,10 +416,12 @@ def processes(args: argparse.Namespace) -> None:
             rates[count] = r["rate"]
             print(
                 f"--processes {count}: {r['rate']:,.0f} events/s ({r['events']:,} events, "
-                f"{r['elapsed']:.1f} s)",
+                f"{r['elapsed']:.1f} s); CPU per event: flows {r['flows_cpu_us']:.0f} us, "
+                f"Redis {r['redis_cpu_us']:.0f} us; {r['machine_busy']:.0%} of one core in use",
                 flush=True,
             )
-    print(f"2 / 1 processes: {rates[2] / rates[1]:.2f} (target >= 1.3)")
+    if 1 in rates and 2 in rates:
+        print(f"2 / 1 processes: {rates[2] / rates[1]:.2f} (target >= 1.3)")
 
 
 def main() -> None:
@@ -449,7 +442,7 @@ def main() -> None:
     p.add_argument("--events", type=int, default=600_000)
     p.add_argument(
         "--counts",
-        choices=["1,2", "2,1"],
+        choices=["1,2", "2,1", "1", "2"],
         default="1,2",
         help="the order to run 1 and 2 processes in",
     )

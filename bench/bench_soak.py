@@ -29,8 +29,8 @@ from typing import Any
 
 import orjson
 
-from bench.bench_scale import _rss_mb
 from bench.common import scratch_redis, stop_group
+from bench.proc_stats import rss_mb
 from billing.keys import Keys
 from billing.redis_runtime import client
 from billing.stream_ids import ts_of
@@ -232,7 +232,7 @@ def main() -> None:
                         {
                             "t": now - start,
                             "events": sent,
-                            "rss_mb": _rss_mb(proc.pid),
+                            "rss_mb": rss_mb(proc.pid),
                             "redis_mb": int(conn.info("memory")["used_memory"]) / 2**20,
                             "keys": conn.dbsize(),
                             "recovery_mb": _dir_mb(recovery),
