@@ -38,12 +38,12 @@ import orjson
 
 from bench.bench_replay import make_log
 from bench.common import scratch_redis, stop_group
-from bench.proc_stats import cpu_seconds, redis_cpu_seconds, rss_mb
 from billing.keys import Keys
 from billing.redis_runtime import client
 from flows.file_io import parse_line
 from flows.replay import replay
 from harness.live import append_positioned, flows_env, start_flows, with_stream_ids
+from harness.proc_stats import cpu_seconds, redis_cpu_seconds, rss_mb
 from state.config import RuleSettings
 from state.engine import Engine
 from state.messages import LogEvent

@@ -30,11 +30,11 @@ from typing import Any
 import orjson
 
 from bench.common import scratch_redis, stop_group
-from bench.proc_stats import rss_mb
 from billing.keys import Keys
 from billing.redis_runtime import client
 from billing.stream_ids import ts_of
 from harness.live import flows_env
+from harness.proc_stats import rss_mb
 from state.config import RuleSettings
 
 

@@ -8,7 +8,7 @@ import time
 
 import redis
 
-from bench.proc_stats import cpu_seconds, redis_cpu_seconds, rss_mb
+from harness.proc_stats import cpu_seconds, redis_cpu_seconds, rss_mb
 
 _BUSY = "import time\nend = time.process_time() + 0.6\nwhile time.process_time() < end: pass\n"
 # A group leader that spends no CPU of its own and starts one busy child.
