@@ -1,7 +1,11 @@
 """Per-process counters of what the flows snapshot, published to Redis by the
 source's heartbeat (`billing:stats:snapshots`: bytes, keys, epochs; the supervisor
-adds the recovery store's tombstones it swept), so that the
-benchmarks and /metrics can tell the snapshot cost per epoch."""
+adds the recovery store's tombstones it swept), so that the benchmarks can tell
+the snapshot cost per epoch.
+
+Only the process that runs the source publishes: with `--processes 2` the other
+process's snapshots are not counted, so the benchmarks take this figure from one
+process (bench/bench_scale.py catchup)."""
 
 from __future__ import annotations
 
