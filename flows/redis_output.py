@@ -26,6 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from billing.keys import Keys
+from flows import stats
 from flows.redis_sink import _RedisWriter
 from flows.runtime import keep_thread_state
 from state.outputs import Output
@@ -70,6 +71,12 @@ class _WriteBehind(StatefulSinkPartition[list[Output], None]):
 
     def snapshot(self) -> None:
         self.drain()  # the epoch is committed only after this returns
+        # This process's snapshot counts: a process without the source has no
+        # heartbeat to publish them (flows.stats).
+        pipe = self.writer.r.pipeline(transaction=False)
+        stats.publish(pipe, self.writer.keys)
+        if len(pipe):
+            pipe.execute()
 
     def close(self) -> None:
         try:

@@ -88,9 +88,7 @@ class _StreamPartition(StatefulSourcePartition[tuple[str, SequencerInput | RawEn
             pipe = self.r.pipeline(transaction=False)
             pipe.set(self.keys.flows_heartbeat, str(clock))
             pipe.set(self.keys.flows_position, self.last_id)
-            for name, count in stats.take().items():
-                if count:
-                    pipe.hincrby(self.keys.stats("snapshots"), name, count)
+            stats.publish(pipe, self.keys)
             pipe.execute()
             self._last_beat = now
         if self.trim_ms is not None and now - self._last_trim >= TRIM_EVERY_S:
