@@ -15,12 +15,14 @@ decides exactly as the first run did. Wake-ups are sorted sets, one
 per time bucket, read by the span of log time the sequencer moves over, and
 never deleted (they expire): a re-run reads the same span again.
 
-A touch key's latest scan (`note_scan`) is a running max rather than uses with
-positions: a re-run may see more than the first run did, which only asks a
-wake-up more (one that reaches nothing), never one fewer. And the store vouches
-for a missing one only after the log time of the first scan it noted (a key
-set once, `Keys.touch_facts_since`): a deployment that ran a version without
-these facts still has touch keys whose scans it never noted.
+A touch key's best scan (`note_scan`) is a running max, kept with its position
+rather than as uses: a re-run may find one the first run noted later, and then
+answers its time but no sharer, which only asks a wake-up more (one that reaches
+nothing), never one fewer. And the store vouches for a missing one only after
+the log time of the first scan it noted (a key set once,
+`Keys.touch_facts_since`): a deployment that ran a version without these facts
+still has touch keys whose scans it never noted. (A version before kept the
+time alone, `[ts]`: such a fact has no sharer to vouch for.)
 
 Work per batch: one MGET before it, one write after it, answered later (the
 facts' SETs in one script call: packing tens of thousands of SET commands in Python
@@ -40,8 +42,8 @@ import redis
 from billing import stream_ids
 from billing.keys import Keys
 from flows.deferred_writes import Command, DeferredWrites, run_now
-from state.facts import ID_FIELDS
-from state.messages import LogEvent, touch_key
+from state.facts import ID_FIELDS, ScanNote, better_scan
+from state.messages import Event, LogEvent, touch_key
 
 WAKE_BUCKET_MS = 60_000
 DAY_OF_BUCKETS = 86_400_000 // WAKE_BUCKET_MS
@@ -224,30 +226,45 @@ class RedisFacts:
     def forget_before(self, oldest_ts: int) -> None:
         pass  # Redis expires each fact
 
-    # -- touch keys' latest scans --------------------------------------------------
+    # -- touch keys' best scans ----------------------------------------------------
 
-    def note_scan(self, touch: str, ts: int) -> None:
-        """A running max, not a use with its position: a re-run after a crash may
-        then see a later scan than the first run did at the same position. That
-        only ever asks a wake-up the first run did not (one that reaches no line,
-        and changes nothing), never leaves out one a line needs."""
+    def note_scan(self, touch: str, scan: Event, position: str) -> None:
+        """A running max, kept as [ts, scan_id, sharer_id, position]: a re-run after
+        a crash may then find a later scan than the first run did at the same
+        position, and `best_scan` tells it by the position."""
         if self._noting_since() is None:
             # The first scan this deployment notes. Set at once (not deferred): a
             # crash before the batch's facts land re-runs this scan before any order
             # that could rely on it.
-            self.r.set(self.keys.touch_facts_since, ts, nx=True)
+            self.r.set(self.keys.touch_facts_since, scan["ts"], nx=True)
             self._touch_since = int(cast(Any, self.r.get(self.keys.touch_facts_since)))
-        key, value = self._uses("touch", _touch_ident(touch))
-        if not value or cast(int, value[0]) < ts:
-            value[:] = [ts]  # type: ignore[list-item]
-            self._dirty.add(key)
+        key, value = self._touch_fact(touch)
+        ts, scan_id = scan["ts"], scan["scan_id"]
+        if len(value) == 1:  # a time alone, from the version before: no scan id
+            if cast(int, value[0]) >= ts:
+                return  # a tie may not be the best: stay unsure of its sharer
+        elif value and not better_scan(ts, scan_id, (value[0], value[1])):
+            return
+        value[:] = [ts, scan_id, scan["sharer_id"], position]
+        self._dirty.add(key)
 
-    def scanned_since(self, touch: str, since: int) -> bool:
+    def best_scan(self, touch: str, position: str) -> ScanNote | None:
         noting_since = self._noting_since()
-        if noting_since is None or since <= noting_since:
-            return True  # scans before the store noted them may be missing
-        _key, value = self._uses("touch", _touch_ident(touch))
-        return bool(value) and cast(int, value[0]) >= since
+        if noting_since is None:
+            return ScanNote(_NEVER[0], None)  # any scan may be missing
+        _key, value = self._touch_fact(touch)
+        if not value:
+            # None noted since the store began; scans before it may be missing.
+            return ScanNote(noting_since, None)
+        ts = cast(int, value[0])
+        if len(value) == 1 or stream_position(value[3]) >= stream_position(position):
+            return ScanNote(ts, None)  # the version before's, or a later scan's
+        return ScanNote(ts, value[2])
+
+    def _touch_fact(self, touch: str) -> tuple[str, list[Any]]:
+        """[ts, scan_id, sharer_id, position], [ts] (the version before), or []."""
+        key, value = self._uses("touch", _touch_ident(touch))
+        return key, cast(list[Any], value)
 
     def _noting_since(self) -> int | None:
         if not self._touch_since_loaded:

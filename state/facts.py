@@ -11,15 +11,15 @@ first run did, and lets Redis expire it.
 A store also keeps wake-ups: keys to wake once the log's time passes a moment
 (to forget a closed session past R, a scan past the window; to approve an order
 line, then forget it), so that those timers do not sit in the sequencer's
-snapshot either; and, per touch key, the time of its latest scan, so that the
-sequencer asks wake-ups only for order lines that can have been attributed.
+snapshot either; and, per touch key, its best scan's time and sharer, so that
+the sequencer asks wake-ups only for order lines that get a line key.
 """
 
 from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from state.messages import Event
 from state.retention import Recent
@@ -40,6 +40,18 @@ PAYLOADS: dict[str, Callable[[Event], tuple[Any, ...]]] = {
     "scan": lambda e: tuple(e.get(f) for f in SCAN_FIELDS),
     "order": lambda e: (e["buyer_id"], e["ts"], [ln["item_id"] for ln in e["lines"]]),
 }
+
+
+class ScanNote(NamedTuple):
+    """A touch key's best scan as a store knows it (`Facts.best_scan`)."""
+
+    ts: int  # no scan noted for the key is later than this
+    sharer_id: str | None  # None: the store cannot vouch that this is the key's best
+
+
+def better_scan(ts: int, scan_id: str, than: tuple[int, str] | None) -> bool:
+    """SPEC "Last touch" order, as `state.commissions.better` has it for events."""
+    return than is None or (ts, scan_id) > than
 
 
 class Facts(Protocol):
@@ -65,13 +77,14 @@ class Facts(Protocol):
     def forget_before(self, oldest_ts: int) -> None:
         """The log's time is past `oldest_ts + R`: what was first used before is gone."""
 
-    def note_scan(self, touch: str, ts: int) -> None:
-        """A scan at `ts` went to touch key `touch` (its scanner's scans of its item)."""
+    def note_scan(self, touch: str, scan: Event, position: str) -> None:
+        """`scan` went to touch key `touch` (its scanner's scans of its item)."""
 
-    def scanned_since(self, touch: str, since: int) -> bool:
-        """Whether a scan at `since` or later was noted for `touch`, or may have been:
-        a store may answer True wrongly (after a crash, or for times before it began
-        noting scans), never False wrongly."""
+    def best_scan(self, touch: str, position: str) -> ScanNote | None:
+        """The best scan (greatest ts, then scan_id) noted for `touch` before
+        `position`; None if there is none. A store may be unsure (after a crash, or
+        for scans before it began noting them): it then answers a time no such scan
+        is later than, and no sharer. It never answers None, or a sharer, wrongly."""
 
     def wake_at(self, due: int, key: str) -> None:
         """Ask for `key` among `due_between(a, t)` once t > due."""
@@ -103,23 +116,35 @@ class MemoryFacts:
         self, kind: str, ident: str, ts: int, position: str, retention_ms: int, payload: Any = None
     ) -> bool:
         key = f"{kind}:{ident}"
-        if key in self.recent:
+        if self._held(key, ts, retention_ms) is not None:
             return False
         self.recent.add(key, ts, payload)
         return True
 
     def lookup(self, kind: str, ident: str, ts: int, position: str, retention_ms: int) -> Any:
-        return self.recent.get(f"{kind}:{ident}")
+        kept = self._held(f"{kind}:{ident}", ts, retention_ms)
+        return None if kept is None else kept[1]
+
+    def _held(self, key: str, ts: int, retention_ms: int) -> tuple[int, Any] | None:
+        """SPEC "Retention": `first.ts >= event.ts - R`, asked of the event's own ts.
+        Held is not enough: an event whose ts lies behind the log's time may have
+        been first used more than R before a later event (`Recent.add`)."""
+        kept = self.recent.by_key.get(key)
+        return kept if kept is not None and kept[0] >= ts - retention_ms else None
 
     def forget_before(self, oldest_ts: int) -> None:
         self.recent.forget_before(oldest_ts)
 
-    def note_scan(self, touch: str, ts: int) -> None:
-        self.recent.add(f"last_scan:{touch}", ts, ts)
+    def note_scan(self, touch: str, scan: Event, position: str) -> None:
+        key = f"best_scan:{touch}"
+        best: tuple[int, str, str] | None = self.recent.get(key)
+        if better_scan(scan["ts"], scan["scan_id"], None if best is None else best[:2]):
+            # Kept for R from its own ts, as the touch key keeps it.
+            self.recent.add(key, scan["ts"], (scan["ts"], scan["scan_id"], scan["sharer_id"]))
 
-    def scanned_since(self, touch: str, since: int) -> bool:
-        last: int | None = self.recent.get(f"last_scan:{touch}")
-        return last is not None and last >= since
+    def best_scan(self, touch: str, position: str) -> ScanNote | None:
+        best: tuple[int, str, str] | None = self.recent.get(f"best_scan:{touch}")
+        return None if best is None else ScanNote(best[0], best[2])
 
     def wake_at(self, due: int, key: str) -> None:
         heapq.heappush(self.wakeups, (due, key))

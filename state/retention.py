@@ -41,7 +41,9 @@ class Recent(Generic[V]):
         return key in self.by_key
 
     def add(self, key: str, ts: int, value: V) -> None:
-        """Remember `key` as first used at `ts` (ts never decreases between calls)."""
+        """Remember `key` as first used at `ts`. In log order ts seldom decreases
+        between calls; where it does (an event behind the log's time), the key is
+        forgotten late, once the keys before it are: callers compare its ts."""
         self.by_key[key] = (ts, value)
         self._order.append((ts, key))
 

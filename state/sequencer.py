@@ -23,7 +23,14 @@ import heapq
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from state.commissions import candidate_rules, hint_applies, line_wake_after, may_accrue
+from state.commissions import (
+    candidate_rules,
+    commission_amount,
+    hint_applies,
+    line_wake_after,
+    may_accrue,
+    resolve_rule,
+)
 from state.config import RuleSettings
 from state.facts import ID_FIELDS, PAYLOADS, SCAN_FIELDS, Facts
 from state.messages import (
@@ -193,8 +200,10 @@ class Sequencer:
             return []  # never a last touch; a hint finds it in the fact store
         key = touch_key(event["item_id"], scanner)
         routes.append(Route(key, Scan(event, position)))
-        facts.wake_at(event["ts"] + settings.retention_ms, key)  # to forget it
-        facts.note_scan(key, event["ts"])
+        # Not before the log's time: a store answers wake-ups by the span the time
+        # moves over, and an event's ts may lie far behind it.
+        facts.wake_at(max(event["ts"] + settings.retention_ms, self.log_time), key)  # forget
+        facts.note_scan(key, event, position)
         return []
 
     def _on_order(
@@ -221,28 +230,44 @@ class Sequencer:
             routes.append(
                 Route(touch, OrderLine(event, line, rules, position, hint, key, self.steps))
             )
-            if self._may_get_a_line(touch, hint, rules, line, ts, settings, facts):
-                facts.wake_at(ts + settings.holding_period_ms, key)  # to approve, then forget
+            if self._may_get_a_line(event, line, rules, hint, touch, position, settings, facts):
+                # To approve, then forget; not before the log's time (as in `_on_scan`).
+                facts.wake_at(max(ts + settings.holding_period_ms, self.log_time), key)
         return []
 
-    @staticmethod
     def _may_get_a_line(
-        touch: str,
-        hint: Event | None,
-        rules: list[dict[str, Any]],
+        self,
+        order: Event,
         line: Event,
-        ts: int,
+        rules: list[dict[str, Any]],
+        hint: Event | None,
+        touch: str,
+        position: str,
         settings: RuleSettings,
         facts: Facts,
     ) -> bool:
-        """Whether this order line can get a line key at its touch key: it needs a
-        scan to match (the hint, or the buyer's latest scan of the item inside the
-        window: `Touch.on_order_line`) and a rule that pays. Otherwise it needs no
-        wake-ups. In a shop, most lines come from no share: without this, each asked
-        two wake-ups that reached nothing (bench.bench_wakeups)."""
-        if hint is None and not facts.scanned_since(touch, ts - settings.attribution_window_ms):
-            return False
-        return may_accrue(rules, line)
+        """Whether this order line can get a line key at its touch key: a scan to
+        match (the hint, or the buyer's best scan of the item inside the window:
+        `Touch.on_order_line`) whose sharer's rule pays something. Otherwise it needs
+        no wake-ups: in a shop most lines come from no share, and in the bench log a
+        third of the lines that match accrue 0; each asked two wake-ups that reached
+        nothing (bench.bench_wakeups, README "Wake-ups only for lines that get a
+        line key")."""
+        sharer: str | None
+        if hint is not None:
+            sharer = hint["sharer_id"]
+        else:
+            noted = facts.best_scan(touch, position)
+            if noted is None or noted.ts < order["ts"] - settings.attribution_window_ms:
+                return False
+            # The touch key holds this scan unless it forgot it, which only a time
+            # past its ts + R can have made it do; then be unsure of the sharer.
+            recent = noted.ts >= self.log_time - settings.retention_ms
+            sharer = noted.sharer_id if recent else None
+        if sharer is None:  # any of the candidate rules may be the one
+            return may_accrue(rules, line)
+        rule = resolve_rule(rules, sharer, line["item_id"], order["currency"])
+        return commission_amount(rule, line["quantity"], line["unit_price_minor"]) > 0
 
     def _on_payout(
         self, event: Event, position: str, settings: RuleSettings, facts: Facts, routes: list[Route]

@@ -3,7 +3,9 @@ properties on random logs, and the Redis fact store's crash safety."""
 
 from __future__ import annotations
 
+import json
 import pickle
+import random
 import subprocess
 import sys
 from collections import Counter
@@ -17,8 +19,8 @@ from flows.facts_redis import RedisFacts
 from harness.live import with_stream_ids
 from state.config import RuleSettings
 from state.engine import Engine
-from state.facts import MemoryFacts
-from state.messages import LogEvent
+from state.facts import MemoryFacts, ScanNote
+from state.messages import LogEvent, touch_key
 from state.testing import SMALL_RULES, random_log
 from tests.support.logs import engine_outputs, order, refund, rule, scan, seg, start, tariff
 
@@ -50,6 +52,15 @@ def test_an_id_counts_as_seen_while_its_first_use_is_at_most_r_earlier(kind, mak
     """`first.ts >= event.ts - R`: seen (a duplicate); past that, forgotten (new)."""
     got = rejects([make(T), make(T + gap)])
     assert got["duplicate"] == (1 if duplicate else 0), got
+
+
+@pytest.mark.parametrize(("gap", "duplicate"), [(R, True), (R + 1, False)])
+def test_a_first_use_behind_the_log_time_is_measured_by_its_own_ts(gap, duplicate):
+    """The first use came late (its ts behind the log's time): R counts from its
+    ts, not from when it arrived, and not from the events held before it."""
+    first = T - 60_000
+    events = [scan("x", T, "al", None, item="j"), order("o", first), order("o", first + gap)]
+    assert rejects(events)["duplicate"] == (1 if duplicate else 0)
 
 
 def test_a_duplicate_within_r_does_not_renew_the_first_use():
@@ -173,6 +184,73 @@ def test_facts_held_follow_the_last_r_of_the_log(seed):
         assert all(ts >= oldest for ts, _v in facts.recent.by_key.values())
 
 
+def _time_jitters_back(log: list[dict], seed: int) -> list[LogEvent]:
+    """Some events' ts moved back by up to 5 s (ingest processes' clocks differ; a
+    recorded log need not be in ts order), at log positions still in order."""
+    rng = random.Random(seed)
+    moved = [{**e, "ts": e["ts"] - rng.randrange(5000)} if rng.random() < 0.2 else e for e in log]
+    return [LogEvent(f"{n + 1}-0", e) for n, e in enumerate(moved)]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_redis_facts_decide_a_log_whose_time_jitters_back_as_memory_does(seed, redis_client, keys):
+    """Redis keeps facts by its own clock, memory by the log's: with events whose ts
+    lie behind the log's time the two must still decide alike."""
+    events = _time_jitters_back(random_log(seed, 1500), seed)
+    live = Engine(SMALL_RULES, RedisFacts(redis_client, keys, 10**12, "log:commissions"))
+    plain = Engine(SMALL_RULES)
+    got = [o for entry in events for o in live.on_input(entry)] + live.finish()
+    assert got == [o for entry in events for o in plain.on_input(entry)] + plain.finish()
+
+
+@pytest.mark.parametrize("late", ["scan", "order"])
+def test_a_wake_up_due_before_the_log_time_still_comes(late, redis_client, keys):
+    """An event far behind the log's time asks a wake-up for a moment already
+    past (to forget a scan, to approve a line): a store answers by the span the
+    time moves over, so it must come at the next move, as it does in memory."""
+    behind = T - 2 * RULES.holding_period_ms
+    log = [
+        rule("ten", 0, sharer_id="s"),
+        scan("x", T + 1, "t", None, item="j"),  # the log's time runs ahead
+        scan("c", behind - 10, "s", "b"),
+        # In the scan case another buyer's order: nothing else reaches c's key.
+        order("o", behind, buyer="b" if late == "order" else "z", lines=[("i", 4, 1000)]),
+        scan("y", T + 3 * R, "t", None, item="j"),  # past every wake-up
+    ]
+    events = [LogEvent(f"{n + 1}-0", e) for n, e in enumerate(log)]
+    live = Engine(RULES, RedisFacts(redis_client, keys, 10**12, "log:commissions"))
+    got = [o for entry in events for o in live.on_input(entry)] + live.finish()
+    plain = Engine(RULES)
+    assert got == [o for entry in events for o in plain.on_input(entry)] + plain.finish()
+    kinds = [o["kind"] for o in got if o["type"] == "commission"]
+    assert kinds == (["accrual", "approval"] if late == "order" else [])
+    if late == "scan":  # the touch key was woken to forget it
+        assert touch_key("i", "b") not in live.keys
+
+
+def test_a_best_scan_the_touch_key_forgot_does_not_decide_a_wake_up(redis_client, keys):
+    """The store holds scan d (Redis keeps it past R by its clock); its touch key
+    forgot d, and then took scan c, earlier in ts: c's sharer is the match. Only s's
+    rule pays, so the line needs its wake-ups although d's sharer would pay 0."""
+    events = [
+        LogEvent(f"{n + 1}-0", e)
+        for n, e in enumerate(
+            [
+                rule("zero", 0, bps=0),
+                rule("ten", 1, sharer_id="s"),
+                scan("d", T, "t", "b"),
+                scan("x", T + R + 1, "t", None, item="j"),  # the touch key forgets d
+                scan("c", T - 10, "s", "b"),  # behind the log's time
+                order("o", T, lines=[("i", 4, 1000)]),
+                scan("y", T + 3 * R, "t", None, item="j"),  # past the holding period
+            ]
+        )
+    ]
+    live = Engine(RULES, RedisFacts(redis_client, keys, 10**12, "log:commissions"))
+    got = [o for entry in events for o in live.on_input(entry)] + live.finish()
+    assert [o["kind"] for o in got if o["type"] == "commission"] == ["accrual", "approval"]
+
+
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("back", [0.1, 0.5, 0.95])
 def test_redis_facts_decide_a_rerun_as_the_first_run(seed, back, redis_client, keys):
@@ -205,30 +283,58 @@ def test_redis_facts_decide_a_rerun_as_the_first_run(seed, back, redis_client, k
     ] + plain.finish() == after_first
 
 
-def test_redis_facts_keep_each_touch_keys_latest_scan(redis_client, keys):
-    """A running max per touch key, written with the batch and expiring like any
-    fact; read back by a later batch (prepared) or a new process (asked at once).
-    Before the first scan it noted, the store cannot rule a scan out."""
+def _scan_at(scan_id: str, ts: int, sharer: str) -> dict:
+    return scan(scan_id, ts, sharer, "b")
+
+
+def test_redis_facts_keep_each_touch_keys_best_scan(redis_client, keys):
+    """A running max per touch key (greatest ts, then scan_id), written with the
+    batch and expiring like any fact; read back by a later batch (prepared) or a new
+    process (asked at once). Before the first scan it noted, the store cannot rule a
+    scan out, nor vouch for a sharer."""
     facts = RedisFacts(redis_client, keys, 10**12, "log:commissions")
-    assert facts.scanned_since("touch:i|x", 1)  # nothing noted yet
-    facts.note_scan("touch:i|a", 5)  # from here on it notes every scan
-    facts.note_scan("touch:i|b", 20)
-    facts.note_scan("touch:i|b", 10)  # never moves back
-    assert facts.scanned_since("touch:i|b", 20)
-    assert not facts.scanned_since("touch:i|b", 21)
-    assert not facts.scanned_since("touch:i|x", 6)
-    assert facts.scanned_since("touch:i|x", 5)  # at or before the first noted scan
+    assert facts.best_scan("touch:i|x", "1-0") == ScanNote(2**63, None)  # nothing noted yet
+    facts.note_scan("touch:i|a", _scan_at("a", 5, "s"), "2-0")  # from here on: every scan
+    facts.note_scan("touch:i|b", _scan_at("m", 20, "s"), "3-0")
+    facts.note_scan("touch:i|b", _scan_at("z", 10, "t"), "4-0")  # never moves back in ts
+    facts.note_scan("touch:i|b", _scan_at("k", 20, "t"), "5-0")  # nor in scan_id at a tie
+    assert facts.best_scan("touch:i|b", "9-0") == ScanNote(20, "s")
+    assert facts.best_scan("touch:i|x", "9-0") == ScanNote(5, None)  # none since the start
     facts.flush()
     facts.settle()
     assert redis_client.pttl(keys.fact("touch", "i|b")) > 0
     again = RedisFacts(redis_client, keys, 10**12, "log:commissions")
-    assert again.scanned_since("touch:i|b", 20)
-    assert not again.scanned_since("touch:i|b", 21)
-    assert not again.scanned_since("touch:i|x", 6)
+    assert again.best_scan("touch:i|b", "9-0") == ScanNote(20, "s")
+    assert again.best_scan("touch:i|x", "9-0") == ScanNote(5, None)
     later = RedisFacts(redis_client, keys, 10**12, "log:commissions")
     later.prepare([LogEvent("9-0", order("o", 9, buyer="b", lines=[("i", 1, 1)]))])
     redis_client.delete(keys.fact("touch", "i|b"))  # prepared: asked before the batch
-    assert later.scanned_since("touch:i|b", 20)
+    assert later.best_scan("touch:i|b", "9-0") == ScanNote(20, "s")
+
+
+def test_a_rerun_does_not_take_a_best_scan_noted_after_it_for_the_sharer(redis_client, keys):
+    """After a crash, the re-run of an order at 7-0 finds the best scan a later event
+    (8-0) wrote: its time bounds what the order can see, but its sharer may not be
+    the one the touch key matches at 7-0."""
+    facts = RedisFacts(redis_client, keys, 10**12, "log:commissions")
+    facts.note_scan("touch:i|b", _scan_at("m", 20, "s"), "8-0")
+    assert facts.best_scan("touch:i|b", "7-0") == ScanNote(20, None)
+    assert facts.best_scan("touch:i|b", "8-0") == ScanNote(20, None)
+    assert facts.best_scan("touch:i|b", "8-1") == ScanNote(20, "s")
+
+
+def test_a_best_scan_kept_by_the_version_before_has_no_sharer(redis_client, keys):
+    """The version before kept a touch key's latest time alone, `[ts]`: a later
+    scan replaces it; one at the same time may not be the best, so it stays
+    unsure."""
+    redis_client.set(keys.touch_facts_since, 1)
+    redis_client.set(keys.fact("touch", "i|b"), json.dumps([20]))
+    facts = RedisFacts(redis_client, keys, 10**12, "log:commissions")
+    assert facts.best_scan("touch:i|b", "9-0") == ScanNote(20, None)
+    facts.note_scan("touch:i|b", _scan_at("m", 20, "s"), "3-0")
+    assert facts.best_scan("touch:i|b", "9-0") == ScanNote(20, None)
+    facts.note_scan("touch:i|b", _scan_at("n", 21, "t"), "4-0")
+    assert facts.best_scan("touch:i|b", "9-0") == ScanNote(21, "t")
 
 
 def test_an_upgrade_to_touch_facts_still_approves_lines_of_earlier_scans(redis_client, keys):
@@ -237,7 +343,7 @@ def test_an_upgrade_to_touch_facts_still_approves_lines_of_earlier_scans(redis_c
     to be approved."""
 
     class Unnoted(RedisFacts):
-        def note_scan(self, touch: str, ts: int) -> None:
+        def note_scan(self, touch: str, scan: dict, position: str) -> None:
             pass  # what the version before did
 
     events = [
