@@ -126,8 +126,10 @@ def run_live(
     env["BILLING_TRIM_INPUT"] = "false"  # the log is historical: keep it for the count
     proc = start_flows(env, "--processes", str(processes))
     curve: list[tuple[float, int]] = []  # (seconds, events the source has read)
+    cpu_curve: list[tuple[int, float, float]] = []  # (events read, flows CPU s, Redis CPU s)
     try:
         first = None
+        polls = 0
         while True:
             done = sum(int(conn.xlen(s)) for s in keys.output_streams)
             if done and first is None:
@@ -137,6 +139,9 @@ def run_live(
             if first is not None and position:
                 read = bisect.bisect_right(ids, _id_number(str(position)))
                 curve.append((time.perf_counter() - first, read))
+                polls += 1
+                if polls % 20 == 1:  # about once a second: reading /proc is not free
+                    cpu_curve.append((read, cpu_seconds(proc.pid), redis_cpu_seconds(conn)))
             if done >= expected:
                 break
             if proc.poll() is not None:
@@ -166,7 +171,23 @@ def run_live(
         "redis_mb": int(conn.info("memory")["used_memory"]) / 2**20,
         "by_fifth": _rates_by_fifth(curve, events),
         "outputs_by_fifth": _outputs_by_fifth(made, events, expected),
+        "cpu_by_fifth": _cpu_by_fifth(cpu_curve, events),
     }
+
+
+def _cpu_by_fifth(curve: list[tuple[int, float, float]], events: int) -> list[tuple[float, float]]:
+    """(flows, Redis) CPU µs per event while the source read each fifth of the log:
+    says which side a rate that falls along the log comes from."""
+    result = []
+    for k in range(5):
+        lo, hi = events * k // 5, events * (k + 1) // 5
+        inside = [c for c in curve if lo <= c[0] <= hi]
+        if len(inside) < 2 or inside[-1][0] == inside[0][0]:
+            result.append((float("nan"), float("nan")))
+            continue
+        (n0, f0, r0), (n1, f1, r1) = inside[0], inside[-1]
+        result.append(((f1 - f0) / (n1 - n0) * 1e6, (r1 - r0) / (n1 - n0) * 1e6))
+    return result
 
 
 def _outputs_by_fifth(made: list[tuple[int, int]], events: int, total: int) -> list[float]:
@@ -223,6 +244,12 @@ def catchup(args: argparse.Namespace) -> None:
             print(f"  events/s by fifth of the log: {fifths}", flush=True)
             per_event = ", ".join(f"{n:.2f}" for n in r["outputs_by_fifth"])
             print(f"  outputs per event by fifth: {per_event}", flush=True)
+            cpu = ", ".join(f"{f:.0f}+{r:.0f}" for f, r in r["cpu_by_fifth"])
+            print(
+                f"  CPU us per event, flows+Redis: {r['flows_cpu_us']:.0f}+"
+                f"{r['redis_cpu_us']:.0f}; by fifth: {cpu}",
+                flush=True,
+            )
             print(
                 f"  the log spans {r['span_days']:,.1f} days: approvals from day "
                 f"{DEFAULTS.holding_period_ms / 86_400_000:.0f}, forgetting from day "

@@ -31,7 +31,7 @@ cost more than Redis took to run them).
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any, cast
@@ -86,6 +86,7 @@ class RedisFacts:
         self._facts: dict[str, list[list[Any]]] = {}
         self._dirty: set[str] = set()
         self._buckets: dict[int, list[tuple[int, str]]] = {}  # wake-ups by bucket, sorted
+        self._bucket_ids: list[int] = []  # the keys of _buckets, ascending
         self._loaded_upto = -1  # every bucket up to this one is in _buckets, if not empty
         self._new_wakes: list[tuple[int, str]] = []
         self._touch_since: int | None = None  # loaded on first use
@@ -150,6 +151,12 @@ class RedisFacts:
     def settle(self) -> None:
         if self._writes is not None:
             self._writes.settle()
+
+    def close(self) -> None:
+        """Store what was sent, and close the writes' own connection and the client."""
+        if self._writes is not None:
+            self._writes.close()
+        self.r.close()
 
     def _wake_commands(self) -> list[Command]:
         by_bucket: dict[int, dict[str, int]] = {}
@@ -280,7 +287,14 @@ class RedisFacts:
         self._new_wakes.append((due, key))
         b = due // WAKE_BUCKET_MS
         if b <= self._loaded_upto:
-            insort(self._buckets.setdefault(b, []), (due, key))
+            insort(self._bucket(b), (due, key))
+
+    def _bucket(self, b: int) -> list[tuple[int, str]]:
+        bucket = self._buckets.get(b)
+        if bucket is None:
+            bucket = self._buckets[b] = []
+            insort(self._bucket_ids, b)
+        return bucket
 
     def due_between(self, after: int, until: int) -> list[str]:
         """Buckets are loaded once each, as lists sorted by due (only this process
@@ -296,14 +310,20 @@ class RedisFacts:
             # Ahead by an hour: wake-ups added later to loaded buckets are this
             # process's own, and it adds them to its copy.
             self._load(self._loaded_upto + 1, last + LOAD_AHEAD_BUCKETS)
+        ids, buckets = self._bucket_ids, self._buckets
+        # The log's time has passed the buckets before `first`: nothing in them is due.
+        passed = bisect_left(ids, first)
+        for b in ids[:passed]:
+            del buckets[b]
+        del ids[:passed]
+        # Only the buckets the span covers, in order: an hour is loaded ahead, and
+        # walking all of it at every move of the time showed in profiles of catch-up.
         due_now: list[str] = []
-        for b in [b for b in self._buckets if b <= last]:
-            bucket = self._buckets[b]
+        for b in ids[: bisect_right(ids, last)]:
+            bucket = buckets[b]
             lo = bisect_left(bucket, (after, ""))
             hi = bisect_left(bucket, (until, ""))
             due_now += [s for _d, s in bucket[lo:hi]]
-            if b < first:
-                del self._buckets[b]  # the log's time has passed it
         return due_now
 
     def _load(self, lo: int, hi: int) -> None:
@@ -317,8 +337,8 @@ class RedisFacts:
         pipe.zremrangebyscore(index, "-inf", lo - 1 - DAY_OF_BUCKETS)
         replies = pipe.execute()
         for b, members in zip(found, replies, strict=False):
-            self._buckets[int(b)] = sorted((int(score), m) for m, score in members)
+            self._bucket(int(b))[:] = sorted((int(score), m) for m, score in members)
         for due, key in self._new_wakes:
             if lo <= due // WAKE_BUCKET_MS <= hi:
-                insort(self._buckets.setdefault(due // WAKE_BUCKET_MS, []), (due, key))
+                insort(self._bucket(due // WAKE_BUCKET_MS), (due, key))
         self._loaded_upto = hi

@@ -1,0 +1,58 @@
+"""The Redis fact store's wake-ups answer as the in-memory store's do, against real
+Redis: the same keys, in the same order, for every span the log's time moves over,
+and again from a new store (a restarted process) that reads them back."""
+
+from __future__ import annotations
+
+import itertools
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from billing.keys import Keys
+from billing.redis_runtime import client
+from flows.facts_redis import LOAD_AHEAD_BUCKETS, WAKE_BUCKET_MS, RedisFacts
+from state.facts import MemoryFacts
+
+_spaces = itertools.count()
+HOUR = LOAD_AHEAD_BUCKETS * WAKE_BUCKET_MS
+
+# A step: ask wake-ups this far ahead of the log's time, then move it on this far,
+# maybe from a new store. Far ahead: past what a store loads ahead.
+steps = st.lists(
+    st.tuples(
+        st.lists(st.integers(0, 3 * HOUR), max_size=6),
+        st.integers(1, HOUR // 2) | st.integers(HOUR, 3 * HOUR),
+        st.booleans(),
+    ),
+    min_size=1,
+    max_size=25,
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(steps=steps)
+def test_redis_wakeups_equal_the_memory_stores(redis_url, redis_client, keys: Keys, steps) -> None:
+    space = f"w{next(_spaces)}"
+
+    def store() -> RedisFacts:  # each on its own client: its writes take a connection
+        return RedisFacts(client(redis_url), keys, 10**12, space)
+
+    redis_facts = store()
+    memory = MemoryFacts()
+    now, asked = 1_000_000, 0
+    for aheads, move, restart in steps:
+        for ahead in aheads:
+            key = f"k{asked}"  # one key per wake-up: the stores differ only in order
+            asked += 1
+            redis_facts.wake_at(now + ahead, key)
+            memory.wake_at(now + ahead, key)
+        redis_facts.flush()
+        if restart:
+            redis_facts.close()
+            redis_facts = store()
+        assert redis_facts.due_between(now, now + move) == memory.due_between(now, now + move)
+        now += move
+    redis_facts.close()
