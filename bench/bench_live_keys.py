@@ -1,6 +1,6 @@
 """bytewax alone: does a stateful step's cost per item grow with the keys it holds?
 
-    .venv/bin/python -m bench.bench_live_keys [--live 1000,30000,150000] [--items 2000000]
+    .venv/bin/python -m bench.bench_live_keys [--live 1000,30000,150000] [--touched N]
 
 The live catch-up's CPU per event rises along the first R of the log and then stays
 (README, Benchmarks), and a log whose R is short stays flat. This measures the
@@ -9,7 +9,9 @@ counts, first given `live` keys (each kept), then `--items` items to keys drawn 
 random among them, no recovery, no Python work per item but one `on_batch` call
 per key and batch. It prints the items/s of the second phase and the `on_batch`
 calls per item (a batch of `--batch` items over few keys makes fewer calls, so
-compare rows with about the same calls per item). Nothing is asserted.
+compare rows with about the same calls per item). With `--touched N` the items go
+to N of the keys only, and the rest are held but never woken: that tells keys held
+from keys worked on. Nothing is asserted.
 """
 
 from __future__ import annotations
@@ -52,8 +54,9 @@ class Discard(DynamicSink[Any]):
         return _Discard()
 
 
-def measure(live: int, items: int, batch: int) -> tuple[float, float]:
-    """(items/s, on_batch calls per item) over the items to random live keys."""
+def measure(live: int, items: int, batch: int, touched: int | None) -> tuple[float, float]:
+    """(items/s, on_batch calls per item) over the items to random live keys (among
+    the first `touched` of them only, if given: the others are held, never woken)."""
     marks: dict[str, float] = {}
 
     def entries() -> Iterator[tuple[str, int]]:
@@ -62,8 +65,9 @@ def measure(live: int, items: int, batch: int) -> tuple[float, float]:
         marks["start"] = time.perf_counter()
         calls[0] = 0
         rnd = random.Random(1)
+        among = live if touched is None else min(touched, live)
         for _ in range(items):
-            yield f"key{rnd.randrange(live)}", 1
+            yield f"key{rnd.randrange(among)}", 1
 
     flow = Dataflow("live_keys")
     stream = op.input("in", flow, TestingSource(entries(), batch_size=batch))
@@ -77,9 +81,10 @@ def main() -> None:
     parser.add_argument("--live", default="1000,30000,150000")
     parser.add_argument("--items", type=int, default=2_000_000)
     parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--touched", type=int, help="wake only this many of the keys")
     args = parser.parse_args()
     for live in (int(n) for n in args.live.split(",")):
-        rate, per_item = measure(live, args.items, args.batch)
+        rate, per_item = measure(live, args.items, args.batch, args.touched)
         print(
             f"{live:>9,} live keys: {rate:>9,.0f} items/s, {per_item:.2f} on_batch calls "
             f"per item ({1e6 / rate:.2f} us per item)",
