@@ -30,9 +30,9 @@ import os
 import tempfile
 import time
 from array import array
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -47,6 +47,8 @@ from harness.proc_stats import cpu_seconds, redis_cpu_seconds, rss_mb
 from state.config import RuleSettings
 from state.engine import Engine
 from state.messages import LogEvent
+
+P = TypeVar("P")  # a sampled point of a run (bench_scale.run_live)
 
 DEFAULTS = RuleSettings()
 
@@ -179,14 +181,24 @@ def _cpu_by_fifth(curve: list[tuple[int, float, float]], events: int) -> list[tu
     """(flows, Redis) CPU µs per event while the source read each fifth of the log:
     says which side a rate that falls along the log comes from."""
     result = []
-    for k in range(5):
-        lo, hi = events * k // 5, events * (k + 1) // 5
-        inside = [c for c in curve if lo <= c[0] <= hi]
-        if len(inside) < 2 or inside[-1][0] == inside[0][0]:
+    for ends in _fifth_ends(curve, events, lambda c: c[0]):
+        if ends is None or ends[1][0] == ends[0][0]:
             result.append((float("nan"), float("nan")))
             continue
-        (n0, f0, r0), (n1, f1, r1) = inside[0], inside[-1]
+        (n0, f0, r0), (n1, f1, r1) = ends
         result.append(((f1 - f0) / (n1 - n0) * 1e6, (r1 - r0) / (n1 - n0) * 1e6))
+    return result
+
+
+def _fifth_ends(points: list[P], events: int, read: Callable[[P], int]) -> list[tuple[P, P] | None]:
+    """For each fifth of the log, the first and last of the sampled `points` taken
+    while the source read inside it (`read`: the events read at a point), or None
+    if fewer than two were."""
+    result: list[tuple[P, P] | None] = []
+    for k in range(5):
+        lo, hi = events * k // 5, events * (k + 1) // 5
+        inside = [p for p in points if lo <= read(p) <= hi]
+        result.append((inside[0], inside[-1]) if len(inside) >= 2 else None)
     return result
 
 
@@ -208,13 +220,11 @@ def _rates_by_fifth(curve: list[tuple[float, int]], events: int) -> list[float]:
     """Events/s while the source read each fifth of the log: a rate that falls from
     one fifth to the next is a cost that grows with the history behind it."""
     rates = []
-    for k in range(5):
-        lo, hi = events * k // 5, events * (k + 1) // 5
-        inside = [(t, n) for t, n in curve if lo <= n <= hi]
-        if len(inside) < 2 or inside[-1][0] == inside[0][0]:
+    for ends in _fifth_ends(curve, events, lambda c: c[1]):
+        if ends is None or ends[1][0] == ends[0][0]:
             rates.append(float("nan"))
             continue
-        (t0, n0), (t1, n1) = inside[0], inside[-1]
+        (t0, n0), (t1, n1) = ends
         rates.append((n1 - n0) / (t1 - t0))
     return rates
 

@@ -153,10 +153,10 @@ class RedisFacts:
             self._writes.settle()
 
     def close(self) -> None:
-        """Store what was sent, and close the writes' own connection and the client."""
+        """Store what was sent, and close the writes' own connection (the client
+        passed in is the caller's to close)."""
         if self._writes is not None:
             self._writes.close()
-        self.r.close()
 
     def _wake_commands(self) -> list[Command]:
         by_bucket: dict[int, dict[str, int]] = {}
