@@ -47,7 +47,15 @@ from state.messages import Event, LogEvent, touch_key
 
 WAKE_BUCKET_MS = 60_000
 DAY_OF_BUCKETS = 86_400_000 // WAKE_BUCKET_MS
+# How far ahead of the log's time wake-ups are loaded: an hour at least, a day at
+# most, doubled while a load brings fewer than `wakeups_per_load` and halved when
+# one brings more than four times that. A catch-up moves through hours of log time
+# per batch, and each load is a wait on Redis (the writes sent before it, then two
+# round trips): with an hour it loaded ten times a batch. Live traffic that fills
+# an hour with more wake-ups keeps the hour, so memory stays bounded either way.
 LOAD_AHEAD_BUCKETS = 60
+MAX_LOAD_AHEAD_BUCKETS = DAY_OF_BUCKETS
+WAKEUPS_PER_LOAD = 10_000
 _NEVER = (2**63, 0)
 
 
@@ -75,10 +83,18 @@ return #KEYS
 
 
 class RedisFacts:
-    def __init__(self, conn: redis.Redis, keys: Keys, ttl_ms: int, space: str) -> None:
+    def __init__(
+        self,
+        conn: redis.Redis,
+        keys: Keys,
+        ttl_ms: int,
+        space: str,
+        wakeups_per_load: int = WAKEUPS_PER_LOAD,
+    ) -> None:
         """`space`: the sequencer key this store serves (state.sharding). Seen ids are
         the commission sequencer's alone; wake-ups are kept apart per sequencer key,
-        since each reads back only its own."""
+        since each reads back only its own. `wakeups_per_load` steers how far ahead
+        wake-ups are loaded (LOAD_AHEAD_BUCKETS above)."""
         self.r, self.keys, self.ttl_ms, self.space = conn, keys, ttl_ms, space
         self._set_all = conn.register_script(_SET_ALL)
         # On a cluster each slot's writes go their own way, answered at once.
@@ -88,6 +104,8 @@ class RedisFacts:
         self._buckets: dict[int, list[tuple[int, str]]] = {}  # wake-ups by bucket, sorted
         self._bucket_ids: list[int] = []  # the keys of _buckets, ascending
         self._loaded_upto = -1  # every bucket up to this one is in _buckets, if not empty
+        self._ahead = LOAD_AHEAD_BUCKETS  # buckets loaded past the one asked for
+        self._wakeups_per_load = wakeups_per_load
         self._new_wakes: list[tuple[int, str]] = []
         self._touch_since: int | None = None  # loaded on first use
         self._touch_since_loaded = False
@@ -307,9 +325,9 @@ class RedisFacts:
         if self._loaded_upto < first - 1:
             self._loaded_upto = first - 1  # a fresh process: start where the time is
         if last > self._loaded_upto:
-            # Ahead by an hour: wake-ups added later to loaded buckets are this
-            # process's own, and it adds them to its copy.
-            self._load(self._loaded_upto + 1, last + LOAD_AHEAD_BUCKETS)
+            # Ahead by an hour or more: wake-ups added later to loaded buckets are
+            # this process's own, and it adds them to its copy.
+            self._load(self._loaded_upto + 1, last + self._ahead)
         ids, buckets = self._bucket_ids, self._buckets
         # The log's time has passed the buckets before `first`: nothing in them is due.
         passed = bisect_left(ids, first)
@@ -336,8 +354,14 @@ class RedisFacts:
         # A re-run after a crash starts a little back: keep a day of the index.
         pipe.zremrangebyscore(index, "-inf", lo - 1 - DAY_OF_BUCKETS)
         replies = pipe.execute()
+        loaded = 0
         for b, members in zip(found, replies, strict=False):
             self._bucket(int(b))[:] = sorted((int(score), m) for m, score in members)
+            loaded += len(members)
+        if loaded < self._wakeups_per_load:
+            self._ahead = min(2 * self._ahead, MAX_LOAD_AHEAD_BUCKETS)
+        elif loaded > 4 * self._wakeups_per_load:
+            self._ahead = max(self._ahead // 2, LOAD_AHEAD_BUCKETS)
         for due, key in self._new_wakes:
             if lo <= due // WAKE_BUCKET_MS <= hi:
                 insort(self._bucket(due // WAKE_BUCKET_MS), (due, key))

@@ -1,6 +1,7 @@
 """The Redis fact store's wake-ups answer as the in-memory store's do, against real
 Redis: the same keys, in the same order, for every span the log's time moves over,
-and again from a new store (a restarted process) that reads them back."""
+and again from a new store (a restarted process) that reads them back, however far
+ahead the store loads (an hour to a day, steered by how many wake-ups a load brings)."""
 
 from __future__ import annotations
 
@@ -11,18 +12,25 @@ from hypothesis import strategies as st
 
 from billing.keys import Keys
 from billing.redis_runtime import client
-from flows.facts_redis import LOAD_AHEAD_BUCKETS, WAKE_BUCKET_MS, RedisFacts
+from flows.facts_redis import (
+    LOAD_AHEAD_BUCKETS,
+    MAX_LOAD_AHEAD_BUCKETS,
+    WAKE_BUCKET_MS,
+    RedisFacts,
+)
 from state.facts import MemoryFacts
 
 _spaces = itertools.count()
 HOUR = LOAD_AHEAD_BUCKETS * WAKE_BUCKET_MS
+DAY = MAX_LOAD_AHEAD_BUCKETS * WAKE_BUCKET_MS
 
 # A step: ask wake-ups this far ahead of the log's time, then move it on this far,
-# maybe from a new store. Far ahead: past what a store loads ahead.
+# maybe from a new store. Far ahead: past what a store loads ahead (an hour at
+# first, a day at most).
 steps = st.lists(
     st.tuples(
-        st.lists(st.integers(0, 3 * HOUR), max_size=6),
-        st.integers(1, HOUR // 2) | st.integers(HOUR, 3 * HOUR),
+        st.lists(st.integers(0, 3 * HOUR) | st.integers(0, 2 * DAY), max_size=6),
+        st.integers(1, HOUR // 2) | st.integers(HOUR, 3 * HOUR) | st.integers(DAY, 2 * DAY),
         st.booleans(),
     ),
     min_size=1,
@@ -33,14 +41,18 @@ steps = st.lists(
 @settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(steps=steps)
-def test_redis_wakeups_equal_the_memory_stores(redis_url, redis_client, keys: Keys, steps) -> None:
+@given(steps=steps, per_load=st.sampled_from([1, 3, 10_000]))
+def test_redis_wakeups_equal_the_memory_stores(
+    redis_url, redis_client, keys: Keys, steps, per_load: int
+) -> None:
+    """`per_load` small: loads bring more than it, and the store's reach shrinks
+    back to an hour; large: it grows to a day."""
     space = f"w{next(_spaces)}"
     clients = []
 
     def store() -> RedisFacts:  # each on its own client: its writes take a connection
         clients.append(client(redis_url))
-        return RedisFacts(clients[-1], keys, 10**12, space)
+        return RedisFacts(clients[-1], keys, 10**12, space, wakeups_per_load=per_load)
 
     redis_facts = store()
     memory = MemoryFacts()
