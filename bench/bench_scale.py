@@ -1,7 +1,7 @@
 """The engine at scale (issue 7): figures printed, not asserted.
 
     .venv/bin/python -m bench.bench_scale catchup [--sizes 200000,1000000,3000000] [--huge]
-        [--no-recovery]
+        [--no-recovery] [--ballast-mb N]
     .venv/bin/python -m bench.bench_scale hotkey [--events 200000]
     .venv/bin/python -m bench.bench_scale ceiling [--events 1000000]
     .venv/bin/python -m bench.bench_scale processes [--events 600000] [--counts 2,1]
@@ -229,6 +229,23 @@ def _rates_by_fifth(curve: list[tuple[float, int]], events: int) -> list[float]:
     return rates
 
 
+def _ballast(url: str, prefix: str, mb: int) -> None:
+    """Fill Redis with `mb` MB of keys no one reads (under `prefix`, so cleaned up
+    with it): tells whether Redis's size alone slows a run down. A catch-up writes
+    facts and views whose TTLs run on the wall clock, so Redis holds the whole log's
+    facts after it, and grows with the log where the engine's state does not."""
+    conn = client(url)
+    start = int(conn.info("memory")["used_memory"])
+    value, n = b"x" * 100, 0
+    while int(conn.info("memory")["used_memory"]) - start < mb * 2**20:
+        pipe = conn.pipeline(transaction=False)
+        for _ in range(10_000):
+            pipe.set(f"{prefix}ballast:{n}", value)
+            n += 1
+        pipe.execute()
+    conn.close()
+
+
 def catchup(args: argparse.Namespace) -> None:
     sizes = [int(s) for s in args.sizes.split(",")] + ([10_000_000] if args.huge else [])
     if len(sizes) > 1:
@@ -241,6 +258,8 @@ def catchup(args: argparse.Namespace) -> None:
         with scratch_redis() as (url, prefix), tempfile.TemporaryDirectory() as tmp:
             log = os.path.join(tmp, "log.jsonl")
             make_log(log, size)
+            if args.ballast_mb:
+                _ballast(url, prefix, args.ballast_mb)
             r = run_live(url, prefix, tmp, log, DEFAULTS, recovery=not args.no_recovery)
             rates.setdefault(size, []).append(r["rate"])
             print(
@@ -468,6 +487,12 @@ def main() -> None:
     c.add_argument("--sizes", default="200000,1000000,3000000")
     c.add_argument("--huge", action="store_true", help="also 10M events")
     c.add_argument("--no-recovery", action="store_true", help="run the flows without recovery")
+    c.add_argument(
+        "--ballast-mb",
+        type=int,
+        default=0,
+        help="fill Redis with this many MB of keys nothing reads before each run",
+    )
     c.set_defaults(func=catchup)
     h = sub.add_parser("hotkey")
     h.add_argument("--events", type=int, default=200_000)
