@@ -37,7 +37,11 @@ def run_now(conn: redis.Redis, commands: list[Command]) -> None:
 class DeferredWrites:
     def __init__(self, conn: redis.Redis) -> None:
         self.r = conn
-        self._conn: Any = conn.connection_pool.make_connection()
+        # Made as the pool would make it, but not counted by the pool: the pool
+        # never gets it back, so a counted one would use up a place under the
+        # pool's `max_connections` for good with every store made on this client.
+        pool = conn.connection_pool
+        self._conn: Any = pool.connection_class(**pool.connection_kwargs)
         self._unanswered: list[Command] = []
 
     def send(self, commands: list[Command]) -> None:

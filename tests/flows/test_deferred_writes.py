@@ -40,6 +40,20 @@ def test_settle_waits_until_the_writes_are_stored(redis_client, prefix):
     writes.close()
 
 
+def test_each_writer_has_its_own_connection_outside_the_clients_pool(redis_url, prefix):
+    """Writers made on one client do not use up its pool: with room for two
+    connections, three writers and the client's own reads all go through."""
+    small = redis.Redis.from_url(redis_url, decode_responses=True, max_connections=2)
+    writers = [DeferredWrites(small) for _ in range(3)]
+    for n, writes in enumerate(writers):
+        writes.send([("SET", f"{prefix}w{n}", str(n))])
+        writes.settle()
+    assert small.mget([f"{prefix}w{n}" for n in range(3)]) == ["0", "1", "2"]
+    for writes in writers:
+        writes.close()
+    small.close()
+
+
 def test_writes_lost_with_their_connection_are_sent_again(redis_url, redis_client, prefix):
     """Killed before the server ran them: the patient client sends them again."""
     writes = DeferredWrites(client(redis_url, patient=True))
