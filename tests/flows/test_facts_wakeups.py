@@ -11,7 +11,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from billing.keys import Keys
-from billing.redis_runtime import client
 from flows.facts_redis import (
     LOAD_AHEAD_BUCKETS,
     MAX_LOAD_AHEAD_BUCKETS,
@@ -43,16 +42,14 @@ steps = st.lists(
 )
 @given(steps=steps, per_load=st.sampled_from([1, 3, 10_000]))
 def test_redis_wakeups_equal_the_memory_stores(
-    redis_url, redis_client, keys: Keys, steps, per_load: int
+    redis_client, keys: Keys, steps, per_load: int
 ) -> None:
     """`per_load` small: loads bring more than it, and the store's reach shrinks
     back to an hour; large: it grows to a day."""
     space = f"w{next(_spaces)}"
-    clients = []
 
-    def store() -> RedisFacts:  # each on its own client: its writes take a connection
-        clients.append(client(redis_url))
-        return RedisFacts(clients[-1], keys, 10**12, space, wakeups_per_load=per_load)
+    def store() -> RedisFacts:  # each restart's store on the same client
+        return RedisFacts(redis_client, keys, 10**12, space, wakeups_per_load=per_load)
 
     redis_facts = store()
     memory = MemoryFacts()
@@ -72,5 +69,3 @@ def test_redis_wakeups_equal_the_memory_stores(
         assert redis_facts.due_between(now, now + move) == memory.due_between(now, now + move)
         now += move
     redis_facts.close()
-    for conn in clients:
-        conn.close()
