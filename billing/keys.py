@@ -25,10 +25,19 @@ class Keys:
     # What every key but the facts starts with: the hash tag on a cluster. Made once:
     # key names are made per event (facts) and per output (views) on the hot path.
     base: str = field(init=False, repr=False, compare=False)
+    # Each output type's public stream, asked once per output by the sink.
+    _streams: dict[str, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         base = f"{{{self.prefix}billing}}" if self.cluster else f"{self.prefix}billing"
         object.__setattr__(self, "base", base)
+        streams = {
+            "commission": self.commissions,
+            "usage": self.usage,
+            "payout": self.payouts,
+            "reject": self.rejects,
+        }
+        object.__setattr__(self, "_streams", streams)
 
     @property
     def events(self) -> str:
@@ -56,12 +65,7 @@ class Keys:
         return (self.commissions, self.usage, self.payouts, self.rejects)
 
     def output_stream(self, output_type: str) -> str:
-        return {
-            "commission": self.commissions,
-            "usage": self.usage,
-            "payout": self.payouts,
-            "reject": self.rejects,
-        }[output_type]
+        return self._streams[output_type]
 
     def idem(self, kind: str, ident: str) -> str:
         return f"{self.base}:idem:{kind}:{ident}"
