@@ -63,6 +63,18 @@ class IntervalSet:
     def __repr__(self) -> str:
         return f"IntervalSet({self.runs()!r})"
 
+    def parts(self) -> tuple[list[int], list[int]]:
+        """The runs' starts and ends (the lists themselves: not to be changed)."""
+        return self._starts, self._ends
+
+    @classmethod
+    def from_parts(cls, starts: list[int], ends: list[int]) -> IntervalSet:
+        """The set whose runs are `parts()`' (sorted, disjoint, not touching)."""
+        made = cls()
+        made._starts, made._ends = starts, ends
+        made.total = sum(ends) - sum(starts)
+        return made
+
     def __getstate__(self) -> list[tuple[int, int]]:
         return self.runs()
 

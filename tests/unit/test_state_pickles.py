@@ -1,0 +1,106 @@
+"""A session pickles as one flat tuple (`Session.__reduce__`): what is restored is
+the same state and goes on billing alike, and snapshots taken before, in the
+default form, still load (lines and touches, pickled as they always were, too)."""
+
+from __future__ import annotations
+
+import base64
+import pickle
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from state.commissions import Line, Touch
+from state.config import RuleSettings
+from state.metering import Session, Tariff
+
+SETTINGS = RuleSettings()
+T0 = 1_700_000_000_000
+
+# Pickled by the version before these `__reduce__`s (generated with it).
+LINE = "gAWVaAEAAAAAAACMEXN0YXRlLmNvbW1pc3Npb25zlIwETGluZZSTlCmBlE59lIwGcmVjb3JklH2UKIwIb3JkZXJfaWSUjAYwLm8xMjOUjAhvcmRlcl90c5SKBgBo5c+LAYwHaXRlbV9pZJSMAmkxlIwIYnV5ZXJfaWSUjAJ1MZSMCXNoYXJlcl9pZJSMAnUylIwIc2hhcmVfaWSUjAJzaJSMB3NjYW5faWSUjAUwLmMxMpSMBHJ1bGWUfZQojAdydWxlX2lklIwCcjGUjARraW5klIwHcGVyY2VudJSMA2Jwc5RN9AGMDGFtb3VudF9taW5vcpROjAljYXBfbWlub3KUTnWMCmJhc2VfbWlub3KUTTkwjAhjdXJyZW5jeZSMA1VTRJSMCHF1YW50aXR5lEsDjAdhY2NydWVklE1pAowIcmV2ZXJzZWSUSwCMCHJlZnVuZGVklEsBjAZzdGF0dXOUjAhhcHByb3ZlZJR1c4aUYi4="
+TOUCH = "gAWVogAAAAAAAACMEXN0YXRlLmNvbW1pc3Npb25zlIwFVG91Y2iUk5QpgZROfZSMBGJlc3SUfZQojAR0eXBllIwEc2NhbpSMB3NjYW5faWSUjAQwLmMxlIwCdHOUigYAaOXPiwGMCHNoYXJlX2lklIwCc2iUjAdpdGVtX2lklIwCaTGUjAlzaGFyZXJfaWSUjAJ1MpSMCnNjYW5uZXJfaWSUjAJ1MZR1c4aUYi4="
+SESSION = "gAWV6QEAAAAAAACMDnN0YXRlLm1ldGVyaW5nlIwHU2Vzc2lvbpSTlCmBlH2UKIwKc2Vzc2lvbl9pZJSMBjAuczEyM5SMCnN0YXJ0ZWRfdHOUigYAaOXPiwGMB3VzZXJfaWSUjAJ1MZSMCnNlcnZpY2VfaWSUjANzdmOUjAZ0YXJpZmaUaACMBlRhcmlmZpSTlCmBlH2UKIwJdGFyaWZmX2lklIwCdDCUjAhjdXJyZW5jeZSMA1VTRJSMB3VuaXRfbXOUTegDjAtwcmljZV9taW5vcpRLA4wHZnJlZV9tc5RNvAKMEG1pbl9jaGFyZ2VfbWlub3KUSw91YowScmVwb3J0X2ludGVydmFsX21zlE3oA4wEc2Vxc5SMD3N0YXRlLmludGVydmFsc5SMC0ludGVydmFsU2V0lJOUKYGUXZQoSwBLBYaUSwdLCIaUZWKMB2NvdmVyZWSUaB0pgZRdlIoGAGjlz4sBigaIe+XPiwGGlGFijAhzZWdtZW50c5RLBowPbGFzdF9yZWNlaXZlX3RzlIoGKIvlz4sBjA1jbG9zZWRfcmVhc29ulIwDZW5klIwJY2xvc2VkX3RzlIoGKIvlz4sBjAZlbmRfbXOUigY0ieXPiwGMB3ZlcnNpb26USweMCWJpbGxlZF9tc5RNiBN1Yi4="
+
+
+def _round_trip(obj: Any) -> Any:
+    return pickle.loads(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def _start() -> dict[str, Any]:
+    return {
+        "session_id": "s1",
+        "ts": T0,
+        "user_id": "u1",
+        "service_id": "svc",
+        "report_interval_ms": 1000,
+    }
+
+
+segment = st.fixed_dictionaries(
+    {
+        "seq": st.integers(0, 6),
+        "offset": st.integers(-2000, 30_000),
+        "length": st.integers(-10, 8000),
+        "lag": st.integers(0, 3000),
+        "end": st.booleans(),
+    }
+)
+
+
+def _segment(step: int, s: dict[str, Any]) -> dict[str, Any]:
+    start = T0 + s["offset"] + step * 1000
+    return {
+        "type": "segment",
+        "session_id": "s1",
+        "seq": s["seq"],
+        "ts": start + max(s["length"], 0) + s["lag"],
+        "start_ms": start,
+        "end_ms": start + s["length"],
+        "end": s["end"],
+    }
+
+
+@given(before=st.lists(segment, max_size=8), after=st.lists(segment, max_size=4))
+def test_a_restored_session_is_the_same_and_bills_alike(
+    before: list[dict[str, Any]], after: list[dict[str, Any]]
+) -> None:
+    session = Session(_start(), Tariff("t0", "USD", 250, 3, 700, 15))
+    for step, s in enumerate(before):
+        session.on_segment(_segment(step, s), f"p{step}", SETTINGS)
+    restored = _round_trip(session)
+    assert restored.snapshot() == session.snapshot()
+    assert restored.tariff == session.tariff
+    for step, s in enumerate(after, start=len(before)):
+        seg = _segment(step, s)
+        assert restored.on_segment(seg, "q", SETTINGS) == session.on_segment(seg, "q", SETTINGS)
+    log_time = T0 + 10**7
+    assert restored.advance(log_time, SETTINGS) == session.advance(log_time, SETTINGS)
+
+
+def test_snapshots_in_the_earlier_form_still_load() -> None:
+    line = pickle.loads(base64.b64decode(LINE))
+    assert isinstance(line, Line)
+    assert line.record["refunded"] == 1 and line.record["status"] == "approved"
+    assert line.record["rule"]["bps"] == 500
+    touch = pickle.loads(base64.b64decode(TOUCH))
+    assert isinstance(touch, Touch) and touch.best is not None
+    assert touch.best["scan_id"] == "0.c1"
+    session = pickle.loads(base64.b64decode(SESSION))
+    assert session.snapshot() == {
+        "session_id": "0.s123",
+        "started_ts": 1700000000000,
+        "status": "closed",
+        "closed_reason": "end",
+        "closed_ts": 1700000009000,
+        "billed_ms": 5000,
+        "segments": 6,
+        "seqs": [(0, 5), (7, 8)],
+        "covered": [(1700000000000, 1700000005000)],
+        "version": 7,
+    }
+    assert session.tariff == Tariff("t0", "USD", 1000, 3, 700, 15)
+    assert session.end_ms == 1700000008500 and session.last_receive_ts == 1700000009000
+    # And it pickles again in the new form, to the same state.
+    assert _round_trip(session).snapshot() == session.snapshot()
