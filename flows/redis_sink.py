@@ -255,9 +255,9 @@ class _RedisWriter:
                 for o in outputs
             ]
 
-    def _args(self, outputs: list[Output]) -> tuple[list[str], list[str | int | bytes]]:
+    def _args(self, outputs: list[Output]) -> tuple[list[str], list[str | int]]:
         keys, ref = self.keys, KeyRefs()
-        args: list[str | int | bytes] = [
+        args: list[str | int] = [
             ref(keys.stats("outputs")),
             ref(keys.stats("rejects")),
             ref(keys.output_sequence),
@@ -266,7 +266,7 @@ class _RedisWriter:
         for original in outputs:
             out, data = encode(original)
             kind = out["type"]
-            args += [kind, ref(keys.output_stream(kind)), out["output_id"], data]
+            args += [kind, ref(keys.output_stream(kind)), out["output_id"], data.decode()]
             if kind == "usage":
                 view, started_ts, version = session_view.write_args(keys, out)
                 args += [ref(str(view)), started_ts, version]
