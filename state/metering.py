@@ -83,6 +83,7 @@ class Session:
         # Python-level __getstate__). Unpickled, 3.5 against 6.8 us. Snapshots in
         # the earlier form still load (the default __setstate__).
         t, seqs, covered = self.tariff, self.seqs.parts(), self.covered.parts()
+        # In Tariff's field order (`Tariff(*tariff)` makes it again).
         tariff = (t.tariff_id, t.currency, t.unit_ms, t.price_minor, t.free_ms, t.min_charge_minor)
         fields = (
             self.session_id,
