@@ -14,8 +14,8 @@ the two apart:
   is new (its first item) or ends (its second: the key is discarded).
 - sessions: the live flows (one process, recovery on, default settings) over a log
   of `--sessions` session starts and a last event 40 days on, so every session is
-  started and closed as idle (then forgotten, which is not timed): the wall-clock
-  time per session from the flows' start until the last idle close is written.
+  started and closed as idle (then forgotten): the wall-clock time per session
+  from the first output to the last (`bench_scale.run_live`), and the flows' CPU.
 - idle-keys: the 0.2M bench log's catch-up with `--extra` more sessions started
   at its beginning. They close as idle at once and are held until R, and nothing
   wakes them within the log, so they add live keys and no traffic. Rates by fifth
@@ -45,10 +45,7 @@ from bytewax.testing import TestingSource, run_main
 from bench.bench_live_keys import Discard
 from bench.bench_replay import make_log
 from bench.bench_scale import DEFAULTS, run_live
-from bench.common import scratch_redis, stop_group
-from billing.keys import Keys
-from billing.redis_runtime import client
-from harness.live import append_positioned, flows_env, start_flows, with_stream_ids
+from bench.common import scratch_redis
 
 T0 = 1_700_000_000_000
 DAY_MS = 86_400_000
@@ -118,26 +115,14 @@ def sessions(args: argparse.Namespace) -> None:
     share = {"type": "share", "share_id": "x", "item_id": "i", "sharer_id": "s"}
     events.append({**share, "ts": T0 + 40 * DAY_MS, "activity_url": "https://example.com/"})
     with scratch_redis() as (url, prefix), tempfile.TemporaryDirectory() as tmp:
-        conn, keys = client(url), Keys(prefix)
-        positioned = with_stream_ids(events)
-        for i in range(0, len(positioned), 10_000):
-            append_positioned(conn, keys, positioned[i : i + 10_000])
-        env = flows_env(url, prefix, Path(tmp) / "rec", DEFAULTS, 10**13, epoch_ms=1000)
-        env["BILLING_TRIM_INPUT"] = "false"
-        started = time.perf_counter()
-        proc = start_flows(env, "--processes", "1")
-        try:
-            while int(conn.xlen(keys.usage)) < n:
-                if proc.poll() is not None:
-                    raise SystemExit("flows exited early")
-                time.sleep(0.05)
-            elapsed = time.perf_counter() - started
-        finally:
-            stop_group(proc)
-            conn.close()
+        log = os.path.join(tmp, "sessions.jsonl")
+        with open(log, "w") as out:
+            out.writelines(json.dumps(event) + "\n" for event in events)
+        r = run_live(url, prefix, tmp, log, DEFAULTS)
     print(
-        f"{n:,} sessions started and closed as idle in {elapsed:.1f} s, the flows' start "
-        f"included: {elapsed / n * 1e6:.0f} us per session"
+        f"{n:,} sessions started and closed as idle in {r['elapsed']:.1f} s (from the "
+        f"first output to the last): {r['elapsed'] / n * 1e6:.0f} us per session; flows "
+        f"{r['flows_cpu_us'] * r['events'] / n:.0f} us of CPU per session"
     )
 
 

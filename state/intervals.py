@@ -71,14 +71,15 @@ class IntervalSet:
     def from_parts(cls, starts: list[int], ends: list[int]) -> IntervalSet:
         """The set whose runs are `parts()`' (sorted, disjoint, not touching)."""
         made = cls()
-        made._starts, made._ends = starts, ends
-        made.total = sum(ends) - sum(starts)
+        made._install(starts, ends)
         return made
 
     def __getstate__(self) -> list[tuple[int, int]]:
         return self.runs()
 
     def __setstate__(self, runs: list[tuple[int, int]]) -> None:
-        self._starts = [s for s, _ in runs]
-        self._ends = [e for _, e in runs]
-        self.total = sum(e - s for s, e in runs)
+        self._install([s for s, _ in runs], [e for _, e in runs])
+
+    def _install(self, starts: list[int], ends: list[int]) -> None:
+        self._starts, self._ends = starts, ends
+        self.total = sum(ends) - sum(starts)
