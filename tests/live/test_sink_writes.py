@@ -17,6 +17,7 @@ from collections import defaultdict
 from itertools import pairwise
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -182,16 +183,21 @@ def _views(conn: Any, keys: Keys, expected: dict[str, Any]) -> dict[str, Any]:
 @settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(written=outputs(), cuts=st.lists(st.integers(0, 40), max_size=6))
-def test_views_equal_each_output_alone(redis_client, written, cuts):
+@given(
+    written=outputs(),
+    cuts=st.lists(st.integers(0, 40), max_size=6),
+    per_call=st.sampled_from([1, 3, 256]),
+)
+def test_views_equal_each_output_alone(redis_client, written, cuts, per_call):
     keys = Keys(f"test:sink:{secrets.token_hex(4)}:")
-    writer = _RedisWriter(url_of(redis_client), keys)
+    writer = _RedisWriter(url_of(redis_client), keys, outputs_per_call=per_call)
     try:
         oracle = Oracle(keys)
         bounds = sorted({0, len(written), *(c for c in cuts if c < len(written))})
         for lo, hi in pairwise(bounds):
             writer.write(written[lo:hi])
-            oracle.call(written[lo:hi])
+            for first in range(lo, hi, per_call):  # the script calls the writer made
+                oracle.call(written[first : min(hi, first + per_call)])
         expected = oracle.views()
         assert _views(redis_client, keys, expected) == expected
         assert redis_client.xlen(keys.rejects) == oracle.rejects
@@ -230,7 +236,7 @@ def test_a_call_bigger_than_one_command(redis_client, keys):
     """A statement or an order gets 4,500 entries in one call, 9,000 arguments, more
     than Lua's unpack takes (8,000): they go in commands of at most 1,000 arguments,
     and none is lost."""
-    writer = _RedisWriter(url_of(redis_client), keys)
+    writer = _RedisWriter(url_of(redis_client), keys, outputs_per_call=5_000)
     many = [_commission(21 * n, "accrual", "al", 1, 0, None) for n in range(4_500)]  # o0, EUR
     writer.write(many)
     days = {o["ts"] // DAY for o in many}  # one, unless the run straddles midnight
@@ -238,3 +244,34 @@ def test_a_call_bigger_than_one_command(redis_client, keys):
     assert redis_client.hlen(keys.order_view("o0")) == 4_500
     assert redis_client.hget(keys.sharer_view("al"), "EUR:accrued") == "4500"
     writer.close()
+
+
+class _CountedCalls:
+    """The writer's script, counting its calls and their sizes (it still runs)."""
+
+    def __init__(self, script: Any) -> None:
+        self.script = script
+        self.sizes: list[int] = []
+
+    def __call__(self, keys: list[str], args: list[Any]) -> Any:
+        self.sizes.append(sum(1 for a in args if a in ("commission", "usage", "payout", "reject")))
+        return self.script(keys=keys, args=args)
+
+
+def test_a_batch_goes_in_calls_of_at_most_outputs_per_call(redis_client, keys):
+    """Redis runs nothing else while a script runs, so a batch is cut into calls of
+    at most `outputs_per_call` outputs, in order: every output lands once, and the
+    stream keeps the batch's order."""
+    writer = _RedisWriter(url_of(redis_client), keys, outputs_per_call=4)
+    counted = _CountedCalls(writer._script)
+    writer._script = counted  # type: ignore[assignment]
+    batch = [_commission(n, "accrual", "al", 1, 0, None) for n in range(10)]
+    writer.write(batch)
+    assert counted.sizes == [4, 4, 2]
+    stream = keys.output_stream("commission")
+    written = [f["output_id"] for _id, f in redis_client.xrange(stream)]
+    assert written == [o["output_id"] for o in batch]
+    assert redis_client.hget(keys.sharer_view("al"), "EUR:accruals") is not None
+    writer.close()
+    with pytest.raises(ValueError):
+        _RedisWriter(url_of(redis_client), keys, outputs_per_call=0)
