@@ -271,7 +271,8 @@ def test_a_batch_goes_in_calls_of_at_most_outputs_per_call(redis_client, keys):
     stream = keys.output_stream("commission")
     written = [f["output_id"] for _id, f in redis_client.xrange(stream)]
     assert written == [o["output_id"] for o in batch]
-    assert redis_client.hget(keys.sharer_view("al"), "EUR:accruals") is not None
+    view = redis_client.hgetall(keys.sharer_view("al"))  # n % 3 == 0 is EUR: 0, 3, 6, 9
+    assert (view["EUR:accruals"], view["USD:accruals"]) == ("4", "6")
     writer.close()
     with pytest.raises(ValueError):
         _RedisWriter(url_of(redis_client), keys, outputs_per_call=0)
