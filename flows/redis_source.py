@@ -21,6 +21,7 @@ from billing.redis_runtime import client, server_ms
 from billing.stream_ids import ts_of
 from flows import stats
 from flows.runtime import keep_thread_state
+from flows.stream_read_ahead import StreamReadAhead
 from state.messages import BadEntry, LogEvent, RawEntry, SequencerInput, Watermark
 
 HEARTBEAT_EVERY_S = 0.25  # also how fresh the flow-lag metric is
@@ -66,12 +67,18 @@ class _StreamPartition(StatefulSourcePartition[tuple[str, SequencerInput | RawEn
         self._last_beat = 0.0
         self._last_trim = 0.0
         self._snapshots: deque[str] = deque(maxlen=2)
+        # A cluster's client has no one connection to read ahead on: it reads as it goes.
+        self._ahead = None if keys.cluster else StreamReadAhead(self.r, stream, batch)
 
     def next_batch(self) -> list[tuple[str, SequencerInput | RawEntry]]:
         self._awake = None
-        clock = server_ms(self.r, self.stream)
-        reply: Any = self.r.xread({self.stream: self.last_id}, count=self.batch)
-        entries = reply[0][1] if reply else []
+        read = self._ahead.take(self.last_id) if self._ahead is not None else None
+        if read is not None:
+            clock, entries = read
+        else:
+            clock = server_ms(self.r, self.stream)
+            reply: Any = self.r.xread({self.stream: self.last_id}, count=self.batch)
+            entries = reply[0][1] if reply else []
         items: list[tuple[str, SequencerInput | RawEntry]] = [
             ("log", self._item(eid, f)) for eid, f in entries
         ]
@@ -94,6 +101,9 @@ class _StreamPartition(StatefulSourcePartition[tuple[str, SequencerInput | RawEn
         if self.trim_ms is not None and now - self._last_trim >= TRIM_EVERY_S:
             self._trim(clock)
             self._last_trim = now
+        if self._ahead is not None and len(entries) == self.batch:
+            # A full batch: more is waiting, so ask for it while this one is computed.
+            self._ahead.send(self.last_id)
         return items
 
     def _trim(self, clock: int) -> None:
@@ -137,6 +147,8 @@ class _StreamPartition(StatefulSourcePartition[tuple[str, SequencerInput | RawEn
         return self.last_id
 
     def close(self) -> None:
+        if self._ahead is not None:
+            self._ahead.close()
         self.r.close()
 
 
