@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from billing.keys import Keys
 from flows import stream_read_ahead
@@ -137,3 +139,54 @@ def test_an_error_reply_is_left_to_the_synchronous_read(redis_client, keys):
     read = ahead.take("0-0")
     assert read is not None and [eid for eid, _fields in read[1]] == ids
     ahead.close()
+
+
+def test_a_restart_with_a_read_in_flight_resumes_from_the_snapshot(redis_url, redis_client, keys):
+    """A crash between sending a read and taking it: the new partition resumes at
+    the last snapshot and reads on from there; nothing after it is lost."""
+    ids = _append(redis_client, keys, 6)
+    part = _partition(redis_url, keys, batch=2)
+    assert _read_all(part, 1) == ids[:2]
+    resume = part.snapshot()
+    assert _read_all(part, 1) == ids[2:4]  # taken from ahead; the next one is sent
+    assert part._ahead._from == ids[3]
+    source = RedisStreamSource(redis_url, keys, batch=2, lag_ms=0)
+    again = source.build_part("input", keys.events, resume)  # the old one is never closed
+    assert _read_all(again, 2) == ids[2:]
+    again.close()
+    part.close()
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    batch=st.integers(1, 4),
+    steps=st.lists(st.one_of(st.just("read"), st.integers(1, 5)), min_size=1, max_size=12),
+)
+def test_entries_come_once_in_order_and_no_tick_passes_a_later_entry(
+    redis_url, redis_client, keys, batch, steps
+):
+    """Appends (a number) and reads, in any order: the entries come out once each, in
+    the stream's order, and every watermark is at or before each entry after it."""
+    redis_client.delete(keys.events)
+    part = _partition(redis_url, keys, batch=batch)
+    appended: list[str] = []
+    out: list[Any] = []
+    for step in [*steps, *["read"] * 8]:
+        if step == "read":
+            out += [v for _k, v in part.next_batch()]
+        else:
+            appended += _append(redis_client, keys, step)
+    for _ in range(len(appended)):  # a batch of 1 needs a call per entry; more is a bug
+        if sum(isinstance(v, RawEntry) for v in out) >= len(appended):
+            break
+        out += [v for _k, v in part.next_batch()]
+    assert [v.position for v in out if isinstance(v, RawEntry)] == appended
+    tick = -1
+    for v in out:
+        if isinstance(v, Watermark):
+            tick = max(tick, v.log_time)
+        else:
+            assert v.ts >= tick
+    part.close()
