@@ -97,10 +97,23 @@ def server_ms(conn: redis.Redis, key: str) -> int:
     """Redis's clock, in ms, on the node that holds `key` (a cluster's nodes each
     have their own clock; a stream's ids come from its node's)."""
     if isinstance(conn, RedisCluster):
-        seconds, micros = conn.time(target_nodes=conn.get_node_from_key(key))
-    else:
-        seconds, micros = conn.time()
+        return time_ms(conn.time(target_nodes=conn.get_node_from_key(key)))
+    return time_ms(conn.time())
+
+
+def time_ms(reply: Any) -> int:
+    """A `TIME` reply (seconds, microseconds) in ms."""
+    seconds, micros = reply
     return int(seconds) * 1000 + int(micros) // 1000
+
+
+def own_connection(conn: redis.Redis) -> Any:
+    """A connection made as `conn`'s pool would make it, but not counted by the pool:
+    its holder keeps it for good and the pool never gets it back, so a counted one
+    would use up a place under the pool's `max_connections` with every holder made
+    on this client."""
+    pool = conn.connection_pool
+    return pool.connection_class(**pool.connection_kwargs)
 
 
 def delete_prefix(conn: redis.Redis, prefix: str) -> None:

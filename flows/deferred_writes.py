@@ -21,6 +21,8 @@ from typing import Any
 
 import redis
 
+from billing.redis_runtime import own_connection
+
 Command = tuple[Any, ...]
 
 
@@ -37,11 +39,7 @@ def run_now(conn: redis.Redis, commands: list[Command]) -> None:
 class DeferredWrites:
     def __init__(self, conn: redis.Redis) -> None:
         self.r = conn
-        # Made as the pool would make it, but not counted by the pool: the pool
-        # never gets it back, so a counted one would use up a place under the
-        # pool's `max_connections` for good with every store made on this client.
-        pool = conn.connection_pool
-        self._conn: Any = pool.connection_class(**pool.connection_kwargs)
+        self._conn = own_connection(conn)
         self._unanswered: list[Command] = []
 
     def send(self, commands: list[Command]) -> None:

@@ -21,7 +21,7 @@ from billing.redis_runtime import client, server_ms
 from billing.stream_ids import ts_of
 from flows import stats
 from flows.runtime import keep_thread_state
-from flows.stream_read_ahead import StreamReadAhead
+from flows.stream_read_ahead import StreamReadAhead, entries_of
 from state.messages import BadEntry, LogEvent, RawEntry, SequencerInput, Watermark
 
 HEARTBEAT_EVERY_S = 0.25  # also how fresh the flow-lag metric is
@@ -77,8 +77,7 @@ class _StreamPartition(StatefulSourcePartition[tuple[str, SequencerInput | RawEn
             clock, entries = read
         else:
             clock = server_ms(self.r, self.stream)
-            reply: Any = self.r.xread({self.stream: self.last_id}, count=self.batch)
-            entries = reply[0][1] if reply else []
+            entries = entries_of(self.r.xread({self.stream: self.last_id}, count=self.batch))
         items: list[tuple[str, SequencerInput | RawEntry]] = [
             ("log", self._item(eid, f)) for eid, f in entries
         ]

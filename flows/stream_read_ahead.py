@@ -25,7 +25,14 @@ from typing import Any
 
 import redis
 
+from billing.redis_runtime import own_connection, time_ms
+
 Entries = list[tuple[str, dict[str, str]]]
+
+
+def entries_of(reply: Any) -> Entries:
+    """The entries of an `XREAD` reply for one stream (redis-py's parsed form)."""
+    return reply[0][1] if reply else []
 
 
 class StreamReadAhead:
@@ -34,10 +41,7 @@ class StreamReadAhead:
         # command, as the client's own call would (it is untyped there).
         self.r: Any = conn
         self.stream, self.count = stream, count
-        # Made as the pool would make it, but not counted by the pool (the pool never
-        # gets it back), as flows.deferred_writes does.
-        pool = conn.connection_pool
-        self._conn: Any = pool.connection_class(**pool.connection_kwargs)
+        self._conn = own_connection(conn)
         self._from: str | None = None  # the position the read in flight starts after
 
     def send(self, after: str) -> None:
@@ -61,15 +65,14 @@ class StreamReadAhead:
             return None
         self._from = None
         try:
-            seconds, micros = self.r.parse_response(self._conn, "TIME")
+            clock = time_ms(self.r.parse_response(self._conn, "TIME"))
             reply: Any = self.r.parse_response(self._conn, "XREAD")
         except redis.RedisError:
             # Whatever the reason, the synchronous read that follows meets it again
             # and retries or raises as it always did.
             self._conn.disconnect()
             return None
-        entries: Entries = reply[0][1] if reply else []
-        return int(seconds) * 1000 + int(micros) // 1000, entries
+        return clock, entries_of(reply)
 
     def drop(self) -> None:
         """Forget a read in flight: its replies are left unread on the connection, so
