@@ -3,7 +3,7 @@
     input -> route -> sequencers -+-> outputs ------------------------------------------+-> sink
                                    +-> touch/session keys -+-> outputs --------------------+
                                    |                       +-> line keys -+-> outputs -----+
-                                   |                                      +-> sharer keys -+
+                                   +-> line keys, after their first epoch ^  +-> sharer keys -+
                                    +-> payouts ---------------------------------^
 
 All input enters one partition, and the route step (on that partition's worker)
@@ -12,7 +12,11 @@ session shards (state.sharding), each of which sees its part of the log in order
 A session key takes messages from its shard's one worker only, a touch key from
 the commission sequencer's, and a line key from its one touch key, and bytewax
 keeps the order of items between two workers, so these keys see their messages
-in log order whatever the worker count. A sharer key takes messages from many
+in log order whatever the worker count. After the epoch in which its touch key
+made it, a line key takes its ticks and refunds from the commission sequencer's
+worker instead (one key woken, not two): bytewax applies epochs in order, so these
+too come in log order (`state.sequencer.Sequencer._to_line`). A sharer key takes
+messages from many
 workers; it restores log order itself, epoch by epoch (flows.logic.SharerLogic).
 """
 
@@ -50,6 +54,11 @@ def _is_key_batch(kv: Item) -> bool:
 def _for_sharer(kv: Item) -> bool:
     batch = kv[1]
     return type(batch) is KeyBatch and batch.key.startswith("sharer:")
+
+
+def _for_line(kv: Item) -> bool:
+    batch = kv[1]
+    return type(batch) is KeyBatch and batch.key.startswith("line:")
 
 
 def _memory_facts(key: str) -> Facts:
@@ -105,15 +114,20 @@ def build_flow(
     )
     split = op.branch("split", sequenced, _is_key_batch)
     payouts = op.branch("payouts", split.trues, _for_sharer)
+    straight = op.branch("straight_to_lines", payouts.falses, _for_line)
     keyed = op.stateful_batch(
         "ledgers",
-        op.map("route", payouts.falses, _rekey),
+        op.map("route", straight.falses, _rekey),
         lambda resume: LedgerLogic(settings, resume),
     )
     keyed_split = op.branch("keyed_split", keyed, _is_key_batch)
     lines = op.stateful_batch(
         "lines",
-        op.map("to_lines", keyed_split.trues, _rekey),
+        op.merge(
+            "line_messages",
+            op.map("to_lines", keyed_split.trues, _rekey),
+            op.map("sequenced_to_lines", straight.trues, _rekey),
+        ),
         lambda resume: LedgerLogic(settings, resume),
     )
     lines_split = op.branch("lines_split", lines, _is_key_batch)

@@ -107,6 +107,10 @@ class RedisFacts:
         self._ahead = LOAD_AHEAD_BUCKETS  # buckets loaded past the one asked for
         self._wakeups_per_load = wakeups_per_load
         self._new_wakes: list[tuple[int, str]] = []
+        # Nothing loaded is due in [_quiet_from, _quiet_until): the log's time moves
+        # by small steps between wake-ups, and each step would otherwise cost a walk
+        # of the buckets (`due_between`).
+        self._quiet_from = self._quiet_until = 0
         self._touch_since: int | None = None  # loaded on first use
         self._touch_since_loaded = False
 
@@ -306,6 +310,8 @@ class RedisFacts:
         b = due // WAKE_BUCKET_MS
         if b <= self._loaded_upto:
             insort(self._bucket(b), (due, key))
+            if due < self._quiet_until:
+                self._quiet_until = due
 
     def _bucket(self, b: int) -> list[tuple[int, str]]:
         bucket = self._buckets.get(b)
@@ -321,6 +327,9 @@ class RedisFacts:
         index) are read: a jump over a quiet month costs one round trip."""
         if after <= 0 or until <= after:
             return []  # before the first event nothing can be due
+        if after == self._quiet_from and until <= self._quiet_until:
+            self._quiet_from = until
+            return []
         first, last = after // WAKE_BUCKET_MS, (until - 1) // WAKE_BUCKET_MS
         if self._loaded_upto < first - 1:
             self._loaded_upto = first - 1  # a fresh process: start where the time is
@@ -342,7 +351,22 @@ class RedisFacts:
             lo = bisect_left(bucket, (after, ""))
             hi = bisect_left(bucket, (until, ""))
             due_now += [s for _d, s in bucket[lo:hi]]
+        self._quiet_from, self._quiet_until = until, self._next_due(until, last)
         return due_now
+
+    def _next_due(self, until: int, last: int) -> int:
+        """The first loaded wake-up due at or after `until` (in bucket `last` or a
+        later one), or the end of what is loaded; `until` itself if not found soon."""
+        ids, buckets = self._bucket_ids, self._buckets
+        k = bisect_left(ids, last)
+        for b in ids[k : k + 4]:  # buckets read from the index are rarely empty
+            bucket = buckets[b]
+            i = bisect_left(bucket, (until, ""))
+            if i < len(bucket):
+                return bucket[i][0]
+        if k + 4 < len(ids):
+            return until
+        return (self._loaded_upto + 1) * WAKE_BUCKET_MS
 
     def _load(self, lo: int, hi: int) -> None:
         index = self.keys.wakeups_index(self.space)

@@ -105,6 +105,9 @@ class SequencerLogic(StatefulBatchLogic[InputBatch, SequencerItem, bytes]):
             if self.key not in sharding.ALL_KEYS:
                 # Its sessions' clocks would sit under a key no entry is routed to.
                 raise RuntimeError(SHARDS_RENAMED.format(key=self.key))
+        # bytewax calls `snapshot` at the end of every epoch in which this key had
+        # input, after all of that epoch's items and before any of the next one's.
+        self.sequencer.route_lines_by_epoch()
 
     def on_batch(self, values: list[InputBatch]) -> tuple[Iterable[SequencerItem], bool]:
         all_outputs: list[Output] = []
@@ -134,6 +137,7 @@ class SequencerLogic(StatefulBatchLogic[InputBatch, SequencerItem, bytes]):
             self.facts.settle()
         # With its key: bytewax gives a resumed logic its state, never its key.
         snap = pickle.dumps((self.key, self.sequencer), protocol=pickle.HIGHEST_PROTOCOL)
+        self.sequencer.epoch_ended()
         stats.snapshot_taken(len(snap))
         return snap
 

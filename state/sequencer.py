@@ -69,11 +69,44 @@ class Sequencer:
         self.timers: list[tuple[int, str]] = []
         # Candidate rules per (item, currency): derived, so never snapshotted; bounded.
         self._candidates: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        # The line keys given an order line in the current epoch, or None: every
+        # message for a line then goes through its touch key (see `_to_line`).
+        self._lines_this_epoch: set[str] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_candidates"] = {}
+        # How to route is the running flow's choice (it turns it on again on resume).
+        state["_lines_this_epoch"] = None
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state.setdefault("_lines_this_epoch", None)  # snapshots from before it
+        self.__dict__.update(state)
+
+    # -- epochs -----------------------------------------------------------------
+
+    def route_lines_by_epoch(self) -> None:
+        """For a dataflow: send a line's ticks and refunds to the line key itself
+        unless the line key got an order line in the current epoch. Call
+        `epoch_ended` at each epoch's end (bytewax snapshots there)."""
+        self._lines_this_epoch = set()
+
+    def epoch_ended(self) -> None:
+        if self._lines_this_epoch is not None:
+            self._lines_this_epoch.clear()
+
+    def _to_line(self, key: str, message: Refund | Tick) -> Route:
+        """A line key takes its first messages from its touch key (which makes it),
+        and those may reach it in any order with what another worker sends it in the
+        same epoch. bytewax applies epochs in order, so once that epoch has ended,
+        the line can take its messages straight from here: one key woken, not two.
+        The plain loop applies routes depth first, in log order, so either way is
+        the same for it; it relays (the default) and the flow's tests compare."""
+        fresh = self._lines_this_epoch
+        if fresh is None or key in fresh:
+            return Route(touch_key_of_line(key), ToLine(key, message))
+        return Route(key, message)
 
     def _candidate_rules(self, item_id: str, currency: str) -> list[dict[str, Any]]:
         key = (item_id, currency)
@@ -120,7 +153,7 @@ class Sequencer:
         later = line_wake_after(key, log_time, settings)
         if later is not None:
             facts.wake_at(later, key)
-        return Route(touch_key_of_line(key), ToLine(key, tick))
+        return self._to_line(key, tick)
 
     @staticmethod
     def _due(clock: list[int], settings: RuleSettings) -> int:
@@ -218,6 +251,7 @@ class Sequencer:
                 hinted = dict(zip(SCAN_FIELDS, found, strict=True))
                 hinted["scan_id"] = event["scan_id"]
         buyer, ts = event["buyer_id"], event["ts"]
+        fresh = self._lines_this_epoch
         for line in event["lines"]:
             item = line["item_id"]
             rules = self._candidate_rules(item, event["currency"])
@@ -227,46 +261,53 @@ class Sequencer:
                 else None
             )
             key, touch = line_key(item, buyer, event["order_id"], ts), touch_key(item, buyer)
+            matched, sharer = self._scan_match(event, hint, touch, position, settings, facts)
+            if not matched:
+                # The touch key would find no scan to match and emit nothing: in a
+                # shop most order lines come from no share, and each woke a key.
+                continue
+            if fresh is not None:
+                fresh.add(key)
             routes.append(
                 Route(touch, OrderLine(event, line, rules, position, hint, key, self.steps))
             )
-            if self._may_get_a_line(event, line, rules, hint, touch, position, settings, facts):
+            if self._pays(line, rules, sharer, event["currency"]):
                 # To approve, then forget; not before the log's time (as in `_on_scan`).
                 facts.wake_at(max(ts + settings.holding_period_ms, self.log_time), key)
         return []
 
-    def _may_get_a_line(
+    def _scan_match(
         self,
         order: Event,
-        line: Event,
-        rules: list[dict[str, Any]],
         hint: Event | None,
         touch: str,
         position: str,
         settings: RuleSettings,
         facts: Facts,
-    ) -> bool:
-        """Whether this order line can get a line key at its touch key: a scan to
-        match (the hint, or the buyer's best scan of the item inside the window:
-        `Touch.on_order_line`) whose sharer's rule pays something. Otherwise it needs
-        no wake-ups: in a shop most lines come from no share, and in the bench log a
-        third of the lines that match accrue 0; each asked two wake-ups that reached
-        nothing (bench.bench_wakeups, README "Wake-ups only for lines that get a
-        line key")."""
-        sharer: str | None
+    ) -> tuple[bool, str | None]:
+        """Whether the touch key can match a scan to this order line (the hint, or
+        the buyer's best scan of the item inside the window: `Touch.on_order_line`),
+        and its sharer if that is sure. The store never answers "no scan" wrongly
+        (state.facts, `best_scan`), so a line it rules out needs no message at all."""
         if hint is not None:
-            sharer = hint["sharer_id"]
-        else:
-            noted = facts.best_scan(touch, position)
-            if noted is None or noted.ts < order["ts"] - settings.attribution_window_ms:
-                return False
-            # The touch key holds this scan unless it forgot it, which only a time
-            # past its ts + R can have made it do; then be unsure of the sharer.
-            recent = noted.ts >= self.log_time - settings.retention_ms
-            sharer = noted.sharer_id if recent else None
+            return True, hint["sharer_id"]
+        noted = facts.best_scan(touch, position)
+        if noted is None or noted.ts < order["ts"] - settings.attribution_window_ms:
+            return False, None
+        # The touch key holds this scan unless it forgot it, which only a time
+        # past its ts + R can have made it do; then be unsure of the sharer.
+        recent = noted.ts >= self.log_time - settings.retention_ms
+        return True, noted.sharer_id if recent else None
+
+    @staticmethod
+    def _pays(line: Event, rules: list[dict[str, Any]], sharer: str | None, currency: str) -> bool:
+        """Whether a matched line can get a line key: its sharer's rule pays something.
+        Otherwise it needs no wake-ups: in the bench log a third of the lines that
+        match accrue 0; each asked two wake-ups that reached nothing
+        (bench.bench_wakeups, README "Wake-ups only for lines that get a line key")."""
         if sharer is None:  # any of the candidate rules may be the one
             return may_accrue(rules, line)
-        rule = resolve_rule(rules, sharer, line["item_id"], order["currency"])
+        rule = resolve_rule(rules, sharer, line["item_id"], currency)
         return commission_amount(rule, line["quantity"], line["unit_price_minor"]) > 0
 
     def _on_payout(
@@ -298,8 +339,9 @@ class Sequencer:
                     quantities[item] = (quantities.get(item) or 0) + line["quantity"]
         for item_id, quantity in quantities.items():
             refund = Refund(event, item_id, quantity, position, self.steps)
-            key = line_key(item_id, buyer, event["order_id"], order_ts)
-            routes.append(Route(touch_key(item_id, buyer), ToLine(key, refund)))
+            routes.append(
+                self._to_line(line_key(item_id, buyer, event["order_id"], order_ts), refund)
+            )
         return []
 
     def _on_session_start(

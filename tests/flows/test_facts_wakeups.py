@@ -69,3 +69,26 @@ def test_redis_wakeups_equal_the_memory_stores(
         assert redis_facts.due_between(now, now + move) == memory.due_between(now, now + move)
         now += move
     redis_facts.close()
+
+
+def test_small_moves_over_the_edge_of_what_is_loaded_miss_nothing(redis_client, keys: Keys) -> None:
+    """The log's time moving by a third of a bucket at a time, with nothing due for a
+    while, past the end of what the store has loaded: the moves with nothing due take
+    a short cut (`_quiet_until`), which must stop where the loaded buckets end."""
+    facts = RedisFacts(redis_client, keys, 10**12, f"w{next(_spaces)}", wakeups_per_load=1)
+    memory = MemoryFacts()
+    start = now = 100 * WAKE_BUCKET_MS
+    assert facts.due_between(now - 1, now) == []  # loads the first hour or two
+    for n, ahead in enumerate(range(WAKE_BUCKET_MS, 4 * HOUR, 2 * WAKE_BUCKET_MS + 13)):
+        facts.wake_at(now + ahead, f"k{n}")
+        memory.wake_at(now + ahead, f"k{n}")
+    facts.flush()
+    got: list[str] = []
+    while now < start + 4 * HOUR:
+        step = WAKE_BUCKET_MS // 3
+        due = facts.due_between(now, now + step)
+        assert due == memory.due_between(now, now + step)
+        got += due
+        now += step
+    assert len(got) == n + 1
+    facts.close()

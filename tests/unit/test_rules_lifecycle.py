@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -375,19 +376,27 @@ def _time_jumps_back(log, seed):
     return [{**e, "ts": e["ts"] - rng.randrange(back)} if rng.random() < 0.1 else e for e in log]
 
 
+@pytest.mark.parametrize("skip", ["wake-ups", "touch messages and wake-ups"])
 @settings(max_examples=60, deadline=None)
 @given(st.integers(0, 10_000), st.booleans())
-def test_skipping_those_wake_ups_changes_no_output(seed, jumps_back):
-    # The skip must never drop a line that exists: the outputs equal those of a
-    # sequencer that wakes every line.
+def test_skipping_those_wake_ups_changes_no_output(skip, seed, jumps_back):
+    # The skips must never drop a line that exists: the outputs equal those of a
+    # sequencer that wakes every line, and sends every order line to its touch key.
     log = random_log(seed, 400)
     if jumps_back:
         log = _time_jumps_back(log, seed)
     skipping = engine_outputs(log, SMALL_RULES)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(sequencer.Sequencer, "_may_get_a_line", staticmethod(lambda *a: True))
-        waking_all = engine_outputs(log, SMALL_RULES)
-    assert skipping == waking_all
+        patch.setattr(sequencer.Sequencer, "_pays", staticmethod(lambda *a: True))
+        if skip == "touch messages and wake-ups":
+            real = sequencer.Sequencer._scan_match
+
+            def always(self: sequencer.Sequencer, *args: Any) -> tuple[bool, str | None]:
+                return True, real(self, *args)[1]
+
+            patch.setattr(sequencer.Sequencer, "_scan_match", always)
+        sending_all = engine_outputs(log, SMALL_RULES)
+    assert skipping == sending_all
 
 
 W = 50_000  # the attribution window of WINDOWED
