@@ -102,7 +102,10 @@ class Sequencer:
         same epoch. bytewax applies epochs in order, so once that epoch has ended,
         the line can take its messages straight from here: one key woken, not two.
         The plain loop applies routes depth first, in log order, so either way is
-        the same for it; it relays (the default) and the flow's tests compare."""
+        the same for it; it relays (the default) and the flow's tests compare.
+        Not guarded: an order reusing its own id and `ts` while the old line still
+        gets messages (the live store counts it a duplicate for R and a margin; a
+        replay refuses a log out of `ts` order)."""
         fresh = self._lines_this_epoch
         if fresh is None or key in fresh:
             return Route(touch_key_of_line(key), ToLine(key, message))
