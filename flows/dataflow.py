@@ -3,20 +3,20 @@
     input -> route -> sequencers -+-> outputs ------------------------------------------+-> sink
                                    +-> touch/session keys -+-> outputs --------------------+
                                    |                       +-> line keys -+-> outputs -----+
-                                   +-> line keys, after their first epoch ^  +-> sharer keys -+
-                                   +-> payouts ---------------------------------^
+                                   +-> line keys (after the epoch  ^      +-> sharer keys -+
+                                   |   that made them) ------------+             ^
+                                   +-> payouts ----------------------------------+
 
 All input enters one partition, and the route step (on that partition's worker)
 sends each entry to its sequencer key: the commission sequencer, or one of the
 session shards (state.sharding), each of which sees its part of the log in order.
 A session key takes messages from its shard's one worker only, a touch key from
-the commission sequencer's, and a line key from its one touch key, and bytewax
-keeps the order of items between two workers, so these keys see their messages
-in log order whatever the worker count. After the epoch in which its touch key
-made it, a line key takes its ticks and refunds from the commission sequencer's
-worker instead (one key woken, not two): bytewax applies epochs in order, so these
-too come in log order (`state.sequencer.Sequencer._to_line`). A sharer key takes
-messages from many
+the commission sequencer's, and a line key, in the epoch that made it, from its one
+touch key; bytewax keeps the order of items between two workers, so these keys see
+their messages in log order whatever the worker count. After that epoch a line key
+takes its ticks and refunds from the commission sequencer's worker instead (one key
+woken, not two): bytewax applies epochs in order, so these too come in log order
+(`state.sequencer.Sequencer._to_line`). A sharer key takes messages from many
 workers; it restores log order itself, epoch by epoch (flows.logic.SharerLogic).
 """
 

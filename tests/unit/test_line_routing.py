@@ -47,11 +47,7 @@ LINE, TOUCH = line_key("i", "b", "o", 1_000_002), touch_key("i", "b")
 
 def _line_routes(routes: list[Route]) -> list[Route]:
     """The routes that carry a line's refund or tick, relayed or not."""
-    return [
-        r
-        for r in routes
-        if isinstance(r.message, ToLine) or (r.key.startswith("line:") and r.key == LINE)
-    ]
+    return [r for r in routes if isinstance(r.message, ToLine) or r.key == LINE]
 
 
 def _run(by_epoch: bool, epoch_ends_after: set[str]) -> list[Route]:
@@ -60,7 +56,7 @@ def _run(by_epoch: bool, epoch_ends_after: set[str]) -> list[Route]:
     sequencer, facts = Sequencer(), MemoryFacts()
     if by_epoch:
         sequencer.route_lines_by_epoch()
-    later = {"type": "scan", **SCAN, "scan_id": "z", "ts": 1_000_002 + 31_000}
+    later = {**SCAN, "scan_id": "z", "ts": 1_000_002 + 31_000}
     routes: list[Route] = []
     for n, event in enumerate([RULE, SCAN, ORDER, REFUND, later]):
         _out, got = sequencer.on_event(event, f"p{n}", SMALL_RULES, facts)
