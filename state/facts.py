@@ -33,12 +33,12 @@ ID_FIELDS = {
     "payout": "payout_id",
 }
 
-# What the store keeps with an id's first use: a scan's attribution fields, and an
-# order's buyer, time and items (a refund and its order's lines need them).
+# What the store keeps with an id's first use: a scan's attribution fields (a hint
+# naming it needs them). An order keeps its buyer, time and the items that may have
+# a line key (its refunds need them): `state.order_lines.order_fact`.
 SCAN_FIELDS = ("ts", "item_id", "sharer_id", "share_id", "scanner_id")
 PAYLOADS: dict[str, Callable[[Event], tuple[Any, ...]]] = {
     "scan": lambda e: tuple(e.get(f) for f in SCAN_FIELDS),
-    "order": lambda e: (e["buyer_id"], e["ts"], [ln["item_id"] for ln in e["lines"]]),
 }
 
 

@@ -5,7 +5,7 @@ key: duplicate ids, known orders, rule and tariff versions, and the log's time.
 It emits rejects and `Route`s for the per-key ledgers (state.messages lists
 the keys), in log order, each stamped with `step`, its count of entries.
 
-Memory (SPEC "Retention"): seen ids and each order's items live in a `Facts`
+Memory (SPEC "Retention"): seen ids and what an order's refunds need live in a `Facts`
 store passed in with the settings (state.facts), never in this object, so its
 snapshot stays small: the log's time, the rule and tariff catalogs, and a clock
 for each open session: a hint of when it needs a `Tick` to close as idle. A
@@ -23,16 +23,10 @@ import heapq
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from state.commissions import (
-    candidate_rules,
-    commission_amount,
-    hint_applies,
-    line_wake_after,
-    may_accrue,
-    resolve_rule,
-)
+from state import order_lines
+from state.commissions import candidate_rules, line_wake_after
 from state.config import RuleSettings
-from state.facts import ID_FIELDS, PAYLOADS, SCAN_FIELDS, Facts
+from state.facts import ID_FIELDS, PAYLOADS, Facts
 from state.messages import (
     BadEntry,
     Event,
@@ -52,6 +46,7 @@ from state.messages import (
     touch_key_of_line,
 )
 from state.metering import Tariff
+from state.order_lines import PlannedLine
 from state.outputs import Output, invalid_event, reject
 
 # A session clock: [last_receive_ts, report_interval_ms, hinted_due].
@@ -196,15 +191,26 @@ class Sequencer:
         id_field = ID_FIELDS.get(kind)
         try:
             # Seen means seen in the log: a refund rejected as unknown_order still
-            # uses its id. An order keeps its buyer and items, to route its
-            # refunds; a scan what a hint naming it needs.
-            payload = PAYLOADS[kind](event) if kind in PAYLOADS else None
+            # uses its id. A scan keeps what a hint naming it needs; an order, to
+            # route its refunds, the items that may have a line key, so its lines
+            # are planned first (state.order_lines).
+            planned: list[PlannedLine] | None = None
+            if kind == "order":
+                planned = order_lines.plan_order(
+                    event, position, self.log_time, self._candidate_rules, settings, facts
+                )
+                payload: Any = order_lines.order_fact(event, planned)
+            else:
+                payload = PAYLOADS[kind](event) if kind in PAYLOADS else None
             if id_field is not None and not facts.first_use(
                 kind, event[id_field], event["ts"], position, settings.retention_ms, payload
             ):
                 return [reject("duplicate", event, position)], routes
             own: list[Route] = []
-            outputs = self.HANDLERS[kind](self, event, position, settings, facts, own)
+            if planned is not None:
+                outputs = self._on_order(event, position, settings, facts, own, planned)
+            else:
+                outputs = self.HANDLERS[kind](self, event, position, settings, facts, own)
         except Exception as exc:
             return [invalid_event(event, position, exc)], routes
         routes.extend(own)
@@ -243,75 +249,27 @@ class Sequencer:
         return []
 
     def _on_order(
-        self, event: Event, position: str, settings: RuleSettings, facts: Facts, routes: list[Route]
-    ) -> list[Output]:
-        hinted: Event | None = None
-        if event.get("scan_id") is not None:
-            found = facts.lookup(
-                "scan", event["scan_id"], event["ts"], position, settings.retention_ms
-            )
-            if found is not None:
-                hinted = dict(zip(SCAN_FIELDS, found, strict=True))
-                hinted["scan_id"] = event["scan_id"]
-        buyer, ts = event["buyer_id"], event["ts"]
-        fresh = self._lines_this_epoch
-        for line in event["lines"]:
-            item = line["item_id"]
-            rules = self._candidate_rules(item, event["currency"])
-            hint = (
-                hinted
-                if hint_applies(hinted, event, item, settings.attribution_window_ms)
-                else None
-            )
-            key, touch = line_key(item, buyer, event["order_id"], ts), touch_key(item, buyer)
-            matched, sharer = self._scan_match(event, hint, touch, position, settings, facts)
-            if not matched:
-                # The touch key would find no scan to match and emit nothing: in a
-                # shop most order lines come from no share, and each woke a key.
-                continue
-            if fresh is not None:
-                fresh.add(key)
-            routes.append(
-                Route(touch, OrderLine(event, line, rules, position, hint, key, self.steps))
-            )
-            if self._pays(line, rules, sharer, event["currency"]):
-                # To approve, then forget; not before the log's time (as in `_on_scan`).
-                facts.wake_at(max(ts + settings.holding_period_ms, self.log_time), key)
-        return []
-
-    def _scan_match(
         self,
-        order: Event,
-        hint: Event | None,
-        touch: str,
+        event: Event,
         position: str,
         settings: RuleSettings,
         facts: Facts,
-    ) -> tuple[bool, str | None]:
-        """Whether the touch key can match a scan to this order line (the hint, or
-        the buyer's best scan of the item inside the window: `Touch.on_order_line`),
-        and its sharer if that is sure. The store never answers "no scan" wrongly
-        (state.facts, `best_scan`), so a line it rules out needs no message at all."""
-        if hint is not None:
-            return True, hint["sharer_id"]
-        noted = facts.best_scan(touch, position)
-        if noted is None or noted.ts < order["ts"] - settings.attribution_window_ms:
-            return False, None
-        # The touch key holds this scan unless it forgot it, which only a time
-        # past its ts + R can have made it do; then be unsure of the sharer.
-        recent = noted.ts >= self.log_time - settings.retention_ms
-        return True, noted.sharer_id if recent else None
-
-    @staticmethod
-    def _pays(line: Event, rules: list[dict[str, Any]], sharer: str | None, currency: str) -> bool:
-        """Whether a matched line can get a line key: its sharer's rule pays something.
-        Otherwise it needs no wake-ups: in the bench log a third of the lines that
-        match accrue 0; each asked two wake-ups that reached nothing
-        (bench.bench_wakeups, README "Wake-ups only for lines that get a line key")."""
-        if sharer is None:  # any of the candidate rules may be the one
-            return may_accrue(rules, line)
-        rule = resolve_rule(rules, sharer, line["item_id"], currency)
-        return commission_amount(rule, line["quantity"], line["unit_price_minor"]) > 0
+        routes: list[Route],
+        planned: list[PlannedLine],
+    ) -> list[Output]:
+        fresh = self._lines_this_epoch
+        for p in planned:
+            if fresh is not None:
+                fresh.add(p.key)
+            routes.append(
+                Route(
+                    p.touch, OrderLine(event, p.line, p.rules, position, p.hint, p.key, self.steps)
+                )
+            )
+            if p.pays:
+                # To approve, then forget; not before the log's time (as in `_on_scan`).
+                facts.wake_at(max(event["ts"] + settings.holding_period_ms, self.log_time), p.key)
+        return []
 
     def _on_payout(
         self, event: Event, position: str, settings: RuleSettings, facts: Facts, routes: list[Route]
@@ -387,7 +345,6 @@ class Sequencer:
         "tariff": _on_tariff,
         "share": _on_share,
         "scan": _on_scan,
-        "order": _on_order,
         "refund": _on_refund,
         "session_start": _on_session_start,
         "segment": _on_segment,

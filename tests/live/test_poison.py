@@ -265,15 +265,15 @@ def test_a_failing_rule_step_is_a_reject_and_billing_goes_on(monkeypatch):
             raise ArithmeticError("boom in a ledger")
         return real_line(state, msg, settings)
 
-    def broken_order(seq, event, position, settings, facts, routes):
+    def broken_order(seq, event, position, settings, facts, routes, planned):
         if event["order_id"] == "o2":
             raise ArithmeticError("boom in the sequencer")
-        return real_order(seq, event, position, settings, facts, routes)
+        return real_order(seq, event, position, settings, facts, routes, planned)
 
     real_line = ledgers.HANDLERS["order_line"]
-    real_order = Sequencer.HANDLERS["order"]
+    real_order = Sequencer._on_order
     monkeypatch.setitem(ledgers.HANDLERS, "order_line", broken_order_line)
-    monkeypatch.setitem(Sequencer.HANDLERS, "order", broken_order)
+    monkeypatch.setattr(Sequencer, "_on_order", broken_order)
     outs = engine_outputs(events, RuleSettings())
     errors = sorted(o["error"] for o in outs if o["type"] == "reject")
     assert errors == ["ArithmeticError: boom in a ledger", "ArithmeticError: boom in the sequencer"]

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from state import sequencer
+from state import order_lines
 from state.commissions import line_wake_after
 from state.config import RuleSettings
 from state.engine import Engine
@@ -381,20 +381,23 @@ def _time_jumps_back(log, seed):
 @given(st.integers(0, 10_000), st.booleans())
 def test_skipping_those_wake_ups_changes_no_output(skip, seed, jumps_back):
     # The skips must never drop a line that exists: the outputs equal those of a
-    # sequencer that wakes every line, and sends every order line to its touch key.
+    # sequencer that wakes every line, sends every order line to its touch key,
+    # and routes every refund to each line of its order (the order's fact then
+    # keeps every item).
     log = random_log(seed, 400)
     if jumps_back:
         log = _time_jumps_back(log, seed)
+    assert sum(e["type"] == "refund" for e in log) > 0
     skipping = engine_outputs(log, SMALL_RULES)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(sequencer.Sequencer, "_pays", staticmethod(lambda *a: True))
+        patch.setattr(order_lines, "pays", lambda *a: True)
         if skip == "touch messages and wake-ups":
-            real = sequencer.Sequencer._scan_match
+            real = order_lines.scan_match
 
-            def always(self: sequencer.Sequencer, *args: Any) -> tuple[bool, str | None]:
-                return True, real(self, *args)[1]
+            def always(*args: Any) -> tuple[bool, str | None]:
+                return True, real(*args)[1]
 
-            patch.setattr(sequencer.Sequencer, "_scan_match", always)
+            patch.setattr(order_lines, "scan_match", always)
         sending_all = engine_outputs(log, SMALL_RULES)
     assert skipping == sending_all
 

@@ -1,0 +1,120 @@
+"""Which of an order's lines the sequencer sends on, and what it keeps of the order.
+
+A line reaches its touch key only if the touch key can match a scan to it, and it
+can get a line key only if, besides, its sharer's rule pays something
+(`Touch.on_order_line`: an accrual of 0 has nothing to approve or reverse). The
+sequencer works both out before it stores the order's fact, so the fact keeps only
+the items that may have a line key: a refund is routed to those alone. In a shop
+most order lines come from no share, and a refund routed to each of its order's
+lines built a line key for nothing, dropped it, and left a recovery tombstone.
+
+Every answer here is a superset of the truth (a line it rules out can never get a
+line key), never a subset: the fact store never answers "no scan" wrongly
+(state.facts, `best_scan`), and an unsure sharer counts every candidate rule. A
+fact stored by an earlier version (every item) is a superset too, so it still does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from state.commissions import commission_amount, hint_applies, may_accrue, resolve_rule
+from state.config import RuleSettings
+from state.facts import SCAN_FIELDS, Facts
+from state.messages import Event, line_key, touch_key
+
+Rules = list[dict[str, Any]]
+
+
+@dataclass(slots=True)
+class PlannedLine:
+    """An order line the touch key can match a scan to."""
+
+    line: Event
+    rules: Rules  # the candidate rules for its item and the order's currency
+    hint: Event | None  # the order's scan hint, if it applies to this line
+    key: str  # its line key
+    touch: str  # its touch key
+    pays: bool  # may get a line key: it needs wake-ups, and its refunds
+
+
+def plan_order(
+    order: Event,
+    position: str,
+    log_time: int,
+    candidate_rules: Callable[[str, str], Rules],
+    settings: RuleSettings,
+    facts: Facts,
+) -> list[PlannedLine]:
+    """The order's lines that may reach a touch key's match, in order."""
+    hinted = _hinted_scan(order, position, settings, facts)
+    buyer, ts = order["buyer_id"], order["ts"]
+    planned: list[PlannedLine] = []
+    for line in order["lines"]:
+        item = line["item_id"]
+        hint = hinted if hint_applies(hinted, order, item, settings.attribution_window_ms) else None
+        touch = touch_key(item, buyer)
+        matched, sharer = scan_match(order, hint, touch, position, log_time, settings, facts)
+        if not matched:
+            continue  # the touch key would find no scan to match and emit nothing
+        rules = candidate_rules(item, order["currency"])
+        key = line_key(item, buyer, order["order_id"], ts)
+        planned.append(
+            PlannedLine(line, rules, hint, key, touch, pays(line, rules, sharer, order["currency"]))
+        )
+    return planned
+
+
+def order_fact(order: Event, planned: list[PlannedLine]) -> tuple[str, int, list[str]]:
+    """What the fact store keeps of an order for its refunds: its buyer, its time,
+    and the items that may have a line key."""
+    items = list(dict.fromkeys(p.line["item_id"] for p in planned if p.pays))
+    return order["buyer_id"], order["ts"], items
+
+
+def _hinted_scan(order: Event, position: str, settings: RuleSettings, facts: Facts) -> Event | None:
+    if order.get("scan_id") is None:
+        return None
+    found = facts.lookup("scan", order["scan_id"], order["ts"], position, settings.retention_ms)
+    if found is None:
+        return None
+    hinted = dict(zip(SCAN_FIELDS, found, strict=True))
+    hinted["scan_id"] = order["scan_id"]
+    return hinted
+
+
+def scan_match(
+    order: Event,
+    hint: Event | None,
+    touch: str,
+    position: str,
+    log_time: int,
+    settings: RuleSettings,
+    facts: Facts,
+) -> tuple[bool, str | None]:
+    """Whether the touch key can match a scan to this order line (the hint, or
+    the buyer's best scan of the item inside the window: `Touch.on_order_line`),
+    and its sharer if that is sure. The store never answers "no scan" wrongly
+    (state.facts, `best_scan`), so a line it rules out needs no message at all."""
+    if hint is not None:
+        return True, hint["sharer_id"]
+    noted = facts.best_scan(touch, position)
+    if noted is None or noted.ts < order["ts"] - settings.attribution_window_ms:
+        return False, None
+    # The touch key holds this scan unless it forgot it, which only a time
+    # past its ts + R can have made it do; then be unsure of the sharer.
+    recent = noted.ts >= log_time - settings.retention_ms
+    return True, noted.sharer_id if recent else None
+
+
+def pays(line: Event, rules: Rules, sharer: str | None, currency: str) -> bool:
+    """Whether a matched line can get a line key: its sharer's rule pays something.
+    Otherwise it needs no wake-ups: in the bench log a third of the lines that
+    match accrue 0; each asked two wake-ups that reached nothing
+    (bench.bench_wakeups, README "Wake-ups only for lines that get a line key")."""
+    if sharer is None:  # any of the candidate rules may be the one
+        return may_accrue(rules, line)
+    rule = resolve_rule(rules, sharer, line["item_id"], currency)
+    return commission_amount(rule, line["quantity"], line["unit_price_minor"]) > 0
