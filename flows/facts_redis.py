@@ -107,6 +107,9 @@ class RedisFacts:
         self._ahead = LOAD_AHEAD_BUCKETS  # buckets loaded past the one asked for
         self._wakeups_per_load = wakeups_per_load
         self._new_wakes: list[tuple[int, str]] = []
+        # Withdrawn in this batch (`unwake`): a ZREM at its flush, and kept out of
+        # any bucket loaded meanwhile.
+        self._withdrawn: set[tuple[int, str]] = set()
         # Nothing loaded is due in [_quiet_from, _quiet_until): the log's time moves
         # by small steps between wake-ups, and each step would otherwise cost a walk
         # of the buckets (`due_between`).
@@ -169,6 +172,7 @@ class RedisFacts:
         self._facts.clear()
         self._dirty.clear()
         self._new_wakes.clear()
+        self._withdrawn.clear()
 
     def settle(self) -> None:
         if self._writes is not None:
@@ -185,6 +189,14 @@ class RedisFacts:
         for due, key in self._new_wakes:
             by_bucket.setdefault(due // WAKE_BUCKET_MS, {})[key] = due
         commands: list[Command] = []
+        for due, key in sorted(self._withdrawn):
+            b = due // WAKE_BUCKET_MS
+            asked = by_bucket.get(b)
+            if asked is not None and asked.get(key) == due:
+                del asked[key]  # asked in this batch, then withdrawn: not sent
+            # Asked in an earlier batch, or never (then a no-op).
+            commands.append(("ZREM", self.keys.wakeups(b, self.space), key))
+        by_bucket = {b: members for b, members in by_bucket.items() if members}
         for b, members in by_bucket.items():
             bucket = self.keys.wakeups(b, self.space)
             pairs = [x for member, due in members.items() for x in (due, member)]
@@ -306,12 +318,25 @@ class RedisFacts:
     # -- wake-ups ----------------------------------------------------------------
 
     def wake_at(self, due: int, key: str) -> None:
+        self._withdrawn.discard((due, key))  # asked again after it was withdrawn
         self._new_wakes.append((due, key))
         b = due // WAKE_BUCKET_MS
         if b <= self._loaded_upto:
             insort(self._bucket(b), (due, key))
             if due < self._quiet_until:
                 self._quiet_until = due
+
+    def unwake(self, due: int, key: str) -> None:
+        """Out of the loaded bucket at once, out of Redis at the flush. A re-run after
+        a crash that finds it still there is no worse off: it comes due only after
+        the log's time passes the entry that withdrew it, which withdraws it again
+        (the sequencer withdraws only wake-ups still to come)."""
+        self._withdrawn.add((due, key))
+        bucket = self._buckets.get(due // WAKE_BUCKET_MS)
+        if bucket is not None:
+            i = bisect_left(bucket, (due, key))
+            if i < len(bucket) and bucket[i] == (due, key):
+                del bucket[i]
 
     def _bucket(self, b: int) -> list[tuple[int, str]]:
         bucket = self._buckets.get(b)
@@ -379,14 +404,18 @@ class RedisFacts:
         pipe.zremrangebyscore(index, "-inf", lo - 1 - DAY_OF_BUCKETS)
         replies = pipe.execute()
         loaded = 0
+        withdrawn = self._withdrawn
         for b, members in zip(found, replies, strict=False):
-            self._bucket(int(b))[:] = sorted((int(score), m) for m, score in members)
+            wakes = sorted((int(score), m) for m, score in members)
+            self._bucket(int(b))[:] = (
+                [w for w in wakes if w not in withdrawn] if withdrawn else wakes
+            )
             loaded += len(members)
         if loaded < self._wakeups_per_load:
             self._ahead = min(2 * self._ahead, MAX_LOAD_AHEAD_BUCKETS)
         elif loaded > 4 * self._wakeups_per_load:
             self._ahead = max(self._ahead // 2, LOAD_AHEAD_BUCKETS)
         for due, key in self._new_wakes:
-            if lo <= due // WAKE_BUCKET_MS <= hi:
+            if lo <= due // WAKE_BUCKET_MS <= hi and (due, key) not in withdrawn:
                 insort(self._bucket(due // WAKE_BUCKET_MS), (due, key))
         self._loaded_upto = hi

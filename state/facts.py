@@ -89,6 +89,12 @@ class Facts(Protocol):
     def wake_at(self, due: int, key: str) -> None:
         """Ask for `key` among `due_between(a, t)` once t > due."""
 
+    def unwake(self, due: int, key: str) -> None:
+        """Withdraw the wake-up asked for `key` at `due`, if it is still to come:
+        the key is gone for good (a line its refund spent). Only ever a saving: a
+        wake-up that reaches nothing is harmless, so withdrawing one that was never
+        asked, or has passed, does nothing."""
+
     def due_between(self, after: int, until: int) -> list[str]:
         """Keys whose wake-up time is in [after, until), by (time, key): the log's time just
         moved from `after` to `until` (both are the sequencer's, so a re-run after a
@@ -102,6 +108,10 @@ class MemoryFacts:
         # One queue for every kind: forgetting is one check per move of the log's time.
         self.recent: Recent[Any] = Recent()
         self.wakeups: list[tuple[int, str]] = []  # a heap
+        # Withdrawn wake-ups, skipped when they come due; a heap of them too, so
+        # that each leaves the set once its time has passed, asked or not.
+        self.withdrawn: set[tuple[int, str]] = set()
+        self.withdrawn_by_due: list[tuple[int, str]] = []
 
     def prepare(self, entries: Iterable[Any]) -> None:
         pass
@@ -147,13 +157,24 @@ class MemoryFacts:
         return None if best is None else ScanNote(best[0], best[2])
 
     def wake_at(self, due: int, key: str) -> None:
+        self.withdrawn.discard((due, key))  # asked again after it was withdrawn
         heapq.heappush(self.wakeups, (due, key))
+
+    def unwake(self, due: int, key: str) -> None:
+        if (due, key) not in self.withdrawn:
+            self.withdrawn.add((due, key))
+            heapq.heappush(self.withdrawn_by_due, (due, key))
 
     def due_between(self, after: int, until: int) -> list[str]:
         due: list[str] = []
-        wakeups = self.wakeups
+        wakeups, withdrawn = self.wakeups, self.withdrawn
         while wakeups and wakeups[0][0] < until:
-            _when, key = heapq.heappop(wakeups)
-            if not due or due[-1] != key:  # one wake per key and moment is enough
-                due.append(key)
+            wake = heapq.heappop(wakeups)
+            if withdrawn and wake in withdrawn:
+                continue
+            if not due or due[-1] != wake[1]:  # one wake per key and moment is enough
+                due.append(wake[1])
+        by_due = self.withdrawn_by_due
+        while by_due and by_due[0][0] < until:
+            withdrawn.discard(heapq.heappop(by_due))
         return due

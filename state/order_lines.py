@@ -8,6 +8,11 @@ the items that may have a line key: a refund is routed to those alone. In a shop
 most order lines come from no share, and a refund routed to each of its order's
 lines built a line key for nothing, dropped it, and left a recovery tombstone.
 
+A refund of a whole order spends each of its lines (`Line.spent`), whose keys are
+then dropped; their wake-ups (to approve, then to forget) would reach nothing, so
+the sequencer withdraws the one still to come (`pending_wake`). In the bench log
+those were a fifth of the ticks sent to line keys.
+
 Every answer here is a superset of the truth (a line it rules out can never get a
 line key), never a subset: the fact store never answers "no scan" wrongly
 (state.facts, `best_scan`), and an unsure sharer counts every candidate rule. A
@@ -67,11 +72,36 @@ def plan_order(
     return planned
 
 
-def order_fact(order: Event, planned: list[PlannedLine]) -> tuple[str, int, list[str]]:
+def approve_at(order: Event, log_time: int, settings: RuleSettings) -> int:
+    """When a line of this order that pays is woken to be approved: after the
+    holding period, and not before the log's time (a store answers wake-ups by the
+    span the time moves over, and an order's ts may lie far behind it)."""
+    return max(int(order["ts"]) + settings.holding_period_ms, log_time)
+
+
+def order_fact(
+    order: Event, planned: list[PlannedLine], log_time: int, settings: RuleSettings
+) -> tuple[str, int, list[str], int]:
     """What the fact store keeps of an order for its refunds: its buyer, its time,
-    and the items that may have a line key."""
+    the items that may have a line key, and when their lines are woken to be
+    approved (`pending_wake`). A fact from before has the first three alone."""
     items = list(dict.fromkeys(p.line["item_id"] for p in planned if p.pays))
-    return order["buyer_id"], order["ts"], items
+    return order["buyer_id"], order["ts"], items, approve_at(order, log_time, settings)
+
+
+def pending_wake(
+    order_ts: int, approve_at: int, log_time: int, settings: RuleSettings
+) -> int | None:
+    """The one wake-up still to come, at `log_time`, for a line of this order that
+    pays: its approval until the time has passed it, then its forgetting past R
+    (`Sequencer._wake` asks it, by `line_wake_after`); None once both have passed.
+    A store answers a wake-up at d once the log's time moves past d. With other
+    settings since, the answer may name a wake-up never asked: withdrawing it does
+    nothing, and the one asked reaches nothing."""
+    if log_time <= approve_at:
+        return approve_at
+    forget = order_ts + settings.retention_ms
+    return forget if log_time <= forget else None
 
 
 def _hinted_scan(order: Event, position: str, settings: RuleSettings, facts: Facts) -> Event | None:

@@ -199,7 +199,7 @@ class Sequencer:
                 planned = order_lines.plan_order(
                     event, position, self.log_time, self._candidate_rules, settings, facts
                 )
-                payload: Any = order_lines.order_fact(event, planned)
+                payload: Any = order_lines.order_fact(event, planned, self.log_time, settings)
             else:
                 payload = PAYLOADS[kind](event) if kind in PAYLOADS else None
             if id_field is not None and not facts.first_use(
@@ -258,6 +258,7 @@ class Sequencer:
         planned: list[PlannedLine],
     ) -> list[Output]:
         fresh = self._lines_this_epoch
+        approve_at = order_lines.approve_at(event, self.log_time, settings)
         for p in planned:
             if fresh is not None:
                 fresh.add(p.key)
@@ -266,9 +267,8 @@ class Sequencer:
                     p.touch, OrderLine(event, p.line, p.rules, position, p.hint, p.key, self.steps)
                 )
             )
-            if p.pays:
-                # To approve, then forget; not before the log's time (as in `_on_scan`).
-                facts.wake_at(max(event["ts"] + settings.holding_period_ms, self.log_time), p.key)
+            if p.pays:  # to approve, then to forget (`_wake`)
+                facts.wake_at(approve_at, p.key)
         return []
 
     def _on_payout(
@@ -287,11 +287,18 @@ class Sequencer:
         )
         if known is None:  # never seen, or forgotten (SPEC "Retention")
             return [reject("unknown_order", event, position)]
-        buyer, order_ts, items = known
+        buyer, order_ts, items = known[:3]
         lines = event.get("lines")
         quantities: dict[str, int | None]
         if lines is None:
             quantities = dict.fromkeys(items)
+            # It spends every line: withdraw their wake-ups still to come.
+            due = None
+            if len(known) > 3:  # not a fact from before `approve_at` was kept
+                due = order_lines.pending_wake(order_ts, known[3], self.log_time, settings)
+            if due is not None:
+                for item_id in items:
+                    facts.unwake(due, line_key(item_id, buyer, event["order_id"], order_ts))
         else:
             quantities = {}
             for line in lines:

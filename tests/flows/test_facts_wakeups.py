@@ -23,14 +23,16 @@ _spaces = itertools.count()
 HOUR = LOAD_AHEAD_BUCKETS * WAKE_BUCKET_MS
 DAY = MAX_LOAD_AHEAD_BUCKETS * WAKE_BUCKET_MS
 
-# A step: ask wake-ups this far ahead of the log's time, then move it on this far,
-# maybe from a new store. Far ahead: past what a store loads ahead (an hour at
-# first, a day at most).
+# A step: ask wake-ups this far ahead of the log's time, withdraw some asked before
+# (by their index among all asked: this step's, earlier ones', ones passed), then
+# move the time on this far, maybe from a new store. Far ahead: past what a store
+# loads ahead (an hour at first, a day at most).
 steps = st.lists(
     st.tuples(
         st.lists(st.integers(0, 3 * HOUR) | st.integers(0, 2 * DAY), max_size=6),
+        st.lists(st.integers(0, 200), max_size=3),
         st.integers(1, HOUR // 2) | st.integers(HOUR, 3 * HOUR) | st.integers(DAY, 2 * DAY),
-        st.booleans(),
+        st.sampled_from(["flush, then move", "move, then flush", "flush, restart, move"]),
     ),
     min_size=1,
     max_size=25,
@@ -53,20 +55,28 @@ def test_redis_wakeups_equal_the_memory_stores(
 
     redis_facts = store()
     memory = MemoryFacts()
-    now, asked = 1_000_000, 0
-    for aheads, move, restart in steps:
+    now, asked = 1_000_000, list[tuple[int, str]]()
+    for aheads, withdraw, move, order in steps:
         for ahead in aheads:
             # One key per wake-up: the memory store merges a key's repeats in a span,
             # which the Redis store keeps apart (harmless: a second tick is a no-op).
-            key = f"k{asked}"
-            asked += 1
-            redis_facts.wake_at(now + ahead, key)
-            memory.wake_at(now + ahead, key)
-        redis_facts.flush()
-        if restart:
+            asked.append((now + ahead, f"k{len(asked)}"))
+            redis_facts.wake_at(*asked[-1])
+            memory.wake_at(*asked[-1])
+        for n in withdraw:
+            if asked:
+                redis_facts.unwake(*asked[n % len(asked)])
+                memory.unwake(*asked[n % len(asked)])
+        # Moving first is a batch whose time moves past what is loaded before its
+        # wake-ups and withdrawals are written.
+        if order != "move, then flush":
+            redis_facts.flush()
+        if order == "flush, restart, move":
             redis_facts.close()
             redis_facts = store()
         assert redis_facts.due_between(now, now + move) == memory.due_between(now, now + move)
+        if order == "move, then flush":
+            redis_facts.flush()
         now += move
     redis_facts.close()
 
@@ -92,3 +102,27 @@ def test_small_moves_over_the_edge_of_what_is_loaded_miss_nothing(redis_client, 
         now += step
     assert len(got) == n + 1
     facts.close()
+
+
+def test_a_wake_up_withdrawn_before_its_bucket_is_loaded_stays_withdrawn(
+    redis_client, keys: Keys
+) -> None:
+    """Withdrawn in a batch whose own move of the time then loads its bucket (before
+    the batch's writes): asked in an earlier batch, or in the same one."""
+    space = f"w{next(_spaces)}"
+    facts = RedisFacts(redis_client, keys, 10**12, space, wakeups_per_load=1)
+    now = 100 * WAKE_BUCKET_MS
+    assert facts.due_between(now - 1, now) == []  # loads the first hour or two
+    far = now + 3 * HOUR
+    facts.wake_at(far, "earlier batch")
+    facts.wake_at(far + 1, "kept")
+    facts.flush()
+    facts.unwake(far, "earlier batch")
+    facts.wake_at(far + 2, "same batch")
+    facts.unwake(far + 2, "same batch")
+    assert facts.due_between(now, far + 10) == ["kept"]
+    facts.flush()
+    facts.close()
+    again = RedisFacts(redis_client, keys, 10**12, space, wakeups_per_load=1)
+    assert again.due_between(now, far + 10) == ["kept"]  # a re-run reads what was written
+    again.close()

@@ -41,7 +41,14 @@ ORDER = {
     "currency": "USD",
     "lines": [{"item_id": "i", "quantity": 2, "unit_price_minor": 1000}],
 }
-REFUND = {"type": "refund", "refund_id": "r", "order_id": "o", "ts": 1_000_003}
+# Of one unit of two: a refund of the whole line would spend it, and withdraw its tick.
+REFUND = {
+    "type": "refund",
+    "refund_id": "r",
+    "order_id": "o",
+    "ts": 1_000_003,
+    "lines": [{"item_id": "i", "quantity": 1}],
+}
 LINE, TOUCH = line_key("i", "b", "o", 1_000_002), touch_key("i", "b")
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from state.facts import MemoryFacts
-from state.messages import Refund, Route, ToLine, line_key
+from state.messages import Refund, Route, Tick, ToLine, line_key
 from state.sequencer import Sequencer
 from state.testing import SMALL_RULES
 
@@ -62,8 +62,13 @@ def _line_of(route: Route) -> str:
     return route.message.line_key if isinstance(route.message, ToLine) else route.key
 
 
+def _inner(route: Route) -> Any:
+    """The message itself, relayed through a touch key or not."""
+    return route.message.message if isinstance(route.message, ToLine) else route.message
+
+
 def _refund_of(route: Route) -> Refund | None:
-    message = route.message.message if isinstance(route.message, ToLine) else route.message
+    message = _inner(route)
     return message if isinstance(message, Refund) else None
 
 
@@ -109,3 +114,67 @@ def test_an_orders_fact_from_before_with_every_item_still_routes() -> None:
     )
     _out, routes = sequencer.on_event(REFUND, "6-0", SMALL_RULES, facts)
     assert [_line_of(r) for r in routes] == [line_key(i, "b", "o", T + 2) for i in ("i", "j")]
+
+
+H, R = SMALL_RULES.holding_period_ms, SMALL_RULES.retention_ms
+LINE_I = line_key("i", "b", "o", T + 2)
+
+
+def _line_ticks(refund: dict[str, Any] | None, refund_ts: int, fact: Any = None) -> list[int]:
+    """The log times at which line i of ORDER is ticked (its scan matched, its rule
+    pays), with `refund` at `refund_ts`, the time then moved past R in steps."""
+    sequencer, facts = Sequencer(), MemoryFacts()
+    before = [RULE, _scan("a", "i")]
+    for n, event in enumerate(before):
+        sequencer.on_event(event, f"{n}-0", SMALL_RULES, facts)
+    if fact is None:
+        sequencer.on_event(ORDER, "5-0", SMALL_RULES, facts)
+    else:  # a fact stored by the version before, and the wake-up it asked
+        assert facts.first_use("order", "o", T + 2, "5-0", R, fact)
+        facts.wake_at(T + 2 + H, LINE_I)
+    ticks: list[int] = []
+    times = sorted({refund_ts, T + 2 + H + 1, T + 2 + R + 1, T + 2 + 2 * R})
+    for n, now in enumerate(times):
+        if refund is not None and now == refund_ts:
+            _out, routes = sequencer.on_event(
+                {**refund, "ts": now}, f"{10 + n}-0", SMALL_RULES, facts
+            )
+        else:
+            routes = sequencer.advance(now, SMALL_RULES, facts)
+        ticks += [now for r in routes if _line_of(r) == LINE_I and isinstance(_inner(r), Tick)]
+    return sorted(set(ticks))
+
+
+APPROVE, FORGET = T + 2 + H + 1, T + 2 + R + 1
+
+
+@pytest.mark.parametrize(
+    ("case", "refund", "refund_ts", "ticks"),
+    [
+        ("no refund: approved, then forgotten", None, T + 10, [APPROVE, FORGET]),
+        ("a whole refund before approval withdraws both", REFUND, T + 10, []),
+        ("a whole refund after approval withdraws the forgetting", REFUND, APPROVE + 5, [APPROVE]),
+        (
+            "a refund of some units withdraws nothing",
+            {**REFUND, "lines": [{"item_id": "i", "quantity": 1}]},
+            T + 10,
+            [APPROVE, FORGET],
+        ),
+        (
+            "a refund naming all of the line's units withdraws nothing either",
+            {**REFUND, "lines": [{"item_id": "i", "quantity": 2}]},
+            T + 10,
+            [APPROVE, FORGET],
+        ),
+    ],
+)
+def test_a_whole_refund_withdraws_the_wake_ups_still_to_come(case, refund, refund_ts, ticks):
+    # A whole refund spends every line (`Line.spent`), and its key is dropped; the
+    # wake-ups would reach nothing. Other refunds may leave a line, so they keep them.
+    assert _line_ticks(refund, refund_ts) == ticks, case
+
+
+def test_a_fact_from_before_withdraws_nothing() -> None:
+    # Without the approval's time in the fact, nothing is withdrawn: the ticks reach
+    # nothing, as before.
+    assert _line_ticks(REFUND, T + 10, fact=("b", T + 2, ["i"])) == [APPROVE, FORGET]
