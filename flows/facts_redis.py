@@ -1,6 +1,6 @@
 """The sequencer's fact store for the live flows: one Redis key per fact.
 
-Seen ids and each order's items (state.facts) grow with the traffic of the last
+Seen ids and what an order's refunds need (state.facts) grow with the traffic of the last
 R, so they live here rather than in the sequencer's snapshot: the snapshot stays
 small, and Redis forgets each fact by itself (a TTL of R plus a margin; the log's
 time is Redis's clock, so a fact outlives its R unless the flows lag behind the

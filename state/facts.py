@@ -1,7 +1,7 @@
 """Facts the sequencer looks up by id, kept outside its snapshot.
 
 SPEC's duplicate rule and refunds need, for the last R of the log, every id seen
-and each order's items. That grows with traffic, so it must not sit in one
+and what each order's refunds need. That grows with traffic, so it must not sit in one
 snapshotted key. The sequencer asks a `Facts` store instead, passed in like the
 settings. `MemoryFacts` (here) serves replays and the plain loop; live, the
 flows pass a Redis store (`flows.facts_redis`) that keeps each fact with the log
