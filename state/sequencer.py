@@ -195,10 +195,16 @@ class Sequencer:
             # route its refunds, the items that may have a line key, so its lines
             # are planned first (state.order_lines).
             planned: list[PlannedLine] | None = None
+            failed: Exception | None = None
             if kind == "order":
-                planned = order_lines.plan_order(
-                    event, position, self.log_time, self._candidate_rules, settings, facts
-                )
+                try:
+                    planned = order_lines.plan_order(
+                        event, position, self.log_time, self._candidate_rules, settings, facts
+                    )
+                except Exception as exc:
+                    # Raised after the duplicate check, as the handlers' errors are:
+                    # the order's id is used even so, with no line to refund.
+                    planned, failed = [], exc
                 payload: Any = order_lines.order_fact(event, planned, self.log_time, settings)
             else:
                 payload = PAYLOADS[kind](event) if kind in PAYLOADS else None
@@ -206,6 +212,8 @@ class Sequencer:
                 kind, event[id_field], event["ts"], position, settings.retention_ms, payload
             ):
                 return [reject("duplicate", event, position)], routes
+            if failed is not None:
+                raise failed
             own: list[Route] = []
             if planned is not None:
                 outputs = self._on_order(event, position, settings, facts, own, planned)

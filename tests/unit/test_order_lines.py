@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from state import order_lines
 from state.facts import MemoryFacts
 from state.messages import Refund, Route, Tick, ToLine, line_key
 from state.sequencer import Sequencer
@@ -178,3 +179,19 @@ def test_a_fact_from_before_withdraws_nothing() -> None:
     # Without the approval's time in the fact, nothing is withdrawn: the ticks reach
     # nothing, as before.
     assert _line_ticks(REFUND, T + 10, fact=("b", T + 2, ["i"])) == [APPROVE, FORGET]
+
+
+def test_an_order_whose_planning_fails_is_a_reject_and_its_id_is_used(monkeypatch) -> None:
+    # As an error in any handler: after the duplicate check, so the id counts as
+    # seen (SPEC: seen means seen in the log), and a second use is a duplicate.
+    def broken(order: dict[str, Any], *args: Any) -> Any:
+        raise ArithmeticError("boom in the plan")
+
+    monkeypatch.setattr(order_lines, "plan_order", broken)
+    sequencer, facts = Sequencer(), MemoryFacts()
+    first, _ = sequencer.on_event(ORDER, "1-0", SMALL_RULES, facts)
+    again, _ = sequencer.on_event({**ORDER, "ts": T + 5}, "2-0", SMALL_RULES, facts)
+    assert [(o["type"], o.get("reason"), o.get("error")) for o in first + again] == [
+        ("reject", "invalid_event", "ArithmeticError: boom in the plan"),
+        ("reject", "duplicate", None),
+    ]
