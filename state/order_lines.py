@@ -148,3 +148,23 @@ def pays(line: Event, rules: Rules, sharer: str | None, currency: str) -> bool:
         return may_accrue(rules, line)
     rule = resolve_rule(rules, sharer, line["item_id"], currency)
     return commission_amount(rule, line["quantity"], line["unit_price_minor"]) > 0
+
+
+def refund_plan(
+    refund: Event, fact: tuple[Any, ...], log_time: int, settings: RuleSettings
+) -> tuple[dict[str, int | None], int | None]:
+    """From the refunded order's fact: the quantity refunded of each item that may
+    have a line key (None: all of it), and, for a refund of the whole order (which
+    spends each line), the time of its lines' wake-up still to come, to withdraw.
+    A fact from before `approve_at` was kept (three fields) withdraws nothing."""
+    order_ts, items = fact[1], fact[2]
+    lines = refund.get("lines")
+    if lines is None:
+        due = pending_wake(order_ts, fact[3], log_time, settings) if len(fact) > 3 else None
+        return dict.fromkeys(items), due
+    quantities: dict[str, int | None] = {}
+    for line in lines:
+        item = line["item_id"]
+        if item in items:
+            quantities[item] = (quantities.get(item) or 0) + line["quantity"]
+    return quantities, None

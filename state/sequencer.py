@@ -295,24 +295,11 @@ class Sequencer:
         )
         if known is None:  # never seen, or forgotten (SPEC "Retention")
             return [reject("unknown_order", event, position)]
-        buyer, order_ts, items = known[:3]
-        lines = event.get("lines")
-        quantities: dict[str, int | None]
-        if lines is None:
-            quantities = dict.fromkeys(items)
-            # It spends every line: withdraw their wake-ups still to come.
-            due = None
-            if len(known) > 3:  # not a fact from before `approve_at` was kept
-                due = order_lines.pending_wake(order_ts, known[3], self.log_time, settings)
-            if due is not None:
-                for item_id in items:
-                    facts.unwake(due, line_key(item_id, buyer, event["order_id"], order_ts))
-        else:
-            quantities = {}
-            for line in lines:
-                item = line["item_id"]
-                if item in items:
-                    quantities[item] = (quantities.get(item) or 0) + line["quantity"]
+        buyer, order_ts = known[0], known[1]
+        quantities, withdraw_at = order_lines.refund_plan(event, known, self.log_time, settings)
+        if withdraw_at is not None:  # it spends every line
+            for item_id in quantities:
+                facts.unwake(withdraw_at, line_key(item_id, buyer, event["order_id"], order_ts))
         for item_id, quantity in quantities.items():
             refund = Refund(event, item_id, quantity, position, self.steps)
             routes.append(
