@@ -19,11 +19,10 @@ it past R (state.commissions).
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from state import order_lines
+from state import order_lines, session_clocks
 from state.commissions import candidate_rules, line_wake_after
 from state.config import RuleSettings
 from state.facts import ID_FIELDS, PAYLOADS, Facts
@@ -48,9 +47,6 @@ from state.messages import (
 from state.metering import Tariff
 from state.order_lines import PlannedLine
 from state.outputs import Output, invalid_event, reject
-
-# A session clock: [last_receive_ts, report_interval_ms, hinted_due].
-LAST, INTERVAL, HINT = 0, 1, 2
 
 
 class Sequencer:
@@ -124,22 +120,9 @@ class Sequencer:
             return []
         before, self.log_time = self.log_time, log_time
         facts.forget_before(log_time - settings.retention_ms)
-        routes: list[Route] = []
-        timers, clocks = self.timers, self.clocks
-        while timers and timers[0][0] < log_time:
-            hinted, session_id = heapq.heappop(timers)
-            clock = clocks.get(session_id)
-            if clock is None or clock[HINT] != hinted:
-                continue  # superseded by a later hint
-            due = self._due(clock, settings)
-            if due >= log_time:  # settings changed since the hint: not due yet
-                self._hint(session_id, clock, due)
-                continue
-            routes.append(Route(f"session:{session_id}", Tick(log_time, self.steps)))
-            # Closed (if it had not closed earlier by its end flag, even sooner):
-            # the store wakes it once more, to forget it past R.
-            del clocks[session_id]
-            facts.wake_at(max(due + settings.retention_ms, before), f"session:{session_id}")
+        routes = session_clocks.idle_ticks(
+            self.clocks, self.timers, before, log_time, self.steps, settings, facts
+        )
         for key in facts.due_between(before, log_time):
             routes.append(self._wake(key, log_time, settings, facts))
         return routes
@@ -153,21 +136,9 @@ class Sequencer:
             facts.wake_at(later, key)
         return self._to_line(key, tick)
 
-    @staticmethod
-    def _due(clock: list[int], settings: RuleSettings) -> int:
-        return clock[LAST] + settings.idle_timeout_ms(clock[INTERVAL])
-
-    def _hint(self, session_id: str, clock: list[int], due: int) -> None:
-        clock[HINT] = due
-        heapq.heappush(self.timers, (due, session_id))
-
     def finish(self) -> list[Route]:
-        """End of input: the log's time stays at the greatest ts; every session that
-        may still be open gets a tick, to close if its own deadline has passed."""
-        return [
-            Route(f"session:{session_id}", Tick(self.log_time, self.steps))
-            for session_id in sorted(self.clocks)
-        ]
+        """End of input: the log's time stays at the greatest ts (state.session_clocks)."""
+        return session_clocks.final_ticks(self.clocks, self.log_time, self.steps)
 
     # -- entries ----------------------------------------------------------------
 
@@ -313,31 +284,15 @@ class Sequencer:
         tariff = self.tariffs.get(event["tariff_id"])
         if tariff is None:
             return [reject("unknown_tariff", event, position)]
-        session_id = event["session_id"]
-        routes.append(Route(f"session:{session_id}", Start(event, tariff, position)))
-        # Whether the key takes it (a new or forgotten id) or rejects it (a duplicate),
-        # a clock from now on, with the longer interval, is never too early.
-        clock = self.clocks.get(session_id)
-        interval = event["report_interval_ms"]
-        if clock is not None:
-            interval = max(interval, clock[INTERVAL])
-        clock = [event["ts"], interval, 0]
-        self.clocks[session_id] = clock
-        self._hint(session_id, clock, self._due(clock, settings))
+        routes.append(Route(f"session:{event['session_id']}", Start(event, tariff, position)))
+        session_clocks.started(self.clocks, self.timers, event, settings)
         return []
 
     def _on_segment(
         self, event: Event, position: str, settings: RuleSettings, facts: Facts, routes: list[Route]
     ) -> list[Output]:
-        session_id = event["session_id"]
-        routes.append(Route(f"session:{session_id}", Segment(event, position)))
-        clock = self.clocks.get(session_id)
-        if clock is not None:
-            # May be later than the session's true deadline (if this segment is
-            # rejected); the session closes itself at its true deadline on any
-            # message, so a late tick only delays the output, never changes it.
-            clock[LAST] = event["ts"]
-            self._hint(session_id, clock, self._due(clock, settings))
+        routes.append(Route(f"session:{event['session_id']}", Segment(event, position)))
+        session_clocks.received(self.clocks, self.timers, event, settings)
         return []
 
     HANDLERS: ClassVar[
