@@ -45,7 +45,11 @@ def line_wake_after(line_key: str, log_time: int, settings: RuleSettings) -> int
     period, then to forget it past R; None when both have passed. Both come from its
     order's ts (the last field of its key) and today's settings, never a stored
     deadline, so a restart with new settings moves them."""
-    order_ts = int(line_key.rsplit("|", 1)[1])
+    return next_line_wake(int(line_key.rsplit("|", 1)[1]), log_time, settings)
+
+
+def next_line_wake(order_ts: int, log_time: int, settings: RuleSettings) -> int | None:
+    """`line_wake_after` for a line of the order at `order_ts`."""
     later = [
         d
         for d in (order_ts + settings.holding_period_ms, order_ts + settings.retention_ms)

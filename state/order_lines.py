@@ -25,12 +25,27 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from state.commissions import commission_amount, hint_applies, may_accrue, resolve_rule
+from state.commissions import (
+    commission_amount,
+    hint_applies,
+    may_accrue,
+    next_line_wake,
+    resolve_rule,
+)
 from state.config import RuleSettings
 from state.facts import SCAN_FIELDS, Facts
 from state.messages import Event, line_key, touch_key
 
 Rules = list[dict[str, Any]]
+
+
+@dataclass(slots=True)
+class OrderPlan:
+    """What the sequencer does with an order: the lines it sends on, and when those
+    that pay are woken to be approved."""
+
+    lines: list[PlannedLine]
+    approve_at: int
 
 
 @dataclass(slots=True)
@@ -52,7 +67,7 @@ def plan_order(
     candidate_rules: Callable[[str, str], Rules],
     settings: RuleSettings,
     facts: Facts,
-) -> list[PlannedLine]:
+) -> OrderPlan:
     """The order's lines that may reach a touch key's match, in order."""
     hinted = _hinted_scan(order, position, settings, facts)
     buyer, ts = order["buyer_id"], order["ts"]
@@ -69,7 +84,7 @@ def plan_order(
         planned.append(
             PlannedLine(line, rules, hint, key, touch, pays(line, rules, sharer, order["currency"]))
         )
-    return planned
+    return OrderPlan(planned, approve_at(order, log_time, settings))
 
 
 def approve_at(order: Event, log_time: int, settings: RuleSettings) -> int:
@@ -79,29 +94,26 @@ def approve_at(order: Event, log_time: int, settings: RuleSettings) -> int:
     return max(int(order["ts"]) + settings.holding_period_ms, log_time)
 
 
-def order_fact(
-    order: Event, planned: list[PlannedLine], log_time: int, settings: RuleSettings
-) -> tuple[str, int, list[str], int]:
+def order_fact(order: Event, plan: OrderPlan) -> tuple[str, int, list[str], int]:
     """What the fact store keeps of an order for its refunds: its buyer, its time,
     the items that may have a line key, and when their lines are woken to be
     approved (`pending_wake`). A fact from before has the first three alone."""
-    items = list(dict.fromkeys(p.line["item_id"] for p in planned if p.pays))
-    return order["buyer_id"], order["ts"], items, approve_at(order, log_time, settings)
+    items = list(dict.fromkeys(p.line["item_id"] for p in plan.lines if p.pays))
+    return order["buyer_id"], order["ts"], items, plan.approve_at
 
 
 def pending_wake(
     order_ts: int, approve_at: int, log_time: int, settings: RuleSettings
 ) -> int | None:
     """The one wake-up still to come, at `log_time`, for a line of this order that
-    pays: its approval until the time has passed it, then its forgetting past R
-    (`Sequencer._wake` asks it, by `line_wake_after`); None once both have passed.
-    A store answers a wake-up at d once the log's time moves past d. With other
+    pays: its approval until the time has passed it (a store answers a wake-up at d
+    once the log's time moves past d), then the one `Sequencer._wake` asked when the
+    approval fired (`next_line_wake`: its forgetting past R, or None). With other
     settings since, the answer may name a wake-up never asked: withdrawing it does
     nothing, and the one asked reaches nothing."""
     if log_time <= approve_at:
         return approve_at
-    forget = order_ts + settings.retention_ms
-    return forget if log_time <= forget else None
+    return next_line_wake(order_ts, log_time, settings)
 
 
 def _hinted_scan(order: Event, position: str, settings: RuleSettings, facts: Facts) -> Event | None:

@@ -45,7 +45,7 @@ from state.messages import (
     touch_key_of_line,
 )
 from state.metering import Tariff
-from state.order_lines import PlannedLine
+from state.order_lines import OrderPlan
 from state.outputs import Output, invalid_event, reject
 
 
@@ -170,18 +170,19 @@ class Sequencer:
             # uses its id. A scan keeps what a hint naming it needs; an order, to
             # route its refunds, the items that may have a line key, so its lines
             # are planned first (state.order_lines).
-            planned: list[PlannedLine] | None = None
+            plan: OrderPlan | None = None
             failed: Exception | None = None
             if kind == "order":
                 try:
-                    planned = order_lines.plan_order(
+                    plan = order_lines.plan_order(
                         event, position, self.log_time, self._candidate_rules, settings, facts
                     )
                 except Exception as exc:
                     # Raised after the duplicate check, as the handlers' errors are:
                     # the order's id is used even so, with no line to refund.
-                    planned, failed = [], exc
-                payload: Any = order_lines.order_fact(event, planned, self.log_time, settings)
+                    at = order_lines.approve_at(event, self.log_time, settings)
+                    plan, failed = OrderPlan([], at), exc
+                payload: Any = order_lines.order_fact(event, plan)
             else:
                 payload = PAYLOADS[kind](event) if kind in PAYLOADS else None
             if id_field is not None and not facts.first_use(
@@ -191,8 +192,8 @@ class Sequencer:
             if failed is not None:
                 raise failed
             own: list[Route] = []
-            if planned is not None:
-                outputs = self._on_order(event, position, settings, facts, own, planned)
+            if plan is not None:
+                outputs = self._on_order(event, position, settings, facts, own, plan)
             else:
                 outputs = self.HANDLERS[kind](self, event, position, settings, facts, own)
         except Exception as exc:
@@ -239,11 +240,10 @@ class Sequencer:
         settings: RuleSettings,
         facts: Facts,
         routes: list[Route],
-        planned: list[PlannedLine],
+        plan: OrderPlan,
     ) -> list[Output]:
         fresh = self._lines_this_epoch
-        approve_at = order_lines.approve_at(event, self.log_time, settings)
-        for p in planned:
+        for p in plan.lines:
             if fresh is not None:
                 fresh.add(p.key)
             routes.append(
@@ -252,7 +252,7 @@ class Sequencer:
                 )
             )
             if p.pays:  # to approve, then to forget (`_wake`)
-                facts.wake_at(approve_at, p.key)
+                facts.wake_at(plan.approve_at, p.key)
         return []
 
     def _on_payout(

@@ -265,10 +265,10 @@ def test_a_failing_rule_step_is_a_reject_and_billing_goes_on(monkeypatch):
             raise ArithmeticError("boom in a ledger")
         return real_line(state, msg, settings)
 
-    def broken_order(seq, event, position, settings, facts, routes, planned):
+    def broken_order(seq, event, position, settings, facts, routes, plan):
         if event["order_id"] == "o2":
             raise ArithmeticError("boom in the sequencer")
-        return real_order(seq, event, position, settings, facts, routes, planned)
+        return real_order(seq, event, position, settings, facts, routes, plan)
 
     real_line = ledgers.HANDLERS["order_line"]
     real_order = Sequencer._on_order
