@@ -2,10 +2,10 @@
 
     .venv/bin/python -m bench.bench_wakeups [--events 1000000] [--attributed 0.05] [--live]
 
-The sequencer asks two wake-ups for each order line that can accrue (approve it,
-then forget it past R), because whether a line is attributed is decided after the
-sequencer, at its touch key. A wake-up that reaches no line still costs a Redis
-entry, a trip through the touch key, and a line key built and dropped. This counts,
+The sequencer asks two wake-ups for each order line with a line key (approve it,
+then forget it past R), and withdraws those a whole refund leaves with nothing to
+reach. A wake-up that reaches no line still costs a Redis entry and a line key
+built and dropped. This counts,
 with the rules alone (state.engine, default settings, no bytewax, no Redis), the
 ticks each kind of key gets per event, and those that reach no line, over two logs:
 
@@ -39,7 +39,7 @@ from flows.file_io import parse_line
 from state import ledgers
 from state.config import RuleSettings
 from state.engine import Engine
-from state.messages import KeyMessage, LogEvent, ToLine
+from state.messages import KeyMessage, LogEvent
 
 DEFAULTS = RuleSettings()
 DAY = 86_400_000
@@ -88,16 +88,14 @@ def shop_log(events: int, attributed: float, seed: int = 7) -> Iterator[dict[str
 
 
 def count_ticks(entries: list[LogEvent]) -> tuple[Counter[str], float]:
-    """Ticks by the kind of key they reach (a `to_line` tick counts at its line), and
-    the rules' events/s with the counting on."""
+    """Ticks by the kind of key they reach, and the rules' events/s with the
+    counting on."""
     counts: Counter[str] = Counter()
     apply = ledgers.apply
 
     def counting(state: ledgers.KeyState, message: KeyMessage, settings: RuleSettings) -> Any:
         if message.kind == "tick":
             counts[type(state).__name__ if state is not None else "nothing"] += 1
-        elif isinstance(message, ToLine) and message.message.kind == "tick":
-            counts["via touch key"] += 1
         return apply(state, message, settings)
 
     ledgers.apply = counting
@@ -116,12 +114,10 @@ def count_ticks(entries: list[LogEvent]) -> tuple[Counter[str], float]:
 def report(name: str, entries: list[LogEvent]) -> None:
     counts, rate = count_ticks(entries)
     n = len(entries)
-    ticks = sum(v for k, v in counts.items() if k != "via touch key")
+    ticks = sum(counts.values())
     print(f"{name}: {n:,} events, {rate:,.0f} events/s (rules alone, counting)")
-    print(
-        f"  ticks per event {ticks / n:.3f}; through a touch key to a line {counts['via touch key'] / n:.3f}"
-    )
-    for kind in ("Line", "Touch", "Session", "nothing"):
+    print(f"  ticks per event {ticks / n:.3f}")
+    for kind in ("Line", "Session", "nothing"):
         share = counts[kind] / max(1, ticks)
         print(f"  reaching {kind:8} {counts[kind] / n:.3f} per event ({share:.0%} of ticks)")
 

@@ -101,12 +101,6 @@ class Keys:
         """Where the sink keeps the id sequence shared by the three output streams."""
         return f"{self.base}:outputs:sequence"
 
-    @property
-    def touch_facts_since(self) -> str:
-        """The log time from which the fact store notes every touch key's scans
-        (flows.facts_redis): before it, a missing touch fact proves nothing."""
-        return self.fact("meta", "touch_facts_since")
-
     def fact(self, kind: str, ident: str) -> str:
         """The sequencer's record of the first use of an id (flows.facts_redis)."""
         if not self.cluster:

@@ -1,23 +1,20 @@
 """The billing dataflow, the same for live runs and replays.
 
-    input -> route -> sequencers -+-> outputs ------------------------------------------+-> sink
-                                   +-> touch/session keys -+-> outputs --------------------+
-                                   |                       +-> line keys -+-> outputs -----+
-                                   +-> line keys (after the epoch  ^      +-> sharer keys -+
-                                   |   that made them) ------------+             ^
-                                   +-> payouts ----------------------------------+
+    input -> route -> sequencers -+-> outputs ------------------------------+-> sink
+                                   +-> line/session keys -+-> outputs -------+
+                                   |                      +-> sharer keys ---+
+                                   +-> payouts ---------------------^
 
 All input enters one partition, and the route step (on that partition's worker)
 sends each entry to its sequencer key: the commission sequencer, or one of the
 session shards (state.sharding), each of which sees its part of the log in order.
-A session key takes messages from its shard's one worker only, a touch key from
-the commission sequencer's, and a line key, in the epoch that made it, from its one
-touch key; bytewax keeps the order of items between two workers, so these keys see
-their messages in log order whatever the worker count. After that epoch a line key
-takes its ticks and refunds from the commission sequencer's worker instead (one key
-woken, not two): bytewax applies epochs in order, so these too come in log order
-(`state.sequencer.Sequencer._to_line`). A sharer key takes messages from many
-workers; it restores log order itself, epoch by epoch (flows.logic.SharerLogic).
+The commission sequencer matches and attributes order lines itself (the fact
+store keeps each buyer's best scan of an item), so a line key takes every
+message, from its attribution to its last tick, from that sequencer's one
+worker, and a session key from its shard's one worker: bytewax keeps the order
+of items between two workers, so these keys see their messages in log order
+whatever the worker count. A sharer key takes messages from many workers; it
+restores log order itself, epoch by epoch (flows.logic.SharerLogic).
 """
 
 from __future__ import annotations
@@ -54,11 +51,6 @@ def _is_key_batch(kv: Item) -> bool:
 def _for_sharer(kv: Item) -> bool:
     batch = kv[1]
     return type(batch) is KeyBatch and batch.key.startswith("sharer:")
-
-
-def _for_line(kv: Item) -> bool:
-    batch = kv[1]
-    return type(batch) is KeyBatch and batch.key.startswith("line:")
 
 
 def _memory_facts(key: str) -> Facts:
@@ -114,29 +106,18 @@ def build_flow(
     )
     split = op.branch("split", sequenced, _is_key_batch)
     payouts = op.branch("payouts", split.trues, _for_sharer)
-    straight = op.branch("straight_to_lines", payouts.falses, _for_line)
     keyed = op.stateful_batch(
         "ledgers",
-        op.map("route", straight.falses, _rekey),
+        op.map("route", payouts.falses, _rekey),
         lambda resume: LedgerLogic(settings, resume),
     )
     keyed_split = op.branch("keyed_split", keyed, _is_key_batch)
-    lines = op.stateful_batch(
-        "lines",
-        op.merge(
-            "line_messages",
-            op.map("to_lines", keyed_split.trues, _rekey),
-            op.map("sequenced_to_lines", straight.trues, _rekey),
-        ),
-        lambda resume: LedgerLogic(settings, resume),
-    )
-    lines_split = op.branch("lines_split", lines, _is_key_batch)
-    credits = op.merge("to_sharers", payouts.trues, lines_split.trues)
+    credits = op.merge("to_sharers", payouts.trues, keyed_split.trues)
     sharers = op.stateful_batch(
         "sharers",
         op.map("sharer_keys", credits, _rekey),
         lambda resume: SharerLogic(settings, resume),
     )
-    outputs = op.merge("outputs", split.falses, keyed_split.falses, lines_split.falses, sharers)
+    outputs = op.merge("outputs", split.falses, keyed_split.falses, sharers)
     op.output("output", outputs, sink)  # type: ignore[misc]
     return flow

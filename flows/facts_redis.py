@@ -15,14 +15,9 @@ decides exactly as the first run did. Wake-ups are sorted sets, one
 per time bucket, read by the span of log time the sequencer moves over, and
 never deleted (they expire): a re-run reads the same span again.
 
-A touch key's best scan (`note_scan`) is a running max, kept with its position
-rather than as uses: a re-run may find one the first run noted later, and then
-answers its time but no sharer, which only asks a wake-up more (one that reaches
-nothing), never one fewer. And the store vouches for a missing one only after
-the log time of the first scan it noted (a key set once,
-`Keys.touch_facts_since`): a deployment that ran a version without these facts
-still has touch keys whose scans it never noted. (A version before kept the
-time alone, `[ts]`: such a fact has no sharer to vouch for.)
+Each buyer's best scan of an item (`note_scan`, `best_scan`) is a fact too, kept
+exact for a re-run by flows.best_scans: the sequencer matches order lines
+against it.
 
 Work per batch: one MGET before it, one write after it, answered later (the
 facts' SETs in one script call: packing tens of thousands of SET commands in Python
@@ -32,6 +27,7 @@ cost more than Redis took to run them).
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right, insort
+from collections import deque
 from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any, cast
@@ -41,9 +37,10 @@ import redis
 
 from billing import stream_ids
 from billing.keys import Keys
+from flows import best_scans
 from flows.deferred_writes import Command, DeferredWrites, run_now
-from state.facts import ID_FIELDS, ScanNote, better_scan
-from state.messages import Event, LogEvent, touch_key
+from state.facts import ID_FIELDS
+from state.messages import BadEntry, Event, LogEvent, touch_key
 
 WAKE_BUCKET_MS = 60_000
 DAY_OF_BUCKETS = 86_400_000 // WAKE_BUCKET_MS
@@ -68,8 +65,13 @@ def stream_position(position: str) -> tuple[int, int]:
         return _NEVER
 
 
+# The fact kind of best scans. ("touch" was a running max of layout 1, read by
+# no version since: those facts expire.)
+BEST_SCAN = "best_scan"
+
+
 def _touch_ident(touch: str) -> str:
-    """A touch key's fact is named by the key's `<item>|<person>` (state.messages)."""
+    """A best-scan fact is named by the touch key's `<item>|<person>` (state.messages)."""
     return touch.removeprefix("touch:")
 
 
@@ -114,16 +116,21 @@ class RedisFacts:
         # by small steps between wake-ups, and each step would otherwise cost a walk
         # of the buckets (`due_between`).
         self._quiet_from = self._quiet_until = 0
-        self._touch_since: int | None = None  # loaded on first use
-        self._touch_since_loaded = False
+        # Where a re-run after a crash may start (flows.best_scans): where this
+        # process began reading, then after each of the last snapshots.
+        self._boundaries: deque[tuple[int, int]] = deque(maxlen=best_scans.BOUNDARIES_KEPT)
+        self._last_seen: tuple[int, int] | None = None
 
     # -- a batch ---------------------------------------------------------------
 
     def prepare(self, entries: Iterable[Any]) -> None:
         wanted: list[str] = []
         for entry in entries:
+            if isinstance(entry, BadEntry):
+                self._seen(entry.position)
             if not isinstance(entry, LogEvent):
                 continue
+            self._seen(entry.position)
             event = entry.event
             field = ID_FIELDS.get(event["type"])
             if field is not None:
@@ -135,15 +142,15 @@ class RedisFacts:
                     wanted.append(self.keys.fact("scan", event["scan_id"]))
                 buyer = event["buyer_id"]
                 wanted += [
-                    self.keys.fact("touch", _touch_ident(touch_key(ln["item_id"], buyer)))
+                    self.keys.fact(BEST_SCAN, _touch_ident(touch_key(ln["item_id"], buyer)))
                     for ln in event["lines"]
                 ]
             elif event["type"] == "scan" and event.get("scanner_id") not in (
                 None,
                 event["sharer_id"],
-            ):  # the scans the sequencer routes to a touch key, and notes
+            ):  # the scans the sequencer notes as a buyer's (`Sequencer._on_scan`)
                 touch = touch_key(event["item_id"], event["scanner_id"])
-                wanted.append(self.keys.fact("touch", _touch_ident(touch)))
+                wanted.append(self.keys.fact(BEST_SCAN, _touch_ident(touch)))
         wanted = [k for k in dict.fromkeys(wanted) if k not in self._facts]
         if wanted:
             found = self._mget(wanted)
@@ -267,53 +274,34 @@ class RedisFacts:
     def forget_before(self, oldest_ts: int) -> None:
         pass  # Redis expires each fact
 
-    # -- touch keys' best scans ----------------------------------------------------
+    # -- buyers' best scans -------------------------------------------------------
+
+    def _seen(self, position: str) -> None:
+        at = stream_position(position)
+        if at == _NEVER:
+            return  # not a stream id (tests): no place a re-run starts
+        if self._last_seen is None:
+            self._boundaries.append(at)  # a re-run of this process starts here
+        if self._last_seen is None or at > self._last_seen:
+            self._last_seen = at
+
+    def checkpoint(self) -> None:
+        if self._last_seen is not None:
+            ms, seq = self._last_seen
+            self._boundaries.append((ms, seq + 1))  # before it: all seen so far
 
     def note_scan(self, touch: str, scan: Event, position: str) -> None:
-        """A running max, kept as [ts, scan_id, sharer_id, position]: a re-run after
-        a crash may then find a later scan than the first run did at the same
-        position, and `best_scan` tells it by the position."""
-        if self._noting_since() is None:
-            # The first scan this deployment notes. Set at once (not deferred): a
-            # crash before the batch's facts land re-runs this scan before any order
-            # that could rely on it.
-            self.r.set(self.keys.touch_facts_since, scan["ts"], nx=True)
-            self._touch_since = int(cast(Any, self.r.get(self.keys.touch_facts_since)))
-        key, value = self._touch_fact(touch)
-        ts, scan_id = scan["ts"], scan["scan_id"]
-        if len(value) == 1:  # a time alone, from the version before: no scan id
-            if cast(int, value[0]) >= ts:
-                return  # a tie may not be the best: stay unsure of its sharer
-        elif value and not better_scan(ts, scan_id, (value[0], value[1])):
-            return
-        value[:] = [ts, scan_id, scan["sharer_id"], position]
-        self._dirty.add(key)
+        key, entries = self._uses(BEST_SCAN, _touch_ident(touch))
+        if not self._boundaries:
+            self._seen(position)  # asked without a prepared batch (tests)
+        after = best_scans.noted(entries, scan, position, self._boundaries, stream_position)
+        if after is not None:
+            entries[:] = after
+            self._dirty.add(key)
 
-    def best_scan(self, touch: str, position: str) -> ScanNote | None:
-        noting_since = self._noting_since()
-        if noting_since is None:
-            return ScanNote(_NEVER[0], None)  # any scan may be missing
-        _key, value = self._touch_fact(touch)
-        if not value:
-            # None noted since the store began; scans before it may be missing.
-            return ScanNote(noting_since, None)
-        ts = cast(int, value[0])
-        if len(value) == 1 or stream_position(value[3]) >= stream_position(position):
-            return ScanNote(ts, None)  # the version before's, or a later scan's
-        return ScanNote(ts, value[2])
-
-    def _touch_fact(self, touch: str) -> tuple[str, list[Any]]:
-        """[ts, scan_id, sharer_id, position], [ts] (the version before), or []."""
-        key, value = self._uses("touch", _touch_ident(touch))
-        return key, cast(list[Any], value)
-
-    def _noting_since(self) -> int | None:
-        if not self._touch_since_loaded:
-            self.settle()
-            raw: Any = self.r.get(self.keys.touch_facts_since)
-            self._touch_since = int(raw) if raw is not None else None
-            self._touch_since_loaded = True
-        return self._touch_since
+    def best_scan(self, touch: str, position: str, since: int) -> Event | None:
+        _key, entries = self._uses(BEST_SCAN, _touch_ident(touch))
+        return best_scans.best_before(entries, stream_position(position), since, stream_position)
 
     # -- wake-ups ----------------------------------------------------------------
 

@@ -30,7 +30,7 @@ from state.messages import (
     by_key,
 )
 from state.outputs import Output
-from state.sequencer import Sequencer
+from state.sequencer import LAYOUT, Sequencer
 
 # Per batch, a step emits its outputs as one list (for the sink) and its messages as
 # one `KeyBatch` per key of a later stage: one bytewax item each, not one per message.
@@ -69,6 +69,11 @@ LAYOUT_CHANGED = (
     "the recovery state predates the session shards (state.sharding): start the flows "
     "with a new, empty recovery directory (see the README, 'Upgrading')"
 )
+TOUCH_STAGE_GONE = (
+    "the recovery state predates matching order lines in the commission sequencer "
+    "(its touch keys held scans the fact store does not): start the flows with a new, "
+    "empty recovery directory (see the README, 'Upgrading')"
+)
 SHARDS_RENAMED = (
     "the recovery state holds sequencer key {key!r}, which this version does not have "
     "(the session shards were renamed, state.sharding): start the flows with a new, "
@@ -105,9 +110,8 @@ class SequencerLogic(StatefulBatchLogic[InputBatch, SequencerItem, bytes]):
             if self.key not in sharding.ALL_KEYS:
                 # Its sessions' clocks would sit under a key no entry is routed to.
                 raise RuntimeError(SHARDS_RENAMED.format(key=self.key))
-        # bytewax calls `snapshot` at the end of every epoch in which this key had
-        # input, after all of that epoch's items and before any of the next one's.
-        self.sequencer.route_lines_by_epoch()
+            if self.sequencer.layout != LAYOUT:
+                raise RuntimeError(TOUCH_STAGE_GONE)
 
     def on_batch(self, values: list[InputBatch]) -> tuple[Iterable[SequencerItem], bool]:
         all_outputs: list[Output] = []
@@ -132,23 +136,28 @@ class SequencerLogic(StatefulBatchLogic[InputBatch, SequencerItem, bytes]):
         return _items([], self.sequencer.finish()), False
 
     def snapshot(self) -> bytes:
-        # The epoch's fact writes are stored before bytewax commits the epoch.
+        # The epoch's fact writes are stored before bytewax commits the epoch, and
+        # the store learns that a re-run may start here (bytewax calls `snapshot`
+        # at the end of every epoch in which this key had input).
         if self.facts is not None:
             self.facts.settle()
+            self.facts.checkpoint()
         # With its key: bytewax gives a resumed logic its state, never its key.
         snap = pickle.dumps((self.key, self.sequencer), protocol=pickle.HIGHEST_PROTOCOL)
-        self.sequencer.epoch_ended()
         stats.snapshot_taken(len(snap))
         return snap
 
 
 class LedgerLogic(StatefulBatchLogic[list[KeyMessage], SequencerItem, bytes]):
-    """Runs `state.ledgers.apply` for one key (a touch, line or session key)."""
+    """Runs `state.ledgers.apply` for one key (a line or session key)."""
 
     def __init__(self, settings: RuleSettings, resume: bytes | None) -> None:
         keep_thread_state()
         self.settings = settings
-        self.state: ledgers.KeyState = pickle.loads(resume) if resume else None
+        try:
+            self.state: ledgers.KeyState = pickle.loads(resume) if resume else None
+        except AttributeError as exc:  # a touch key's `Touch`, gone with layout 1
+            raise RuntimeError(TOUCH_STAGE_GONE) from exc
 
     def on_batch(self, values: list[list[KeyMessage]]) -> tuple[Iterable[SequencerItem], bool]:
         outputs: list[Output] = []

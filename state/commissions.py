@@ -1,16 +1,12 @@
-"""Share commissions (SPEC "Share commissions: the rules"), in two kinds of key.
+"""Share commissions (SPEC "Share commissions: the rules").
 
-- A `Touch` (key `touch:<item>|<scanner>`) holds one scanner's best scan of one
-  item: the last touch SPEC's matching needs. It decides each order line of that
-  buyer and item, emits the accrual, and hands an attributed line to its own key.
-  Its state is one scan, however much that scanner scans: no key grows with
-  traffic, and a hot item spreads over its scanners' keys.
-- A `Line` (key `line:<item>|<buyer>|<order>|<order_ts>`) is one attributed line
-  with something to reverse or approve: refunds, the holding period (approval),
-  clawbacks, until its order is forgotten (R).
-
-Global facts (duplicate ids, known orders, the scan a hint names, rule
-versions) are the `Sequencer`'s. Settings are passed in, never kept.
+The commission sequencer matches each order line to a scan (state.order_lines:
+the hint, or the buyer's best scan of the item, which its fact store keeps),
+resolves the sharer's rule and writes the billing record (`attribute`). A line
+that accrues something goes on to its own key, a `Line` (key
+`line:<item>|<buyer>|<order>|<order_ts>`): refunds, the holding period
+(approval), clawbacks, until its order is forgotten (R). Settings are passed in,
+never kept.
 """
 
 from __future__ import annotations
@@ -56,14 +52,6 @@ def next_line_wake(order_ts: int, log_time: int, settings: RuleSettings) -> int 
         if d >= log_time
     ]
     return min(later) if later else None
-
-
-def may_accrue(rules: list[Rule], line: Event) -> bool:
-    """Whether any of an order line's candidate rules gives it a positive accrual.
-    If none does, whichever rule its sharer resolves to, the line accrues 0 and gets
-    no line key (`Touch.on_order_line`), so it needs no wake-ups either."""
-    quantity, price = line["quantity"], line["unit_price_minor"]
-    return any(commission_amount(rule, quantity, price) > 0 for rule in rules)
 
 
 def specificity(rule: Rule) -> int:
@@ -117,11 +105,6 @@ def reversal_total(accrued: int, refunded: int, quantity: int) -> int:
     return round_half_up(accrued * min(refunded, quantity), quantity)
 
 
-def better(scan: Event, than: Event | None) -> bool:
-    """SPEC "Last touch": the greatest ts, then the greatest scan_id."""
-    return than is None or (scan["ts"], scan["scan_id"]) > (than["ts"], than["scan_id"])
-
-
 def hint_applies(scan: Event | None, order: Event, item_id: str, window_ms: int) -> bool:
     """SPEC "Matching" 1: the hinted scan is a candidate for this line, and was
     made by the buyer or by nobody known."""
@@ -136,74 +119,40 @@ def hint_applies(scan: Event | None, order: Event, item_id: str, window_ms: int)
     )
 
 
-class Touch:
-    """One scanner's best scan of one item.
+def attribute(
+    order: Event, line: Event, scan: Event, rule: Rule | None, accrued: int
+) -> dict[str, Any]:
+    """The billing record of an order line matched to `scan` (the hint, or the
+    buyer's best scan of the item: state.order_lines), with its sharer's rule
+    written in (SPEC "Rule resolution") and what it accrues."""
+    return {
+        "order_id": order["order_id"],
+        "order_ts": order["ts"],
+        "item_id": line["item_id"],
+        "buyer_id": order["buyer_id"],
+        "sharer_id": scan["sharer_id"],
+        "share_id": scan["share_id"],
+        "scan_id": scan["scan_id"],
+        "rule": rule_record(rule),
+        "base_minor": line["quantity"] * line["unit_price_minor"],
+        "currency": order["currency"],
+        "quantity": line["quantity"],
+        "accrued": accrued,
+        "refunded": 0,
+        "reversed": 0,
+        "status": "pending",
+    }
 
-    Only scans of another sharer's share are kept (self-referral never earns):
-    scans arrive in log order, so the latest such scan is the best for every later
-    order until it leaves the window, and then so have all earlier ones.
 
-    It is kept for R, not just the window, and matched only inside the window:
-    a restart with a longer window (never longer than R) then finds the scans a
-    replay under that window would, as settings are never part of the state.
-    """
-
-    __slots__ = ("best",)
-
-    def __init__(self) -> None:
-        self.best: Event | None = None
-
-    def is_empty(self) -> bool:
-        return self.best is None
-
-    def forget(self, log_time: int, settings: RuleSettings) -> None:
-        if self.best is not None and self.best["ts"] < log_time - settings.retention_ms:
-            self.best = None
-
-    def on_scan(self, scan: Event) -> None:
-        if better(scan, self.best):
-            self.best = scan
-
-    def on_order_line(
-        self,
-        order: Event,
-        line: Event,
-        rules: list[Rule],
-        hint: Event | None,
-        line_key: str,
-        step: int,
-        settings: RuleSettings,
-    ) -> list[Output | Route]:
-        scan = hint
-        if scan is None:
-            best = self.best
-            if best is None or best["ts"] < order["ts"] - settings.attribution_window_ms:
-                return []
-            scan = best
-        rule = resolve_rule(rules, scan["sharer_id"], line["item_id"], order["currency"])
-        accrued = commission_amount(rule, line["quantity"], line["unit_price_minor"])
-        record = {
-            "order_id": order["order_id"],
-            "order_ts": order["ts"],
-            "item_id": line["item_id"],
-            "buyer_id": order["buyer_id"],
-            "sharer_id": scan["sharer_id"],
-            "share_id": scan["share_id"],
-            "scan_id": scan["scan_id"],
-            "rule": rule_record(rule),
-            "base_minor": line["quantity"] * line["unit_price_minor"],
-            "currency": order["currency"],
-            "quantity": line["quantity"],
-            "accrued": accrued,
-            "refunded": 0,
-            "reversed": 0,
-            "status": "pending",
-        }
-        out: list[Output | Route] = [commission("accrual", record, accrued, order["ts"], "pending")]
-        if accrued > 0:
-            # Nothing can be reversed or approved from a zero accrual: no line key.
-            out.append(Route(line_key, Attributed(record, step)))
-        return out
+def accrual(record: dict[str, Any], step: int, line_key: str) -> list[Output | Route]:
+    """What an attributed line emits: its accrual and, if it accrues anything, the
+    line itself for its line key (nothing can be reversed or approved from 0)."""
+    out: list[Output | Route] = [
+        commission("accrual", record, record["accrued"], record["order_ts"], "pending")
+    ]
+    if record["accrued"] > 0:
+        out.append(Route(line_key, Attributed(record, step)))
+    return out
 
 
 class Line:

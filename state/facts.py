@@ -9,17 +9,18 @@ position that first used it, so a re-run after a crash decides exactly as the
 first run did, and lets Redis expire it.
 
 A store also keeps wake-ups: keys to wake once the log's time passes a moment
-(to forget a closed session past R, a scan past the window; to approve an order
-line, then forget it), so that those timers do not sit in the sequencer's
-snapshot either; and, per touch key, its best scan's time and sharer, so that
-the sequencer asks wake-ups only for order lines that get a line key.
+(to forget a closed session past R; to approve an order line, then forget it),
+so that those timers do not sit in the sequencer's snapshot either; and, per
+buyer and item, the buyer's best scan of the item (SPEC "Last touch"), which the
+sequencer matches an order line against (state.order_lines). That is one scan
+per buyer and item however often the buyer scans: no fact grows with traffic.
 """
 
 from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Iterable
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 from state.messages import Event
 from state.retention import Recent
@@ -42,11 +43,8 @@ PAYLOADS: dict[str, Callable[[Event], tuple[Any, ...]]] = {
 }
 
 
-class ScanNote(NamedTuple):
-    """A touch key's best scan as a store knows it (`Facts.best_scan`)."""
-
-    ts: int  # no scan noted for the key is later than this
-    sharer_id: str | None  # None: the store cannot vouch that this is the key's best
+# What a store keeps of a buyer's best scan of an item: what an attribution names.
+BEST_SCAN_FIELDS = ("ts", "scan_id", "sharer_id", "share_id")
 
 
 def better_scan(ts: int, scan_id: str, than: tuple[int, str] | None) -> bool:
@@ -78,13 +76,20 @@ class Facts(Protocol):
         """The log's time is past `oldest_ts + R`: what was first used before is gone."""
 
     def note_scan(self, touch: str, scan: Event, position: str) -> None:
-        """`scan` went to touch key `touch` (its scanner's scans of its item)."""
+        """`scan` is one of `touch`'s (state.messages.touch_key: its scanner's scans
+        of its item, by another sharer's share)."""
 
-    def best_scan(self, touch: str, position: str) -> ScanNote | None:
+    def best_scan(self, touch: str, position: str, since: int) -> Event | None:
         """The best scan (greatest ts, then scan_id) noted for `touch` before
-        `position`; None if there is none. A store may be unsure (after a crash, or
-        for scans before it began noting them): it then answers a time no such scan
-        is later than, and no sharer. It never answers None, or a sharer, wrongly."""
+        `position`, as a dict of BEST_SCAN_FIELDS; None if there is none, or it is
+        forgotten: its ts is before `since`, the log's time less R (a store may hold
+        it longer; the answer must not depend on that). Exact, also in a re-run
+        after a crash. Forgetting never makes a worse scan the best: a scan worse
+        than a forgotten one is no later, so forgotten too."""
+
+    def checkpoint(self) -> None:
+        """The sequencer's state is snapshotted here: a re-run after a crash may
+        start after what was seen so far (a no-op in memory)."""
 
     def wake_at(self, due: int, key: str) -> None:
         """Ask for `key` among `due_between(a, t)` once t > due."""
@@ -122,6 +127,9 @@ class MemoryFacts:
     def settle(self) -> None:
         pass
 
+    def checkpoint(self) -> None:
+        pass
+
     def first_use(
         self, kind: str, ident: str, ts: int, position: str, retention_ms: int, payload: Any = None
     ) -> bool:
@@ -147,14 +155,16 @@ class MemoryFacts:
 
     def note_scan(self, touch: str, scan: Event, position: str) -> None:
         key = f"best_scan:{touch}"
-        best: tuple[int, str, str] | None = self.recent.get(key)
+        best: tuple[Any, ...] | None = self.recent.get(key)
         if better_scan(scan["ts"], scan["scan_id"], None if best is None else best[:2]):
-            # Kept for R from its own ts, as the touch key keeps it.
-            self.recent.add(key, scan["ts"], (scan["ts"], scan["scan_id"], scan["sharer_id"]))
+            # Held for R from its own ts (`Recent` may hold it longer: `since` decides).
+            self.recent.add(key, scan["ts"], tuple(scan[f] for f in BEST_SCAN_FIELDS))
 
-    def best_scan(self, touch: str, position: str) -> ScanNote | None:
-        best: tuple[int, str, str] | None = self.recent.get(f"best_scan:{touch}")
-        return None if best is None else ScanNote(best[0], best[2])
+    def best_scan(self, touch: str, position: str, since: int) -> Event | None:
+        best: tuple[Any, ...] | None = self.recent.get(f"best_scan:{touch}")
+        if best is None or best[0] < since:
+            return None
+        return dict(zip(BEST_SCAN_FIELDS, best, strict=True))
 
     def wake_at(self, due: int, key: str) -> None:
         self.withdrawn.discard((due, key))  # asked again after it was withdrawn

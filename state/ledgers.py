@@ -1,9 +1,9 @@
-"""Per-key state behind the sequencer: a `Touch`, `Line`, `SharerLedger` or `Session`.
+"""Per-key state behind the sequencer: a `Line`, `SharerLedger` or `Session`.
 
 `apply(state, message, settings)` is the whole keyed step: the flows call it
 from a bytewax `StatefulBatchLogic`, and `state.engine` calls it from a plain
 loop. It returns the key's new state and what it emits: outputs (dicts) and
-`Route`s for keys of the next stage (touch -> line -> sharer). Each message kind
+`Route`s for keys of the next stage (line -> sharer). Each message kind
 has one handler in `HANDLERS`; an unknown kind raises. A handler that fails
 turns its message into an `invalid_event` reject: one bad entry must never stop
 billing for everything after it.
@@ -15,51 +15,25 @@ from collections.abc import Callable
 from typing import Any
 
 from state.balances import SharerLedger
-from state.commissions import Line, Touch
+from state.commissions import Line
 from state.config import RuleSettings
 from state.messages import (
     Attributed,
     Credit,
     KeyMessage,
-    OrderLine,
     PayoutRequest,
     Refund,
     Route,
-    Scan,
     Segment,
     Start,
     Tick,
-    ToLine,
 )
 from state.metering import Session
 from state.outputs import Output, invalid_event, reject
 
-KeyState = Touch | Line | SharerLedger | Session | None
+KeyState = Line | SharerLedger | Session | None
 Emitted = list[Output | Route]
 Result = tuple[KeyState, Emitted]
-
-
-def _touch(state: KeyState, log_time: int, settings: RuleSettings) -> Touch:
-    touch = state if isinstance(state, Touch) else Touch()
-    touch.forget(log_time, settings)
-    return touch
-
-
-def _on_scan(state: KeyState, msg: Scan, settings: RuleSettings) -> Result:
-    touch = _touch(state, msg.event["ts"], settings)
-    touch.on_scan(msg.event)
-    return touch, []
-
-
-def _on_order_line(state: KeyState, msg: OrderLine, settings: RuleSettings) -> Result:
-    touch = _touch(state, msg.order["ts"], settings)
-    return touch, touch.on_order_line(
-        msg.order, msg.line, msg.rules, msg.hint, msg.line_key, msg.step, settings
-    )
-
-
-def _on_to_line(state: KeyState, msg: ToLine, settings: RuleSettings) -> Result:
-    return state, [Route(msg.line_key, msg.message)]
 
 
 def _line(
@@ -102,9 +76,6 @@ def _session(
 
 
 def _on_tick(state: KeyState, msg: Tick, settings: RuleSettings) -> Result:
-    if isinstance(state, Touch):
-        state.forget(msg.log_time, settings)
-        return state, []
     if isinstance(state, Line):
         return _line(state, msg.log_time, msg.step, settings)
     return _session(state, msg.log_time, settings)
@@ -128,9 +99,6 @@ def _on_segment(state: KeyState, msg: Segment, settings: RuleSettings) -> Result
 
 
 HANDLERS: dict[str, Callable[[KeyState, Any, RuleSettings], Result]] = {
-    "scan": _on_scan,
-    "order_line": _on_order_line,
-    "to_line": _on_to_line,
     "attributed": _on_attributed,
     "refund": _on_refund,
     "credit": _sharer,
@@ -156,8 +124,6 @@ def _failed(state: KeyState, message: KeyMessage, exc: Exception) -> Output:
         owner = state.session_id if isinstance(state, Session) else type(state).__name__
         event: dict[str, Any] = {"tick": message.log_time, "key": owner}
         return invalid_event(event, f"tick:{owner}:{message.log_time}", exc)
-    if isinstance(message, OrderLine):  # an order's lines go to several keys
-        return invalid_event(message.order, f"{message.position}:{message.line['item_id']}", exc)
     if isinstance(message, Refund):
         return invalid_event(message.event, f"{message.position}:{message.item_id}", exc)
     if isinstance(message, Credit):  # an approval's or a clawback's, named by its output
@@ -166,8 +132,6 @@ def _failed(state: KeyState, message: KeyMessage, exc: Exception) -> Output:
         r = message.record
         ident = f"{r['order_id']}:{r['order_ts']}:{r['item_id']}"
         return invalid_event({"attributed": ident}, f"attributed:{ident}", exc)
-    if isinstance(message, ToLine):
-        return invalid_event({"to_line": message.line_key}, f"to_line:{message.line_key}", exc)
     return invalid_event(message.event, message.position, exc)
 
 
@@ -175,6 +139,6 @@ def is_empty(state: KeyState) -> bool:
     """Nothing kept: the key can be dropped rather than hold an empty ledger."""
     if state is None:
         return True
-    if isinstance(state, Touch | SharerLedger):
+    if isinstance(state, SharerLedger):
         return state.is_empty()
     return False

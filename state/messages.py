@@ -7,10 +7,9 @@ raw entries in `RawRun`s).
 Between keyed ledgers, a `Route(key, message)` (in the flows, grouped per batch
 into a `KeyBatch(key, messages)`); the stages and their keys:
 
-    sequencer -> touch:<item>|<scanner>   Scan, OrderLine, Tick, ToLine (forwarded)
+    sequencer -> line:<item>|<buyer>|<order>|<order_ts>   Attributed, Refund, Tick
               -> session:<id>             Start, Segment, Tick
               -> sharer:<id>              PayoutRequest
-    touch     -> line:<item>|<buyer>|<order>|<order_ts>   Attributed, Refund, Tick
     line      -> sharer:<id>              Credit
 
 Every message that stems from a log entry carries that entry's `position`, so
@@ -139,31 +138,6 @@ class InputBatch:
 
 @_quick_pickle
 @dataclass(slots=True)
-class Scan:
-    event: Event
-    position: str
-    kind: Literal["scan"] = "scan"
-
-
-@_quick_pickle
-@dataclass(slots=True)
-class OrderLine:
-    order: Event
-    line: Event
-    rules: list[Event]  # the commission rules that could apply, as of the order
-    position: str
-    hint: Event | None  # the order's scan_id hint, if it is a candidate for this line
-    line_key: str
-    step: int
-    kind: Literal["order_line"] = "order_line"
-
-    @property
-    def event(self) -> Event:
-        return self.order
-
-
-@_quick_pickle
-@dataclass(slots=True)
 class Refund:
     event: Event
     item_id: str
@@ -203,22 +177,11 @@ class Tick:
 @_quick_pickle
 @dataclass(slots=True)
 class Attributed:
-    """An attributed line with a positive accrual, from its touch key to its line key."""
+    """An attributed line with a positive accrual, from the sequencer to its line key."""
 
     record: dict[str, Any]
     step: int
     kind: Literal["attributed"] = "attributed"
-
-
-@_quick_pickle
-@dataclass(slots=True)
-class ToLine:
-    """For a line key, through its touch key: a line key takes messages from one
-    upstream key only, so they reach it in log order."""
-
-    line_key: str
-    message: Refund | Tick
-    kind: Literal["to_line"] = "to_line"
 
 
 @_quick_pickle
@@ -243,11 +206,10 @@ class PayoutRequest:
     kind: Literal["payout"] = "payout"
 
 
-TouchMessage = Scan | OrderLine | Tick | ToLine
 LineMessage = Attributed | Refund | Tick
 SharerMessage = Credit | PayoutRequest
 SessionMessage = Start | Segment | Tick
-KeyMessage = TouchMessage | LineMessage | SharerMessage | SessionMessage
+KeyMessage = LineMessage | SharerMessage | SessionMessage
 
 
 @_quick_pickle
@@ -265,8 +227,8 @@ class KeyBatch:
     """The messages one step made, in one batch, for one key of the next stage, in
     the order it made them. The flows move these instead of single `Route`s: bytewax
     costs a little per item at every operator (and a pickle per item between
-    processes), and a batch often holds many messages for one session, touch or
-    sharer key. The plain loop (state.engine) applies `Route`s one by one."""
+    processes), and a batch often holds many messages for one session or sharer
+    key. The plain loop (state.engine) applies `Route`s one by one."""
 
     key: str
     messages: list[KeyMessage]
@@ -292,9 +254,5 @@ def line_key(item_id: str, buyer_id: str, order_id: str, order_ts: int) -> str:
 
 
 def touch_key(item_id: str, person_id: str) -> str:
+    """Names a person's scans of an item: the fact store keeps the best (state.facts)."""
     return f"touch:{item_id}|{person_id}"
-
-
-def touch_key_of_line(key: str) -> str:
-    item_id, buyer_id, _order, _ts = key[5:].split("|")
-    return touch_key(item_id, buyer_id)

@@ -1,22 +1,20 @@
-"""Which of an order's lines the sequencer sends on, and what it keeps of the order.
+"""How the commission sequencer bills an order's lines, and what it keeps of the order.
 
-A line reaches its touch key only if the touch key can match a scan to it, and it
-can get a line key only if, besides, its sharer's rule pays something
-(`Touch.on_order_line`: an accrual of 0 has nothing to approve or reverse). The
-sequencer works both out before it stores the order's fact, so the fact keeps only
-the items that may have a line key: a refund is routed to those alone. In a shop
-most order lines come from no share, and a refund routed to each of its order's
-lines built a line key for nothing, dropped it, and left a recovery tombstone.
+Each line is matched (SPEC "Matching"): the order's hint if it names a candidate
+scan for the line, else the buyer's best scan of the item, which the fact store
+keeps per buyer and item (`Facts.best_scan`), if it lies inside the window. A
+matched line gets its sharer's rule and its accrual here (`plan_order`), and only
+a line that accrues something goes on to a line key (state.commissions.accrual):
+an accrual of 0 has nothing to approve or reverse. So the order's fact keeps only
+the items of those lines, and a refund is routed to those alone.
 
 A refund of a whole order spends each of its lines (`Line.spent`), whose keys are
 then dropped; their wake-ups (to approve, then to forget) would reach nothing, so
 the sequencer withdraws the one still to come (`pending_wake`). In the bench log
 those were a fifth of the ticks sent to line keys.
 
-Every answer here is a superset of the truth (a line it rules out can never get a
-line key), never a subset: the fact store never answers "no scan" wrongly
-(state.facts, `best_scan`), and an unsure sharer counts every candidate rule. A
-fact stored by an earlier version (every item) is a superset too, so it still does.
+A fact stored by an earlier version (every item of the order) is a superset of the
+lines with a line key, so its refunds still reach the right lines.
 """
 
 from __future__ import annotations
@@ -26,9 +24,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from state.commissions import (
+    attribute,
     commission_amount,
     hint_applies,
-    may_accrue,
     next_line_wake,
     resolve_rule,
 )
@@ -41,7 +39,7 @@ Rules = list[dict[str, Any]]
 
 @dataclass(slots=True)
 class OrderPlan:
-    """What the sequencer does with an order: the lines it sends on, and when those
+    """What the sequencer does with an order: its matched lines, and when those
     that pay are woken to be approved."""
 
     lines: list[PlannedLine]
@@ -50,14 +48,17 @@ class OrderPlan:
 
 @dataclass(slots=True)
 class PlannedLine:
-    """An order line the touch key can match a scan to."""
+    """An order line matched to a scan, with its billing record (or why it failed)."""
 
     line: Event
-    rules: Rules  # the candidate rules for its item and the order's currency
-    hint: Event | None  # the order's scan hint, if it applies to this line
     key: str  # its line key
-    touch: str  # its touch key
-    pays: bool  # may get a line key: it needs wake-ups, and its refunds
+    record: dict[str, Any] | None  # state.commissions.attribute; None if it failed
+    error: Exception | None = None  # the line's rule could not be applied
+
+    @property
+    def pays(self) -> bool:
+        """Gets a line key: it needs wake-ups, and its refunds."""
+        return self.record is not None and self.record["accrued"] > 0
 
 
 def plan_order(
@@ -68,22 +69,28 @@ def plan_order(
     settings: RuleSettings,
     facts: Facts,
 ) -> OrderPlan:
-    """The order's lines that may reach a touch key's match, in order."""
+    """The order's matched lines, in order, each attributed (SPEC "Matching", "Rule
+    resolution", "Amount"). One line's failure is that line's alone."""
     hinted = _hinted_scan(order, position, settings, facts)
-    buyer, ts = order["buyer_id"], order["ts"]
+    buyer, ts, window = order["buyer_id"], order["ts"], settings.attribution_window_ms
+    since = log_time - settings.retention_ms  # a scan's ts before it: forgotten
     planned: list[PlannedLine] = []
     for line in order["lines"]:
         item = line["item_id"]
-        hint = hinted if hint_applies(hinted, order, item, settings.attribution_window_ms) else None
-        touch = touch_key(item, buyer)
-        matched, sharer = scan_match(order, hint, touch, position, log_time, settings, facts)
-        if not matched:
-            continue  # the touch key would find no scan to match and emit nothing
-        rules = candidate_rules(item, order["currency"])
+        scan = hinted if hint_applies(hinted, order, item, window) else None
+        if scan is None:
+            scan = facts.best_scan(touch_key(item, buyer), position, since)
+            if scan is None or scan["ts"] < ts - window:
+                continue  # rule 3: not attributed, no output
         key = line_key(item, buyer, order["order_id"], ts)
-        planned.append(
-            PlannedLine(line, rules, hint, key, touch, pays(line, rules, sharer, order["currency"]))
-        )
+        try:
+            rule = resolve_rule(
+                candidate_rules(item, order["currency"]), scan["sharer_id"], item, order["currency"]
+            )
+            accrued = commission_amount(rule, line["quantity"], line["unit_price_minor"])
+            planned.append(PlannedLine(line, key, attribute(order, line, scan, rule, accrued)))
+        except Exception as exc:
+            planned.append(PlannedLine(line, key, None, exc))
     return OrderPlan(planned, approve_at(order, log_time, settings))
 
 
@@ -96,8 +103,8 @@ def approve_at(order: Event, log_time: int, settings: RuleSettings) -> int:
 
 def order_fact(order: Event, plan: OrderPlan) -> tuple[str, int, list[str], int]:
     """What the fact store keeps of an order for its refunds: its buyer, its time,
-    the items that may have a line key, and when their lines are woken to be
-    approved (`pending_wake`). A fact from before has the first three alone."""
+    the items whose lines have a line key, and when those are woken to be approved
+    (`pending_wake`). A fact from before has the first three alone."""
     items = list(dict.fromkeys(p.line["item_id"] for p in plan.lines if p.pays))
     return order["buyer_id"], order["ts"], items, plan.approve_at
 
@@ -125,41 +132,6 @@ def _hinted_scan(order: Event, position: str, settings: RuleSettings, facts: Fac
     hinted = dict(zip(SCAN_FIELDS, found, strict=True))
     hinted["scan_id"] = order["scan_id"]
     return hinted
-
-
-def scan_match(
-    order: Event,
-    hint: Event | None,
-    touch: str,
-    position: str,
-    log_time: int,
-    settings: RuleSettings,
-    facts: Facts,
-) -> tuple[bool, str | None]:
-    """Whether the touch key can match a scan to this order line (the hint, or
-    the buyer's best scan of the item inside the window: `Touch.on_order_line`),
-    and its sharer if that is sure. The store never answers "no scan" wrongly
-    (state.facts, `best_scan`), so a line it rules out needs no message at all."""
-    if hint is not None:
-        return True, hint["sharer_id"]
-    noted = facts.best_scan(touch, position)
-    if noted is None or noted.ts < order["ts"] - settings.attribution_window_ms:
-        return False, None
-    # The touch key holds this scan unless it forgot it, which only a time
-    # past its ts + R can have made it do; then be unsure of the sharer.
-    recent = noted.ts >= log_time - settings.retention_ms
-    return True, noted.sharer_id if recent else None
-
-
-def pays(line: Event, rules: Rules, sharer: str | None, currency: str) -> bool:
-    """Whether a matched line can get a line key: its sharer's rule pays something.
-    Otherwise it needs no wake-ups: in the bench log a third of the lines that
-    match accrue 0; each asked two wake-ups that reached nothing
-    (bench.bench_wakeups, README "Wake-ups only for lines that get a line key")."""
-    if sharer is None:  # any of the candidate rules may be the one
-        return may_accrue(rules, line)
-    rule = resolve_rule(rules, sharer, line["item_id"], currency)
-    return commission_amount(rule, line["quantity"], line["unit_price_minor"]) > 0
 
 
 def refund_plan(

@@ -1,9 +1,11 @@
 """The log-ordered front of the engine: global facts and routing to keyed ledgers.
 
 The `Sequencer` sees every entry in log order. It owns what cannot be split by
-key: duplicate ids, known orders, rule and tariff versions, and the log's time.
-It emits rejects and `Route`s for the per-key ledgers (state.messages lists
-the keys), in log order, each stamped with `step`, its count of entries.
+key: duplicate ids, known orders, rule and tariff versions, each buyer's best
+scan of an item (so it matches and attributes order lines itself,
+state.order_lines), and the log's time. It emits rejects, accruals and `Route`s
+for the per-key ledgers (state.messages lists the keys), in log order, each
+stamped with `step`, its count of entries.
 
 Memory (SPEC "Retention"): seen ids and what an order's refunds need live in a `Facts`
 store passed in with the settings (state.facts), never in this object, so its
@@ -11,10 +13,9 @@ snapshot stays small: the log's time, the rule and tariff catalogs, and a clock
 for each open session: a hint of when it needs a `Tick` to close as idle. A
 clock stores the inputs of that deadline, not the deadline, so a restart with
 new settings recomputes it. Later wake-ups are asked of the store (`wake_at`),
-which keeps those timers out of the snapshot: to forget a session past R, a
-scan past the window, and for each order line that can get a line key (a scan to
-match and a rule that pays), to approve it after the holding period and to forget
-it past R (state.commissions).
+which keeps those timers out of the snapshot: to forget a session past R, and
+for each order line with a line key (an accrual above 0), to approve it after the
+holding period and to forget it past R (state.commissions).
 """
 
 from __future__ import annotations
@@ -23,30 +24,31 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from state import order_lines, session_clocks
-from state.commissions import candidate_rules, line_wake_after
+from state.commissions import accrual, candidate_rules, line_wake_after
 from state.config import RuleSettings
 from state.facts import ID_FIELDS, PAYLOADS, Facts
 from state.messages import (
     BadEntry,
     Event,
     LogEvent,
-    OrderLine,
     PayoutRequest,
     Refund,
     Route,
-    Scan,
     Segment,
     SequencerInput,
     Start,
     Tick,
-    ToLine,
     line_key,
     touch_key,
-    touch_key_of_line,
 )
 from state.metering import Tariff
 from state.order_lines import OrderPlan
 from state.outputs import Output, invalid_event, reject
+
+# The recovery state's layout, kept in the snapshot. 2: order lines are matched
+# here, against best scans in the fact store; layout 1 had touch keys do it, from
+# scans the fact store may not hold (flows.logic refuses to resume it).
+LAYOUT = 2
 
 
 class Sequencer:
@@ -54,53 +56,26 @@ class Sequencer:
         self.log_time = 0
         self.steps = 0  # entries seen: the order of what reaches a sharer key
         self.tariffs: dict[str, Tariff] = {}
-        # Replaced, never mutated, so that routed order lines can share it safely.
+        # Replaced, never mutated, so that a cached list of candidates stays valid.
         self.commission_rules: dict[str, dict[str, Any]] = {}
         self.clocks: dict[str, list[int]] = {}
         self.timers: list[tuple[int, str]] = []
-        # Candidate rules per (item, currency): derived, so never snapshotted; bounded.
+        # Candidate rules per (item, currency): derived and bounded (cleared when
+        # a rule changes), so left out of the snapshot.
         self._candidates: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        # The line keys given an order line in the current epoch, or None: every
-        # message for a line then goes through its touch key (see `_to_line`).
-        self._lines_this_epoch: set[str] | None = None
+        self.layout = LAYOUT
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_candidates"] = {}
-        # How to route is the running flow's choice (it turns it on again on resume).
-        state["_lines_this_epoch"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        state.setdefault("_lines_this_epoch", None)  # snapshots from before it
+        # A snapshot from before the touch stage was folded in here has no layout
+        # (flows.logic refuses it: its buyers' best scans are not in the fact store).
+        state.setdefault("layout", 1)
+        state.pop("_lines_this_epoch", None)
         self.__dict__.update(state)
-
-    # -- epochs -----------------------------------------------------------------
-
-    def route_lines_by_epoch(self) -> None:
-        """For a dataflow: send a line's ticks and refunds to the line key itself
-        unless the line key got an order line in the current epoch. Call
-        `epoch_ended` at each epoch's end (bytewax snapshots there)."""
-        self._lines_this_epoch = set()
-
-    def epoch_ended(self) -> None:
-        if self._lines_this_epoch is not None:
-            self._lines_this_epoch.clear()
-
-    def _to_line(self, key: str, message: Refund | Tick) -> Route:
-        """A line key takes its first messages from its touch key (which makes it),
-        and those may reach it in any order with what another worker sends it in the
-        same epoch. bytewax applies epochs in order, so once that epoch has ended,
-        the line can take its messages straight from here: one key woken, not two.
-        The plain loop applies routes depth first, in log order, so either way is
-        the same for it; it relays (the default) and the flow's tests compare.
-        Not guarded: an order reusing its own id and `ts` while the old line still
-        gets messages (the live store counts it a duplicate for R and a margin; a
-        replay refuses a log out of `ts` order)."""
-        fresh = self._lines_this_epoch
-        if fresh is None or key in fresh:
-            return Route(touch_key_of_line(key), ToLine(key, message))
-        return Route(key, message)
 
     def _candidate_rules(self, item_id: str, currency: str) -> list[dict[str, Any]]:
         key = (item_id, currency)
@@ -133,13 +108,11 @@ class Sequencer:
         return routes
 
     def _wake(self, key: str, log_time: int, settings: RuleSettings, facts: Facts) -> Route:
-        tick = Tick(log_time, self.steps)
-        if not key.startswith("line:"):
-            return Route(key, tick)  # a session or a touch key
-        later = line_wake_after(key, log_time, settings)
-        if later is not None:
-            facts.wake_at(later, key)
-        return self._to_line(key, tick)
+        if key.startswith("line:"):
+            later = line_wake_after(key, log_time, settings)
+            if later is not None:
+                facts.wake_at(later, key)
+        return Route(key, Tick(log_time, self.steps))
 
     def finish(self) -> list[Route]:
         """End of input: the log's time stays at the greatest ts (state.session_clocks)."""
@@ -168,8 +141,8 @@ class Sequencer:
         try:
             # Seen means seen in the log: a refund rejected as unknown_order still
             # uses its id. A scan keeps what a hint naming it needs; an order, to
-            # route its refunds, the items that may have a line key, so its lines
-            # are planned first (state.order_lines).
+            # route its refunds, the items whose lines get a line key, so its lines
+            # are attributed first (state.order_lines).
             plan: OrderPlan | None = None
             failed: Exception | None = None
             if kind == "order":
@@ -225,12 +198,7 @@ class Sequencer:
         scanner = event.get("scanner_id")
         if scanner is None or scanner == event["sharer_id"]:
             return []  # never a last touch; a hint finds it in the fact store
-        key = touch_key(event["item_id"], scanner)
-        routes.append(Route(key, Scan(event, position)))
-        # Not before the log's time: a store answers wake-ups by the span the time
-        # moves over, and an event's ts may lie far behind it.
-        facts.wake_at(max(event["ts"] + settings.retention_ms, self.log_time), key)  # forget
-        facts.note_scan(key, event, position)
+        facts.note_scan(touch_key(event["item_id"], scanner), event, position)
         return []
 
     def _on_order(
@@ -242,18 +210,19 @@ class Sequencer:
         routes: list[Route],
         plan: OrderPlan,
     ) -> list[Output]:
-        fresh = self._lines_this_epoch
+        outputs: list[Output] = []
         for p in plan.lines:
-            if fresh is not None:
-                fresh.add(p.key)
-            routes.append(
-                Route(
-                    p.touch, OrderLine(event, p.line, p.rules, position, p.hint, p.key, self.steps)
-                )
-            )
-            if p.pays:  # to approve, then to forget (`_wake`)
-                facts.wake_at(plan.approve_at, p.key)
-        return []
+            if p.error is not None:  # its rule failed: that line's reject alone
+                outputs.append(invalid_event(event, f"{position}:{p.line['item_id']}", p.error))
+                continue
+            assert p.record is not None
+            for item in accrual(p.record, self.steps, p.key):
+                if isinstance(item, Route):
+                    routes.append(item)
+                    facts.wake_at(plan.approve_at, p.key)  # to approve, then forget (`_wake`)
+                else:
+                    outputs.append(item)
+        return outputs
 
     def _on_payout(
         self, event: Event, position: str, settings: RuleSettings, facts: Facts, routes: list[Route]
@@ -278,9 +247,7 @@ class Sequencer:
                 facts.unwake(withdraw_at, line_key(item_id, buyer, event["order_id"], order_ts))
         for item_id, quantity in quantities.items():
             refund = Refund(event, item_id, quantity, position, self.steps)
-            routes.append(
-                self._to_line(line_key(item_id, buyer, event["order_id"], order_ts), refund)
-            )
+            routes.append(Route(line_key(item_id, buyer, event["order_id"], order_ts), refund))
         return []
 
     def _on_session_start(

@@ -9,6 +9,7 @@ at 2 workers and 2 processes is tested with real SIGKILLs in tests/live/test_liv
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import pickle
@@ -21,7 +22,7 @@ from bytewax.testing import TestingSink, TestingSource, run_main
 
 from flows.dataflow import build_flow
 from flows.facts_redis import RedisFacts
-from flows.logic import SequencerLogic
+from flows.logic import LedgerLogic, SequencerLogic
 from flows.replay import replay
 from harness.live import with_stream_ids
 from state.engine import Engine
@@ -199,3 +200,24 @@ def test_a_recovery_state_of_a_renamed_shard_is_refused():
     logic.on_batch([InputBatch("sessions:1", [Watermark(5_000)])])
     with pytest.raises(RuntimeError, match="'sessions:1', which this version does not have"):
         SequencerLogic(SMALL_RULES, memory_facts, no_parse, logic.snapshot())
+
+
+def test_a_recovery_state_from_before_matching_in_the_sequencer_is_refused():
+    """Layout 1 matched order lines at touch keys, from scans the fact store may not
+    hold (a store that began noting them late, or not at all): resuming it would
+    leave those scans unmatched, so it must stop, clearly, at the sequencer and at a
+    touch key's state alike."""
+    logic = SequencerLogic(SMALL_RULES, memory_facts, no_parse, None)
+    logic.on_batch([InputBatch(COMMISSIONS, [Watermark(5_000)])])
+    old = logic.sequencer
+    del old.__dict__["layout"]  # a snapshot from before the layout was kept
+    with pytest.raises(RuntimeError, match="predates matching order lines"):
+        SequencerLogic(SMALL_RULES, memory_facts, no_parse, pickle.dumps((COMMISSIONS, old)))
+
+    with pytest.raises(RuntimeError, match="predates matching order lines"):
+        LedgerLogic(SMALL_RULES, base64.b64decode(LAYOUT_1_TOUCH))
+
+
+# A touch key's state as layout 1 pickled it (tests/unit/test_state_pickles.py has
+# the other keys' earlier forms).
+LAYOUT_1_TOUCH = "gAWVogAAAAAAAACMEXN0YXRlLmNvbW1pc3Npb25zlIwFVG91Y2iUk5QpgZROfZSMBGJlc3SUfZQojAR0eXBllIwEc2NhbpSMB3NjYW5faWSUjAQwLmMxlIwCdHOUigYAaOXPiwGMCHNoYXJlX2lklIwCc2iUjAdpdGVtX2lklIwCaTGUjAlzaGFyZXJfaWSUjAJ1MpSMCnNjYW5uZXJfaWSUjAJ1MZR1c4aUYi4="

@@ -22,7 +22,7 @@ from harness.live import outputs, wait_for
 from state import ledgers
 from state.config import RuleSettings
 from state.sequencer import Sequencer
-from tests.support.logs import engine_outputs, final_state, order, scan, usage_for
+from tests.support.logs import engine_outputs, final_state, order, rule, scan, usage_for
 from tests.support.streams import logged
 
 HUGE = [2**63, 2**64, -(2**63)]
@@ -258,10 +258,16 @@ def _env(conn, keys) -> dict[str, str]:
 def test_a_failing_rule_step_is_a_reject_and_billing_goes_on(monkeypatch):
     """Engine-side defence, in both stages: whatever goes wrong in a rule becomes an
     `invalid_event` reject with the error, and the next events are billed."""
-    events = [scan("c", 1, "al", "b"), order("o1", 2), order("o2", 3), order("o3", 4)]
+    events = [
+        rule("ten", 0),
+        scan("c", 1, "al", "b"),
+        order("o1", 2),
+        order("o2", 3),
+        order("o3", 4),
+    ]
 
-    def broken_order_line(state, msg, settings):
-        if msg.order["order_id"] == "o1":
+    def broken_line(state, msg, settings):
+        if msg.record["order_id"] == "o1":
             raise ArithmeticError("boom in a ledger")
         return real_line(state, msg, settings)
 
@@ -270,11 +276,12 @@ def test_a_failing_rule_step_is_a_reject_and_billing_goes_on(monkeypatch):
             raise ArithmeticError("boom in the sequencer")
         return real_order(seq, event, position, settings, facts, routes, plan)
 
-    real_line = ledgers.HANDLERS["order_line"]
+    real_line = ledgers.HANDLERS["attributed"]
     real_order = Sequencer._on_order
-    monkeypatch.setitem(ledgers.HANDLERS, "order_line", broken_order_line)
+    monkeypatch.setitem(ledgers.HANDLERS, "attributed", broken_line)
     monkeypatch.setattr(Sequencer, "_on_order", broken_order)
     outs = engine_outputs(events, RuleSettings())
     errors = sorted(o["error"] for o in outs if o["type"] == "reject")
     assert errors == ["ArithmeticError: boom in a ledger", "ArithmeticError: boom in the sequencer"]
-    assert [o["order_id"] for o in outs if o["type"] == "commission"] == ["o3"]
+    # o1's accrual is the sequencer's; its line key failed to take the record.
+    assert [o["order_id"] for o in outs if o["type"] == "commission"] == ["o1", "o3"]

@@ -55,18 +55,15 @@ def _one_of_each() -> list[object]:
         m.RawEntry("1-0", "{}", 1, "segment", "s"),
         m.RawRun(["1-0", "1-1"], ["{}", "[]"], [1, 1]),
         m.InputBatch("log", [m.Watermark(1)]),
-        m.Scan({"scan_id": "c"}, "L1"),
-        m.OrderLine({"order_id": "o"}, {"item_id": "i"}, [], "L2", None, "line:i|b|o|1", 3),
         m.Refund({"refund_id": "f"}, "i", None, "L3", 4),
         m.Start({"session_id": "s"}, tariff, "L4"),
         m.Segment({"session_id": "s"}, "L5"),
         m.Tick(7, 2),
         m.Attributed({"order_id": "o"}, 3),
-        m.ToLine("line:i|b|o|1", m.Tick(8)),
         m.Credit("USD", 5, 1, 0, "commission:approval:o:1:i"),
         m.PayoutRequest({"payout_id": "p"}, "L6", 9),
-        m.Route("touch:i|b", m.Tick(1)),
-        m.KeyBatch("touch:i|b", [m.Tick(1), m.Tick(2)]),
+        m.Route("line:i|b|o|1", m.Tick(1)),
+        m.KeyBatch("line:i|b|o|1", [m.Tick(1), m.Tick(2)]),
     ]
 
 

@@ -1,5 +1,6 @@
-"""What the sequencer keeps of an order for its refunds (state.order_lines): the
-items that may have a line key, so a refund is routed to those lines alone.
+"""How the sequencer bills an order's lines and what it keeps of the order for its
+refunds (state.order_lines): the items with a line key, so a refund is routed to
+those lines alone.
 
 The hypothesis property that routing fewer changes no output is
 `test_skipping_those_wake_ups_changes_no_output` (tests/unit/test_rules_lifecycle.py);
@@ -14,7 +15,7 @@ import pytest
 
 from state import order_lines
 from state.facts import MemoryFacts
-from state.messages import Refund, Route, Tick, ToLine, line_key
+from state.messages import Attributed, Refund, Route, Tick, line_key
 from state.sequencer import Sequencer
 from state.testing import SMALL_RULES
 
@@ -50,7 +51,7 @@ REFUND = {"type": "refund", "refund_id": "r", "order_id": "o", "ts": T + 3}
 
 
 def _refund_items(before: list[dict[str, Any]], refund: dict[str, Any]) -> list[str]:
-    """The items whose line key the refund is routed to (straight or relayed)."""
+    """The items whose line key the refund is routed to."""
     sequencer, facts = Sequencer(), MemoryFacts()
     for n, event in enumerate([*before, ORDER]):
         sequencer.on_event(event, f"{n}-0", SMALL_RULES, facts)
@@ -60,12 +61,11 @@ def _refund_items(before: list[dict[str, Any]], refund: dict[str, Any]) -> list[
 
 
 def _line_of(route: Route) -> str:
-    return route.message.line_key if isinstance(route.message, ToLine) else route.key
+    return route.key
 
 
 def _inner(route: Route) -> Any:
-    """The message itself, relayed through a touch key or not."""
-    return route.message.message if isinstance(route.message, ToLine) else route.message
+    return route.message
 
 
 def _refund_of(route: Route) -> Refund | None:
@@ -100,7 +100,7 @@ def _refund_of(route: Route) -> Refund | None:
         ),
     ],
 )
-def test_a_refund_goes_only_to_lines_that_may_have_a_line_key(case, before, refund, items):
+def test_a_refund_goes_only_to_lines_with_a_line_key(case, before, refund, items):
     assert _refund_items(before, refund) == items, case
 
 
@@ -195,3 +195,20 @@ def test_an_order_whose_planning_fails_is_a_reject_and_its_id_is_used(monkeypatc
         ("reject", "invalid_event", "ArithmeticError: boom in the plan"),
         ("reject", "duplicate", None),
     ]
+
+
+def test_a_line_whose_rule_fails_is_that_lines_reject_alone() -> None:
+    # A rule that cannot be applied (a percent rule without bps, for item j) rejects
+    # the line it resolves to, named by the order's position and the item, as any
+    # keyed step's error is; the order's other line is billed, and keeps its key.
+    broken = {**RULE, "rule_id": "e", "item_id": "j"}
+    del broken["bps"]
+    sequencer, facts = Sequencer(), MemoryFacts()
+    for n, event in enumerate([RULE, broken, _scan("a", "i"), _scan("c", "j")]):
+        sequencer.on_event(event, f"{n}-0", SMALL_RULES, facts)
+    out, routes = sequencer.on_event(ORDER, "5-0", SMALL_RULES, facts)
+    assert [(o["type"], o.get("kind") or o.get("reason"), o["output_id"]) for o in out] == [
+        ("commission", "accrual", f"commission:accrual:o:{T + 2}:i"),
+        ("reject", "invalid_event", "reject:5-0:j"),
+    ]
+    assert [(r.key, type(r.message)) for r in routes] == [(LINE_I, Attributed)]

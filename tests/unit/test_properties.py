@@ -7,8 +7,10 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from state.commissions import Line, Touch
+from state import commissions
+from state.commissions import Line, attribute, commission_amount
 from state.config import RuleSettings
+from state.facts import MemoryFacts
 from state.intervals import IntervalSet
 from state.messages import Attributed, Route
 from state.metering import Session, Tariff
@@ -143,21 +145,12 @@ refund_plans = st.lists(st.one_of(st.none(), st.integers(1, 12)), min_size=1, ma
     st.integers(0, 8),
 )
 def test_reversals_never_exceed_accruals(quantity, price, bps, plan, approve_after):
-    touch = Touch()
-    touch.on_scan(
-        {
-            "scan_id": "c",
-            "ts": 1,
-            "share_id": "x",
-            "item_id": "i",
-            "sharer_id": "s",
-            "scanner_id": "b",
-        }
-    )
+    scan = {"scan_id": "c", "ts": 1, "share_id": "x", "sharer_id": "s"}
     order: dict[str, Any] = {"order_id": "o", "ts": 2, "buyer_id": "b", "currency": "USD"}
     line = {"item_id": "i", "quantity": quantity, "unit_price_minor": price}
     rule = {"rule_id": "r", "kind": "percent", "bps": bps, "active": True}
-    emitted = touch.on_order_line(order, line, [rule], None, "line:k", 1, RuleSettings())
+    accrued = commission_amount(rule, quantity, price)
+    emitted = commissions.accrual(attribute(order, line, scan, rule, accrued), 1, "line:k")
     accrual = emitted[0]
     assert isinstance(accrual, dict)
     assert accrual["status"] == "pending"
@@ -187,26 +180,18 @@ def test_reversals_never_exceed_accruals(quantity, price, bps, plan, approve_aft
         assert reversed_total == accrual["commission_minor"]
 
 
-def test_a_touch_keeps_one_scan_however_many_come():
-    settings = RuleSettings(
-        attribution_window_ms=1000, holding_period_ms=0, late_grace_ms=0, retention_ms=1000
-    )
-    touch = Touch()
+def test_a_buyers_best_scan_is_one_fact_however_many_come():
+    """One buyer scanning one item all day holds one fact in memory, forgotten past R."""
+    facts = MemoryFacts()
     for n in range(10_000):
-        touch.forget(n * 10, settings)
-        touch.on_scan(
-            {
-                "scan_id": f"c{n}",
-                "ts": n * 10,
-                "share_id": "x",
-                "item_id": "i",
-                "sharer_id": "s",
-                "scanner_id": "b",
-            }
-        )
-        assert touch.best is not None and touch.best["scan_id"] == f"c{n}"
-    touch.forget(10**6, settings)
-    assert touch.is_empty()
+        facts.forget_before(n * 10 - 1000)
+        scan = {"scan_id": f"c{n}", "ts": n * 10, "share_id": "x", "item_id": "i"}
+        facts.note_scan("touch:i|b", {**scan, "sharer_id": "s", "scanner_id": "b"}, f"L{n}")
+        best = facts.best_scan("touch:i|b", f"L{n + 1}", n * 10 - 1000)
+        assert best is not None and best["scan_id"] == f"c{n}"
+        assert len(facts.recent) == 1
+    facts.forget_before(10**6)
+    assert facts.best_scan("touch:i|b", "L", 10**6) is None and len(facts.recent) == 0
 
 
 def test_session_snapshot_is_a_copy():

@@ -354,7 +354,7 @@ def test_a_line_its_sharers_rule_does_not_pay_gets_no_wake_up(case, rules_events
         ("a hint names the paying sharer's scan", [("c", 1, "s"), ("d", 2, "t")], "c", 1),
     ],
 )
-def test_the_sharer_asked_is_the_one_the_touch_key_matches(case, scans, hint, wakes):
+def test_the_sharer_whose_rule_decides_is_the_matched_scans(case, scans, hint, wakes):
     # Only sharer s has a paying rule: a wake-up exactly when the match is s's scan.
     events = [
         rule("zero", 0, bps=0),
@@ -369,36 +369,34 @@ def test_the_sharer_asked_is_the_one_the_touch_key_matches(case, scans, hint, wa
 
 def _time_jumps_back(log, seed):
     """The log with some events' ts moved back by up to 2 R: a recorded log need
-    not be in ts order, and the touch key may then have forgotten a scan the fact
-    store still holds."""
+    not be in ts order, and a buyer's best scan may then be forgotten (past R of
+    the log's time) while an order behind the time would still see it."""
     rng = random.Random(seed)
     back = 2 * SMALL_RULES.retention_ms
     return [{**e, "ts": e["ts"] - rng.randrange(back)} if rng.random() < 0.1 else e for e in log]
 
 
-@pytest.mark.parametrize("skip", ["wake-ups", "touch messages and wake-ups"])
+@pytest.mark.parametrize("skip", ["refunds", "refunds and withdrawals"])
 @settings(max_examples=60, deadline=None)
 @given(st.integers(0, 10_000), st.booleans())
-def test_skipping_those_wake_ups_changes_no_output(skip, seed, jumps_back):
-    # The skips must never drop a line that exists: the outputs equal those of a
-    # sequencer that wakes every line, sends every order line to its touch key,
-    # routes every refund to each line of its order (the order's fact then keeps
-    # every item), and never withdraws a wake-up.
+def test_skipping_those_messages_changes_no_output(skip, seed, jumps_back):
+    # What the sequencer leaves out must never reach a line that exists: the outputs
+    # equal those of a sequencer that routes every refund to each line of its order
+    # (the order's fact then keeps every item), and that never withdraws a wake-up.
     log = random_log(seed, 400)
     if jumps_back:
         log = _time_jumps_back(log, seed)
     assert sum(e["type"] == "refund" for e in log) > 0
     skipping = engine_outputs(log, SMALL_RULES)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(order_lines, "pays", lambda *a: True)
-        patch.setattr(MemoryFacts, "unwake", lambda *a: None)
-        if skip == "touch messages and wake-ups":
-            real = order_lines.scan_match
 
-            def always(*args: Any) -> tuple[bool, str | None]:
-                return True, real(*args)[1]
+        def every_item(order: dict[str, Any], plan: Any) -> tuple[Any, ...]:
+            items = [line["item_id"] for line in order["lines"]]
+            return (order["buyer_id"], order["ts"], items, plan.approve_at)
 
-            patch.setattr(order_lines, "scan_match", always)
+        patch.setattr(order_lines, "order_fact", every_item)
+        if skip == "refunds and withdrawals":
+            patch.setattr(MemoryFacts, "unwake", lambda *a: None)
         sending_all = engine_outputs(log, SMALL_RULES)
     assert skipping == sending_all
 

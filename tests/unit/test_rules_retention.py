@@ -19,8 +19,8 @@ from flows.facts_redis import RedisFacts
 from harness.live import with_stream_ids
 from state.config import RuleSettings
 from state.engine import Engine
-from state.facts import MemoryFacts, ScanNote
-from state.messages import LogEvent, touch_key
+from state.facts import MemoryFacts
+from state.messages import LogEvent
 from state.testing import SMALL_RULES, random_log
 from tests.support.logs import engine_outputs, order, refund, rule, scan, seg, start, tariff
 
@@ -203,18 +203,16 @@ def test_redis_facts_decide_a_log_whose_time_jitters_back_as_memory_does(seed, r
     assert got == [o for entry in events for o in plain.on_input(entry)] + plain.finish()
 
 
-@pytest.mark.parametrize("late", ["scan", "order"])
-def test_a_wake_up_due_before_the_log_time_still_comes(late, redis_client, keys):
-    """An event far behind the log's time asks a wake-up for a moment already
-    past (to forget a scan, to approve a line): a store answers by the span the
-    time moves over, so it must come at the next move, as it does in memory."""
-    behind = T - 2 * RULES.holding_period_ms
+def test_a_wake_up_due_before_the_log_time_still_comes(redis_client, keys):
+    """An order far behind the log's time asks a wake-up for a moment already
+    past (to approve its line): a store answers by the span the time moves over, so
+    it must come at the next move, as it does in memory."""
+    behind = T - RULES.holding_period_ms - 10  # within R of the log's time
     log = [
         rule("ten", 0, sharer_id="s"),
         scan("x", T + 1, "t", None, item="j"),  # the log's time runs ahead
         scan("c", behind - 10, "s", "b"),
-        # In the scan case another buyer's order: nothing else reaches c's key.
-        order("o", behind, buyer="b" if late == "order" else "z", lines=[("i", 4, 1000)]),
+        order("o", behind, buyer="b", lines=[("i", 4, 1000)]),
         scan("y", T + 3 * R, "t", None, item="j"),  # past every wake-up
     ]
     events = [LogEvent(f"{n + 1}-0", e) for n, e in enumerate(log)]
@@ -222,33 +220,30 @@ def test_a_wake_up_due_before_the_log_time_still_comes(late, redis_client, keys)
     got = [o for entry in events for o in live.on_input(entry)] + live.finish()
     plain = Engine(RULES)
     assert got == [o for entry in events for o in plain.on_input(entry)] + plain.finish()
-    kinds = [o["kind"] for o in got if o["type"] == "commission"]
-    assert kinds == (["accrual", "approval"] if late == "order" else [])
-    if late == "scan":  # the touch key was woken to forget it
-        assert touch_key("i", "b") not in live.keys
+    assert [o["kind"] for o in got if o["type"] == "commission"] == ["accrual", "approval"]
 
 
-def test_a_best_scan_the_touch_key_forgot_does_not_decide_a_wake_up(redis_client, keys):
-    """The store holds scan d (Redis keeps it past R by its clock); its touch key
-    forgot d, and then took scan c, earlier in ts: c's sharer is the match. Only s's
-    rule pays, so the line needs its wake-ups although d's sharer would pay 0."""
+def test_a_best_scan_past_r_is_forgotten_in_redis_as_in_memory(redis_client, keys):
+    """Scan d is forgotten once the log's time passes d.ts + R, although Redis still
+    holds it (by its own clock): an order behind the log's time, whose window
+    still covers d, matches nothing, in both stores."""
     events = [
         LogEvent(f"{n + 1}-0", e)
         for n, e in enumerate(
             [
-                rule("zero", 0, bps=0),
-                rule("ten", 1, sharer_id="s"),
+                rule("ten", 0, sharer_id="t"),
                 scan("d", T, "t", "b"),
-                scan("x", T + R + 1, "t", None, item="j"),  # the touch key forgets d
-                scan("c", T - 10, "s", "b"),  # behind the log's time
-                order("o", T, lines=[("i", 4, 1000)]),
-                scan("y", T + 3 * R, "t", None, item="j"),  # past the holding period
+                scan("x", T + R + 1, "t", None, item="j"),  # d is forgotten
+                order("o", T + 10, lines=[("i", 4, 1000)]),  # behind the log's time
+                scan("y", T + 3 * R, "t", None, item="j"),
             ]
         )
     ]
     live = Engine(RULES, RedisFacts(redis_client, keys, 10**12, "log:commissions"))
     got = [o for entry in events for o in live.on_input(entry)] + live.finish()
-    assert [o["kind"] for o in got if o["type"] == "commission"] == ["accrual", "approval"]
+    assert [o for o in got if o["type"] == "commission"] == []
+    plain = Engine(RULES)
+    assert got == [o for entry in events for o in plain.on_input(entry)] + plain.finish()
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -269,6 +264,7 @@ def test_redis_facts_decide_a_rerun_as_the_first_run(seed, back, redis_client, k
     for entry in events[:k]:
         first.on_input(entry)
     snapshot = pickle.dumps((first.sequencer, first.keys))
+    first.facts.checkpoint()  # as the flow's snapshot tells it
     after_first = [o for entry in events[k:] for o in first.on_input(entry)] + first.finish()
     rerun = Engine(SMALL_RULES, RedisFacts(redis_client, keys, 10**12, "log:commissions"))
     rerun.sequencer, rerun.keys = pickle.loads(snapshot)
@@ -287,89 +283,57 @@ def _scan_at(scan_id: str, ts: int, sharer: str) -> dict:
     return scan(scan_id, ts, sharer, "b")
 
 
-def test_redis_facts_keep_each_touch_keys_best_scan(redis_client, keys):
-    """A running max per touch key (greatest ts, then scan_id), written with the
-    batch and expiring like any fact; read back by a later batch (prepared) or a new
-    process (asked at once). Before the first scan it noted, the store cannot rule a
-    scan out, nor vouch for a sharer."""
+def _best(facts, touch: str, position: str, since: int = 0) -> tuple | None:
+    found = facts.best_scan(touch, position, since)
+    return None if found is None else (found["ts"], found["scan_id"], found["sharer_id"])
+
+
+def test_redis_facts_keep_each_buyers_best_scan(redis_client, keys):
+    """A running max per buyer and item (greatest ts, then scan_id), written with
+    the batch and expiring like any fact; read back by a later batch (prepared) or
+    a new process (asked at once)."""
     facts = RedisFacts(redis_client, keys, 10**12, "log:commissions")
-    assert facts.best_scan("touch:i|x", "1-0") == ScanNote(2**63, None)  # nothing noted yet
-    facts.note_scan("touch:i|a", _scan_at("a", 5, "s"), "2-0")  # from here on: every scan
+    assert _best(facts, "touch:i|x", "1-0") is None
+    facts.note_scan("touch:i|a", _scan_at("a", 5, "s"), "2-0")
     facts.note_scan("touch:i|b", _scan_at("m", 20, "s"), "3-0")
     facts.note_scan("touch:i|b", _scan_at("z", 10, "t"), "4-0")  # never moves back in ts
     facts.note_scan("touch:i|b", _scan_at("k", 20, "t"), "5-0")  # nor in scan_id at a tie
-    assert facts.best_scan("touch:i|b", "9-0") == ScanNote(20, "s")
-    assert facts.best_scan("touch:i|x", "9-0") == ScanNote(5, None)  # none since the start
+    assert _best(facts, "touch:i|b", "9-0") == (20, "m", "s")
+    assert (facts.best_scan("touch:i|b", "9-0", 0) or {}).get("share_id") == "sh"
+    assert _best(facts, "touch:i|b", "9-0", since=21) is None  # forgotten past R
+    assert _best(facts, "touch:i|x", "9-0") is None
     facts.flush()
     facts.settle()
-    assert redis_client.pttl(keys.fact("touch", "i|b")) > 0
+    assert redis_client.pttl(keys.fact("best_scan", "i|b")) > 0
     again = RedisFacts(redis_client, keys, 10**12, "log:commissions")
-    assert again.best_scan("touch:i|b", "9-0") == ScanNote(20, "s")
-    assert again.best_scan("touch:i|x", "9-0") == ScanNote(5, None)
+    assert _best(again, "touch:i|b", "9-0") == (20, "m", "s")
     later = RedisFacts(redis_client, keys, 10**12, "log:commissions")
     later.prepare([LogEvent("9-0", order("o", 9, buyer="b", lines=[("i", 1, 1)]))])
-    redis_client.delete(keys.fact("touch", "i|b"))  # prepared: asked before the batch
-    assert later.best_scan("touch:i|b", "9-0") == ScanNote(20, "s")
+    redis_client.delete(keys.fact("best_scan", "i|b"))  # prepared: asked before the batch
+    assert _best(later, "touch:i|b", "9-0") == (20, "m", "s")
 
 
-def test_a_rerun_does_not_take_a_best_scan_noted_after_it_for_the_sharer(redis_client, keys):
+def test_a_rerun_does_not_take_a_best_scan_noted_after_it(redis_client, keys):
     """After a crash, the re-run of an order at 7-0 finds the best scan a later event
-    (8-0) wrote: its time bounds what the order can see, but its sharer may not be
-    the one the touch key matches at 7-0."""
+    (8-0) wrote, and the one before it: it must answer the one before."""
     facts = RedisFacts(redis_client, keys, 10**12, "log:commissions")
-    facts.note_scan("touch:i|b", _scan_at("m", 20, "s"), "8-0")
-    assert facts.best_scan("touch:i|b", "7-0") == ScanNote(20, None)
-    assert facts.best_scan("touch:i|b", "8-0") == ScanNote(20, None)
-    assert facts.best_scan("touch:i|b", "8-1") == ScanNote(20, "s")
+    facts.prepare([LogEvent("6-0", scan("a", 10, "s", "b"))])
+    facts.note_scan("touch:i|b", _scan_at("a", 10, "s"), "6-0")
+    facts.checkpoint()  # a snapshot after 6-0: a re-run may start at 7-0
+    facts.prepare([LogEvent("8-0", scan("m", 20, "t", "b"))])
+    facts.note_scan("touch:i|b", _scan_at("m", 20, "t"), "8-0")
+    facts.flush()
+    facts.settle()
+    rerun = RedisFacts(redis_client, keys, 10**12, "log:commissions")
+    assert _best(rerun, "touch:i|b", "7-0") == (10, "a", "s")
+    assert _best(rerun, "touch:i|b", "8-0") == (10, "a", "s")
+    assert _best(rerun, "touch:i|b", "8-1") == (20, "m", "t")
 
 
-def test_a_best_scan_kept_by_the_version_before_has_no_sharer(redis_client, keys):
-    """The version before kept a touch key's latest time alone, `[ts]`: a later
-    scan replaces it; one at the same time may not be the best, so it stays
-    unsure."""
-    redis_client.set(keys.touch_facts_since, 1)
-    redis_client.set(keys.fact("touch", "i|b"), json.dumps([20]))
+def test_the_version_befores_touch_facts_are_not_read(redis_client, keys):
+    """Layout 1 kept a running max under the kind `touch`, from some time on: never
+    read now (a fresh start rebuilds every best scan from the log, README
+    "Upgrading")."""
+    redis_client.set(keys.fact("touch", "i|b"), json.dumps([20, "m", "s", "3-0"]))
     facts = RedisFacts(redis_client, keys, 10**12, "log:commissions")
-    assert facts.best_scan("touch:i|b", "9-0") == ScanNote(20, None)
-    facts.note_scan("touch:i|b", _scan_at("m", 20, "s"), "3-0")
-    assert facts.best_scan("touch:i|b", "9-0") == ScanNote(20, None)
-    facts.note_scan("touch:i|b", _scan_at("n", 21, "t"), "4-0")
-    assert facts.best_scan("touch:i|b", "9-0") == ScanNote(21, "t")
-
-
-def test_an_upgrade_to_touch_facts_still_approves_lines_of_earlier_scans(redis_client, keys):
-    """A deployment upgraded from a version whose store noted no scans: its touch keys
-    hold scans the store has no fact of, and lines they attribute must still be woken
-    to be approved."""
-
-    class Unnoted(RedisFacts):
-        def note_scan(self, touch: str, scan: dict, position: str) -> None:
-            pass  # what the version before did
-
-    events = [
-        LogEvent(p, e)
-        for p, e in with_stream_ids(
-            [
-                rule("ten", T - 10),
-                scan("c", T - 5, "s", "b"),
-                order("o", T, lines=[("i", 4, 1000)]),
-                scan("d", T + 1, "s", "x", item="j"),  # the first scan the new store notes
-                order("p", T + 2, lines=[("i", 1, 1000)]),
-                scan("n", T + 2 * R, "s", None, item="other"),  # time passes: approvals
-            ]
-        )
-    ]
-    old = Engine(RULES, Unnoted(redis_client, keys, 10**12, "log:commissions"))
-    for entry in events[:3]:
-        old.on_input(entry)
-    snapshot = pickle.dumps((old.sequencer, old.keys))
-    new = Engine(RULES, RedisFacts(redis_client, keys, 10**12, "log:commissions"))
-    new.sequencer, new.keys = pickle.loads(snapshot)
-    after = [o for entry in events[3:] for o in new.on_input(entry)] + new.finish()
-    approvals = sorted(o["order_id"] for o in after if o.get("kind") == "approval")
-    # p was ordered after the upgrade, but inside the window of a scan noted before it.
-    assert approvals == ["o", "p"]
-    plain = Engine(RULES)
-    for entry in events[:3]:
-        plain.on_input(entry)
-    assert [o for entry in events[3:] for o in plain.on_input(entry)] + plain.finish() == after
+    assert _best(facts, "touch:i|b", "9-0") is None
