@@ -125,12 +125,15 @@ class RedisFacts:
 
     def prepare(self, entries: Iterable[Any]) -> None:
         wanted: list[str] = []
+        # Entries come in log order: the first and the last position are enough.
+        first: str | None = None
+        last: str | None = None
         for entry in entries:
             if isinstance(entry, BadEntry):
-                self._seen(entry.position)
+                first, last = first or entry.position, entry.position
             if not isinstance(entry, LogEvent):
                 continue
-            self._seen(entry.position)
+            first, last = first or entry.position, entry.position
             event = entry.event
             field = ID_FIELDS.get(event["type"])
             if field is not None:
@@ -151,6 +154,9 @@ class RedisFacts:
             ):  # the scans the sequencer notes as a buyer's (`Sequencer._on_scan`)
                 touch = touch_key(event["item_id"], event["scanner_id"])
                 wanted.append(self.keys.fact(BEST_SCAN, _touch_ident(touch)))
+        if first is not None and last is not None:
+            self._seen(first)
+            self._seen(last)
         wanted = [k for k in dict.fromkeys(wanted) if k not in self._facts]
         if wanted:
             found = self._mget(wanted)
