@@ -12,8 +12,8 @@ its first uses (the last two, when Retention lets an id come back), and a
 question asked at position p looks only at uses before p: a re-run that starts
 less than R before the crash (it starts at the last snapshot, an epoch back)
 decides exactly as the first run did. Wake-ups are sorted sets, one
-per time bucket, read by the span of log time the sequencer moves over, and
-never deleted (they expire): a re-run reads the same span again.
+per minute of log time, read by the span of log time the sequencer moves over
+(flows.wake_buckets): a re-run reads the same span again.
 
 Each buyer's best scan of an item (`note_scan`, `best_scan`) is a fact too, kept
 exact for a re-run by flows.best_scans: the sequencer matches order lines
@@ -26,7 +26,6 @@ cost more than Redis took to run them).
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right, insort
 from collections import deque
 from collections.abc import Iterable
 from functools import lru_cache
@@ -38,22 +37,12 @@ import redis
 from billing import stream_ids
 from billing.keys import Keys
 from flows import best_scans
-from flows.deferred_writes import Command, DeferredWrites, run_now
+from flows.deferred_writes import DeferredWrites, run_now
+from flows.wake_buckets import WAKEUPS_PER_LOAD, WakeBuckets
 from state.facts import ID_FIELDS
 from state.messages import BadEntry, Event, LogEvent, touch_key
 
-WAKE_BUCKET_MS = 60_000
-DAY_OF_BUCKETS = 86_400_000 // WAKE_BUCKET_MS
-# How far ahead of the log's time wake-ups are loaded: an hour at least, a day at
-# most, doubled while a load brings fewer than `wakeups_per_load` and halved when
-# one brings more than four times that. A catch-up moves through hours of log time
-# per batch, and each load is a wait on Redis (the writes sent before it, then two
-# round trips): with an hour it loaded ten times a batch. Live traffic that fills
-# an hour with more wake-ups keeps the hour, so memory stays bounded either way.
-LOAD_AHEAD_BUCKETS = 60
-MAX_LOAD_AHEAD_BUCKETS = DAY_OF_BUCKETS
-WAKEUPS_PER_LOAD = 10_000
-_NEVER = (2**63, 0)
+_NEVER = (2**63, 0)  # where positions that are no stream id sort
 
 
 @lru_cache(maxsize=1 << 16)  # a position is asked about several times in its batch
@@ -96,26 +85,14 @@ class RedisFacts:
         """`space`: the sequencer key this store serves (state.sharding). Seen ids are
         the commission sequencer's alone; wake-ups are kept apart per sequencer key,
         since each reads back only its own. `wakeups_per_load` steers how far ahead
-        wake-ups are loaded (LOAD_AHEAD_BUCKETS above)."""
+        wake-ups are loaded (flows.wake_buckets)."""
         self.r, self.keys, self.ttl_ms, self.space = conn, keys, ttl_ms, space
         self._set_all = conn.register_script(_SET_ALL)
         # On a cluster each slot's writes go their own way, answered at once.
         self._writes = None if keys.cluster else DeferredWrites(conn)
         self._facts: dict[str, list[list[Any]]] = {}
         self._dirty: set[str] = set()
-        self._buckets: dict[int, list[tuple[int, str]]] = {}  # wake-ups by bucket, sorted
-        self._bucket_ids: list[int] = []  # the keys of _buckets, ascending
-        self._loaded_upto = -1  # every bucket up to this one is in _buckets, if not empty
-        self._ahead = LOAD_AHEAD_BUCKETS  # buckets loaded past the one asked for
-        self._wakeups_per_load = wakeups_per_load
-        self._new_wakes: list[tuple[int, str]] = []
-        # Withdrawn in this batch (`unwake`): a ZREM at its flush, and kept out of
-        # any bucket loaded meanwhile.
-        self._withdrawn: set[tuple[int, str]] = set()
-        # Nothing loaded is due in [_quiet_from, _quiet_until): the log's time moves
-        # by small steps between wake-ups, and each step would otherwise cost a walk
-        # of the buckets (`due_between`).
-        self._quiet_from = self._quiet_until = 0
+        self.wakes = WakeBuckets(conn, keys, ttl_ms, space, self.settle, wakeups_per_load)
         # Where a re-run after a crash may start (flows.best_scans): where this
         # process began reading, then after each of the last snapshots.
         self._boundaries: deque[tuple[int, int]] = deque(maxlen=best_scans.BOUNDARIES_KEPT)
@@ -169,7 +146,7 @@ class RedisFacts:
             (group, [self.ttl_ms, *(orjson.dumps(self._facts[key]) for key in group)])
             for group in self._by_slot(self._dirty)
         ]
-        wakes = self._wake_commands()
+        wakes = self.wakes.commands()
         if self._writes is not None:
             # Answered later (flows.deferred_writes): before the next read, and
             # before the sequencer's snapshot. EVAL, not the registered script: in a
@@ -184,8 +161,6 @@ class RedisFacts:
             run_now(self.r, wakes)
         self._facts.clear()
         self._dirty.clear()
-        self._new_wakes.clear()
-        self._withdrawn.clear()
 
     def settle(self) -> None:
         if self._writes is not None:
@@ -196,29 +171,6 @@ class RedisFacts:
         passed in is the caller's to close)."""
         if self._writes is not None:
             self._writes.close()
-
-    def _wake_commands(self) -> list[Command]:
-        by_bucket: dict[int, dict[str, int]] = {}
-        for due, key in self._new_wakes:
-            by_bucket.setdefault(due // WAKE_BUCKET_MS, {})[key] = due
-        commands: list[Command] = []
-        for due, key in sorted(self._withdrawn):
-            b = due // WAKE_BUCKET_MS
-            asked = by_bucket.get(b)
-            if asked is not None and asked.get(key) == due:
-                del asked[key]  # asked in this batch, then withdrawn: not sent
-            # Asked in an earlier batch, or never (then a no-op).
-            commands.append(("ZREM", self.keys.wakeups(b, self.space), key))
-        by_bucket = {b: members for b, members in by_bucket.items() if members}
-        for b, members in by_bucket.items():
-            bucket = self.keys.wakeups(b, self.space)
-            pairs = [x for member, due in members.items() for x in (due, member)]
-            commands += [("ZADD", bucket, *pairs), ("PEXPIRE", bucket, self.ttl_ms)]
-        if by_bucket:
-            index = self.keys.wakeups_index(self.space)
-            pairs = [x for b in by_bucket for x in (b, str(b))]
-            commands += [("ZADD", index, *pairs), ("PEXPIRE", index, self.ttl_ms)]
-        return commands
 
     def _mget(self, keys: list[str]) -> list[Any]:
         self.settle()
@@ -309,107 +261,13 @@ class RedisFacts:
         _key, entries = self._uses(BEST_SCAN, _touch_ident(touch))
         return best_scans.best_before(entries, stream_position(position), since, stream_position)
 
-    # -- wake-ups ----------------------------------------------------------------
+    # -- wake-ups (flows.wake_buckets) --------------------------------------------
 
     def wake_at(self, due: int, key: str) -> None:
-        self._withdrawn.discard((due, key))  # asked again after it was withdrawn
-        self._new_wakes.append((due, key))
-        b = due // WAKE_BUCKET_MS
-        if b <= self._loaded_upto:
-            insort(self._bucket(b), (due, key))
-            if due < self._quiet_until:
-                self._quiet_until = due
+        self.wakes.wake_at(due, key)
 
     def unwake(self, due: int, key: str) -> None:
-        """Out of the loaded bucket at once, out of Redis at the flush. A re-run after
-        a crash that finds it still there is no worse off: it comes due only after
-        the log's time passes the entry that withdrew it, which withdraws it again
-        (the sequencer withdraws only wake-ups still to come)."""
-        self._withdrawn.add((due, key))
-        bucket = self._buckets.get(due // WAKE_BUCKET_MS)
-        if bucket is not None:
-            i = bisect_left(bucket, (due, key))
-            if i < len(bucket) and bucket[i] == (due, key):
-                del bucket[i]
-
-    def _bucket(self, b: int) -> list[tuple[int, str]]:
-        bucket = self._buckets.get(b)
-        if bucket is None:
-            bucket = self._buckets[b] = []
-            insort(self._bucket_ids, b)
-        return bucket
+        self.wakes.unwake(due, key)
 
     def due_between(self, after: int, until: int) -> list[str]:
-        """Buckets are loaded once each, as lists sorted by due (only this process
-        adds to them, and it adds to its copy too). The log's time only moves
-        forward, so loading goes forward too, and only non-empty buckets (from an
-        index) are read: a jump over a quiet month costs one round trip."""
-        if after <= 0 or until <= after:
-            return []  # before the first event nothing can be due
-        if after == self._quiet_from and until <= self._quiet_until:
-            self._quiet_from = until
-            return []
-        first, last = after // WAKE_BUCKET_MS, (until - 1) // WAKE_BUCKET_MS
-        if self._loaded_upto < first - 1:
-            self._loaded_upto = first - 1  # a fresh process: start where the time is
-        if last > self._loaded_upto:
-            # Ahead by an hour or more: wake-ups added later to loaded buckets are
-            # this process's own, and it adds them to its copy.
-            self._load(self._loaded_upto + 1, last + self._ahead)
-        ids, buckets = self._bucket_ids, self._buckets
-        # The log's time has passed the buckets before `first`: nothing in them is due.
-        passed = bisect_left(ids, first)
-        for b in ids[:passed]:
-            del buckets[b]
-        del ids[:passed]
-        # Only the buckets the span covers, in order: an hour is loaded ahead, and
-        # walking all of it at every move of the time showed in profiles of catch-up.
-        due_now: list[str] = []
-        for b in ids[: bisect_right(ids, last)]:
-            bucket = buckets[b]
-            lo = bisect_left(bucket, (after, ""))
-            hi = bisect_left(bucket, (until, ""))
-            due_now += [s for _d, s in bucket[lo:hi]]
-        self._quiet_from, self._quiet_until = until, self._next_due(until, last)
-        return due_now
-
-    def _next_due(self, until: int, last: int) -> int:
-        """The first loaded wake-up due at or after `until` (in bucket `last` or a
-        later one), or the end of what is loaded; `until` itself if not found soon."""
-        ids, buckets = self._bucket_ids, self._buckets
-        k = bisect_left(ids, last)
-        for b in ids[k : k + 4]:  # buckets read from the index are rarely empty
-            bucket = buckets[b]
-            i = bisect_left(bucket, (until, ""))
-            if i < len(bucket):
-                return bucket[i][0]
-        if k + 4 < len(ids):
-            return until
-        return (self._loaded_upto + 1) * WAKE_BUCKET_MS
-
-    def _load(self, lo: int, hi: int) -> None:
-        index = self.keys.wakeups_index(self.space)
-        self.settle()
-        found: Any = self.r.zrangebyscore(index, lo, hi)
-        pipe = self.r.pipeline(transaction=False)
-        for b in found:
-            pipe.zrange(self.keys.wakeups(int(b), self.space), 0, -1, withscores=True)
-        # A re-run after a crash starts a little back: keep a day of the index.
-        pipe.zremrangebyscore(index, "-inf", lo - 1 - DAY_OF_BUCKETS)
-        replies = pipe.execute()
-        loaded = 0
-        withdrawn = self._withdrawn
-        for b, members in zip(found, replies, strict=False):
-            wakes = sorted((int(score), m) for m, score in members)
-            self._bucket(int(b))[:] = (
-                [w for w in wakes if w not in withdrawn] if withdrawn else wakes
-            )
-            loaded += len(members)
-        if loaded < self._wakeups_per_load:
-            self._ahead = min(2 * self._ahead, MAX_LOAD_AHEAD_BUCKETS)
-        elif loaded > 4 * self._wakeups_per_load:
-            self._ahead = max(self._ahead // 2, LOAD_AHEAD_BUCKETS)
-        for due, key in self._new_wakes:
-            if lo <= due // WAKE_BUCKET_MS <= hi and (due, key) not in withdrawn:
-                insort(self._bucket(due // WAKE_BUCKET_MS), (due, key))
-        self._loaded_upto = hi
+        return self.wakes.due_between(after, until)

@@ -11,12 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from billing.keys import Keys
-from flows.facts_redis import (
-    LOAD_AHEAD_BUCKETS,
-    MAX_LOAD_AHEAD_BUCKETS,
-    WAKE_BUCKET_MS,
-    RedisFacts,
-)
+from flows.facts_redis import RedisFacts
+from flows.wake_buckets import LOAD_AHEAD_BUCKETS, MAX_LOAD_AHEAD_BUCKETS, WAKE_BUCKET_MS
 from state.facts import MemoryFacts
 
 _spaces = itertools.count()
