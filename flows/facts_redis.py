@@ -106,11 +106,10 @@ class RedisFacts:
         first: str | None = None
         last: str | None = None
         for entry in entries:
-            if isinstance(entry, BadEntry):
+            if isinstance(entry, LogEvent | BadEntry):
                 first, last = first or entry.position, entry.position
             if not isinstance(entry, LogEvent):
                 continue
-            first, last = first or entry.position, entry.position
             event = entry.event
             field = ID_FIELDS.get(event["type"])
             if field is not None:
@@ -250,8 +249,6 @@ class RedisFacts:
 
     def note_scan(self, touch: str, scan: Event, position: str) -> None:
         key, entries = self._uses(BEST_SCAN, _touch_ident(touch))
-        if not self._boundaries:
-            self._seen(position)  # asked without a prepared batch (tests)
         after = best_scans.noted(entries, scan, position, self._boundaries, stream_position)
         if after is not None:
             entries[:] = after
