@@ -84,6 +84,7 @@ def build_flow(
     settings: RuleSettings,
     facts: Callable[[str], Facts] = _memory_facts,
     parse: ParseRaw = _no_raw_entries,
+    recovery: bool = True,
 ) -> Dataflow:
     """`source` yields ("log", SequencerInput | RawEntry) pairs; `sink` takes
     (key, [output, ...]) pairs.
@@ -94,7 +95,8 @@ def build_flow(
     so a bad setting stops here, before any event is read. `facts(key)` makes a
     sequencer key's fact store: in memory by default, Redis for the live flows.
     `parse(position, data, ts)` turns a live raw entry into a `LogEvent` or a
-    `BadEntry`, at its key.
+    `BadEntry`, at its key. `recovery=False` (a run with no recovery store) skips
+    pickling the snapshots bytewax asks for; a run that resumes needs them.
     """
     flow = Dataflow("billing")
     in_log = op.input("input", flow, source)
@@ -102,21 +104,21 @@ def build_flow(
     sequenced = op.stateful_batch(
         "sequencer",
         routed,
-        lambda resume: SequencerLogic(settings, facts, parse, resume),
+        lambda resume: SequencerLogic(settings, facts, parse, resume, recovery),
     )
     split = op.branch("split", sequenced, _is_key_batch)
     payouts = op.branch("payouts", split.trues, _for_sharer)
     keyed = op.stateful_batch(
         "ledgers",
         op.map("route", payouts.falses, _rekey),
-        lambda resume: LedgerLogic(settings, resume),
+        lambda resume: LedgerLogic(settings, resume, recovery),
     )
     keyed_split = op.branch("keyed_split", keyed, _is_key_batch)
     credits = op.merge("to_sharers", payouts.trues, keyed_split.trues)
     sharers = op.stateful_batch(
         "sharers",
         op.map("sharer_keys", credits, _rekey),
-        lambda resume: SharerLogic(settings, resume),
+        lambda resume: SharerLogic(settings, resume, recovery),
     )
     outputs = op.merge("outputs", split.falses, keyed_split.falses, sharers)
     op.output("output", outputs, sink)  # type: ignore[misc]

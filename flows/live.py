@@ -55,7 +55,7 @@ def live_flow(settings: Settings, process_id: int = 0, processes: int = 1) -> Da
     sink = RedisOutputSink(
         settings.redis_url, keys, ttl_ms, settings.statement_retention_ms, process_id
     )
-    return build_flow(source, sink, rules, facts, parse_entry)
+    return build_flow(source, sink, rules, facts, parse_entry, recovery=bool(settings.recovery_dir))
 
 
 def recovery_config(settings: Settings) -> RecoveryConfig | None:

@@ -65,6 +65,12 @@ def _parsed(batches: list[InputBatch], parse: ParseRaw) -> list[SequencerInput]:
 SHARER_POLL = timedelta(milliseconds=50)
 
 
+# What `snapshot` returns in a flow run without recovery (a replay): bytewax asks each
+# key woken in an epoch for its snapshot even then, and pickling them was 2.6% of a
+# replay (py-spy, 300k events). Never resumed from: a run without recovery starts empty.
+NOT_KEPT = b""
+
+
 LAYOUT_CHANGED = (
     "the recovery state predates the session shards (state.sharding): start the flows "
     "with a new, empty recovery directory (see the README, 'Upgrading')"
@@ -93,9 +99,10 @@ class SequencerLogic(StatefulBatchLogic[InputBatch, SequencerItem, bytes]):
         facts: Callable[[str], Facts],
         parse: ParseRaw,
         resume: bytes | None,
+        recovery: bool = True,
     ) -> None:
         keep_thread_state()
-        self.settings = settings
+        self.settings, self.recovery = settings, recovery
         self._make_facts, self._parse = facts, parse
         self.facts: Facts | None = None
         self.key: str | None = None
@@ -142,6 +149,8 @@ class SequencerLogic(StatefulBatchLogic[InputBatch, SequencerItem, bytes]):
         if self.facts is not None:
             self.facts.settle()
             self.facts.checkpoint()
+        if not self.recovery:
+            return NOT_KEPT
         # With its key: bytewax gives a resumed logic its state, never its key.
         snap = pickle.dumps((self.key, self.sequencer), protocol=pickle.HIGHEST_PROTOCOL)
         stats.snapshot_taken(len(snap))
@@ -151,9 +160,9 @@ class SequencerLogic(StatefulBatchLogic[InputBatch, SequencerItem, bytes]):
 class LedgerLogic(StatefulBatchLogic[list[KeyMessage], SequencerItem, bytes]):
     """Runs `state.ledgers.apply` for one key (a line or session key)."""
 
-    def __init__(self, settings: RuleSettings, resume: bytes | None) -> None:
+    def __init__(self, settings: RuleSettings, resume: bytes | None, recovery: bool = True) -> None:
         keep_thread_state()
-        self.settings = settings
+        self.settings, self.recovery = settings, recovery
         try:
             self.state: ledgers.KeyState = pickle.loads(resume) if resume else None
         except AttributeError as exc:  # a touch key's `Touch`, gone with layout 1
@@ -176,6 +185,8 @@ class LedgerLogic(StatefulBatchLogic[list[KeyMessage], SequencerItem, bytes]):
         return _items(outputs, routes), ledgers.is_empty(state)
 
     def snapshot(self) -> bytes:
+        if not self.recovery:
+            return NOT_KEPT
         snap = pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
         stats.snapshot_taken(len(snap))
         return snap
@@ -190,9 +201,9 @@ class SharerLogic(StatefulBatchLogic[list[KeyMessage], list[Output], bytes]):
     What arrives after is of a later epoch, so it waits for the next seal.
     """
 
-    def __init__(self, settings: RuleSettings, resume: bytes | None) -> None:
+    def __init__(self, settings: RuleSettings, resume: bytes | None, recovery: bool = True) -> None:
         keep_thread_state()
-        self.settings = settings
+        self.settings, self.recovery = settings, recovery
         self.ledger: SharerLedger = pickle.loads(resume) if resume else SharerLedger()
 
     def _release(self) -> list[Output]:
@@ -218,7 +229,9 @@ class SharerLogic(StatefulBatchLogic[list[KeyMessage], list[Output], bytes]):
         return _nonempty(self.ledger.release()), self.ledger.is_empty()
 
     def snapshot(self) -> bytes:
-        self.ledger.seal()
+        self.ledger.seal()  # what the epoch brought is applied next, in log order
+        if not self.recovery:
+            return NOT_KEPT
         snap = pickle.dumps(self.ledger, protocol=pickle.HIGHEST_PROTOCOL)
         stats.snapshot_taken(len(snap))
         return snap

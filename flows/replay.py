@@ -40,7 +40,9 @@ def replay(
             desc="replay",
         )
         status.on_progress = bar.update
-    flow = build_flow(JsonLinesSource(input_path, status), JsonLinesSink(out), rules)
+    flow = build_flow(
+        JsonLinesSource(input_path, status), JsonLinesSink(out), rules, recovery=False
+    )
     try:
         run_in_process(flow, workers)
     finally:

@@ -22,7 +22,7 @@ from bytewax.testing import TestingSink, TestingSource, run_main
 
 from flows.dataflow import build_flow
 from flows.facts_redis import RedisFacts
-from flows.logic import LedgerLogic, SequencerLogic
+from flows.logic import NOT_KEPT, LedgerLogic, SequencerLogic, SharerLogic
 from flows.replay import replay
 from harness.live import with_stream_ids
 from state.engine import Engine
@@ -40,13 +40,17 @@ def memory_facts(key: str) -> MemoryFacts:
     return MemoryFacts()
 
 
-def flow_outputs(run: EntryPoint, items, rules=SMALL_RULES, recovery=None, facts=memory_facts):
+def flow_outputs(
+    run: EntryPoint, items, rules=SMALL_RULES, recovery=None, facts=memory_facts, snapshots=True
+):
     out: list = []
     keyed = [
         item if isinstance(item, (TestingSource.ABORT, TestingSource.EOF)) else ("log", item)
         for item in items
     ]
-    flow = build_flow(TestingSource(keyed, batch_size=7), TestingSink(out), rules, facts)
+    flow = build_flow(
+        TestingSource(keyed, batch_size=7), TestingSink(out), rules, facts, recovery=snapshots
+    )
     run(flow, epoch_interval=timedelta(0), recovery_config=recovery)
     return [output for _key, batch in out for output in batch]
 
@@ -65,6 +69,21 @@ def test_flow_emits_exactly_what_the_plain_loop_emits(entry_point, seed):
     assert canonical(flow_outputs(entry_point, source_items(events))) == canonical(
         engine_outputs(events, SMALL_RULES)
     )
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_a_flow_without_recovery_keeps_no_snapshots_and_emits_the_same(entry_point, seed):
+    """A replay skips pickling the snapshots bytewax asks for; a sharer key still
+    seals each epoch at its snapshot (flows.logic.SharerLogic), here one epoch per batch."""
+    events = random_log(seed, 500)
+    got = flow_outputs(entry_point, source_items(events), snapshots=False)
+    assert canonical(got) == canonical(engine_outputs(events, SMALL_RULES))
+    for logic in (
+        SequencerLogic(SMALL_RULES, memory_facts, no_parse, None, recovery=False),
+        LedgerLogic(SMALL_RULES, None, recovery=False),
+        SharerLogic(SMALL_RULES, None, recovery=False),
+    ):
+        assert logic.snapshot() == NOT_KEPT
 
 
 @pytest.mark.parametrize("workers", [1, 2, 4])
