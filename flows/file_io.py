@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any
 
+import orjson
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from pydantic import ValidationError
@@ -130,7 +131,15 @@ class _WriterPartition(StatelessSinkPartition[tuple[str, list[Output]]]):
         self._out, self._lock = out, lock
 
     def write_batch(self, items: list[tuple[str, list[Output]]]) -> None:
-        text = b"".join(encode(o)[1] + b"\n" for _key, batch in items for o in batch).decode()
+        outputs = [o for _key, batch in items for o in batch]
+        if not outputs:
+            return
+        try:  # one call for the batch; `encode` turns what cannot be written into a reject
+            lines = list(map(orjson.dumps, outputs))
+        except (TypeError, orjson.JSONEncodeError):
+            lines = [encode(o)[1] for o in outputs]
+        lines.append(b"")
+        text = b"\n".join(lines).decode()
         with self._lock:
             self._out.write(text)
 

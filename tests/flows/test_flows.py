@@ -22,6 +22,7 @@ from bytewax.testing import TestingSink, TestingSource, run_main
 
 from flows.dataflow import build_flow
 from flows.facts_redis import RedisFacts
+from flows.file_io import JsonLinesSink
 from flows.logic import NOT_KEPT, LedgerLogic, SequencerLogic, SharerLogic
 from flows.replay import replay
 from harness.live import with_stream_ids
@@ -240,3 +241,20 @@ def test_a_recovery_state_from_before_matching_in_the_sequencer_is_refused():
 # A touch key's state as layout 1 pickled it (tests/unit/test_state_pickles.py has
 # the other keys' earlier forms).
 LAYOUT_1_TOUCH = "gAWVogAAAAAAAACMEXN0YXRlLmNvbW1pc3Npb25zlIwFVG91Y2iUk5QpgZROfZSMBGJlc3SUfZQojAR0eXBllIwEc2NhbpSMB3NjYW5faWSUjAQwLmMxlIwCdHOUigYAaOXPiwGMCHNoYXJlX2lklIwCc2iUjAdpdGVtX2lklIwCaTGUjAlzaGFyZXJfaWSUjAJ1MpSMCnNjYW5uZXJfaWSUjAJ1MZR1c4aUYi4="
+
+
+def test_the_replay_sink_writes_an_unencodable_output_as_a_reject_and_the_rest_as_they_are():
+    """The batch is encoded in one pass; one output orjson refuses (an integer past
+    64 bits) makes the batch go output by output, that one as a reject."""
+    out = io.StringIO()
+    part = JsonLinesSink(out).build("output", 0, 1)
+    good = {"type": "payout", "output_id": "payout:p:1", "amount_minor": 5}
+    bad = {"type": "payout", "output_id": "payout:q:2", "amount_minor": 2**64}
+    part.write_batch([("k", [good]), ("k", []), ("k", [bad, good])])
+    part.write_batch([("k", [good])])
+    part.write_batch([])
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert lines[0] == lines[2] == lines[3] == good
+    assert lines[1]["output_id"] == "reject:output:payout:q:2"
+    assert lines[1]["reason"] == "invalid_event" and len(lines) == 4
+    assert out.getvalue().endswith("\n")
