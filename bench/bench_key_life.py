@@ -15,7 +15,7 @@ the two apart:
 - sessions: the live flows (one process, recovery on, default settings) over a log
   of `--sessions` session starts and a last event 40 days on, so every session is
   started and closed as idle (then forgotten): the wall-clock time per session
-  from the first output to the last (`bench_scale.run_live`), and the flows' CPU.
+  from the first output to the last (`bench.live_run.run_live`), and the flows' CPU.
 - idle-keys: the 0.2M bench log's catch-up with `--extra` more sessions started
   at its beginning. They close as idle at once and are held until R, and nothing
   wakes them within the log, so they add live keys and no traffic. Rates by fifth

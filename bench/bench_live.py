@@ -16,8 +16,8 @@ import os
 import tempfile
 
 from bench.bench_replay import make_log
-from bench.bench_scale import run_live
 from bench.common import scratch_redis
+from bench.live_run import run_live
 from state.testing import SMALL_RULES
 
 

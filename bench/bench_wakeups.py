@@ -14,7 +14,7 @@ ticks each kind of key gets per event, and those that reach no line, over two lo
 - a shop log: many buyers and items, where only `--attributed` of the orders come
   from a share (the buyer scanned the item within the attribution window).
 
-`--live` also runs the live catch-up (bench.bench_scale's, recovery on, one process)
+`--live` also runs the live catch-up (bench.live_run's, recovery on, one process)
 over the shop log. Figures printed, nothing asserted.
 """
 
@@ -32,8 +32,8 @@ from typing import Any
 import orjson
 
 from bench.bench_replay import make_log
-from bench.bench_scale import run_live
 from bench.common import scratch_redis
+from bench.live_run import run_live
 from billing.log_lines import parse_log_event
 from flows.file_io import parse_line
 from state import ledgers
