@@ -19,47 +19,37 @@ from state.engine import Engine
 
 
 def hot_and_uniform_logs(path_hot: str, path_uniform: str, events: int) -> None:
+    """Half scans then half orders, in both logs: in the hot one every scan and order
+    is one buyer's of one item; in the uniform one they spread over 10,000 items and
+    9,973 buyers."""
     scans, t0 = events // 2, 1_767_225_600_000
+
+    def scan(n: int, item: str, buyer: str) -> dict[str, Any]:
+        return {
+            "type": "scan",
+            "scan_id": f"c{n}",
+            "ts": t0 + n,
+            "share_id": "x",
+            "item_id": item,
+            "sharer_id": f"s{n % 50}",
+            "scanner_id": buyer,
+        }
+
+    def order(n: int, item: str, buyer: str) -> dict[str, Any]:
+        return {
+            "type": "order",
+            "order_id": f"o{n}",
+            "ts": t0 + scans + n,
+            "buyer_id": buyer,
+            "currency": "USD",
+            "lines": [{"item_id": item, "quantity": 1, "unit_price_minor": 1000}],
+        }
+
     with open(path_hot, "w") as hot, open(path_uniform, "w") as uniform:
-        for n in range(scans):
-            ts = t0 + n
-            for out, item, buyer in (
-                (hot, "hot", "b"),
-                (uniform, f"i{n % 10_000}", f"b{n % 9_973}"),
-            ):
-                out.write(
-                    json.dumps(
-                        {
-                            "type": "scan",
-                            "scan_id": f"c{n}",
-                            "ts": ts,
-                            "share_id": "x",
-                            "item_id": item,
-                            "sharer_id": f"s{n % 50}",
-                            "scanner_id": buyer,
-                        }
-                    )
-                    + "\n"
-                )
-        for n in range(events - scans):
-            ts = t0 + scans + n
-            for out, item, buyer in (
-                (hot, "hot", "b"),
-                (uniform, f"i{n % 10_000}", f"b{n % 9_973}"),
-            ):
-                out.write(
-                    json.dumps(
-                        {
-                            "type": "order",
-                            "order_id": f"o{n}",
-                            "ts": ts,
-                            "buyer_id": buyer,
-                            "currency": "USD",
-                            "lines": [{"item_id": item, "quantity": 1, "unit_price_minor": 1000}],
-                        }
-                    )
-                    + "\n"
-                )
+        for make, count in ((scan, scans), (order, events - scans)):
+            for n in range(count):
+                hot.write(json.dumps(make(n, "hot", "b")) + "\n")
+                uniform.write(json.dumps(make(n, f"i{n % 10_000}", f"b{n % 9_973}")) + "\n")
 
 
 def replay_rate(log: str, rules: RuleSettings) -> tuple[float, int]:
