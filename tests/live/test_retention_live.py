@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from billing.settings import Settings
-from harness.live import append_positioned, wait_for
+from harness.live import append_positioned, url_of, wait_for
 from ingest_api.app import create_app
 from state.config import RuleSettings
 from tests.conftest import WRITE_KEY
@@ -121,3 +121,57 @@ def test_the_input_is_trimmed_behind_the_flows_keeping_r(
     wait_for(lambda: redis_client.xlen(keys.events) == 50, timeout=20)
     first_id = redis_client.xrange(keys.events, count=1)[0][0]
     assert first_id == f"{recent[0]['ts']}-0"  # at least R of log is kept
+
+
+def test_output_streams_keep_a_bounded_span(redis_client, keys):
+    """No public stream grows with all history: each write trims entries older than
+    the sink's ttl (R and a margin), a radix-tree node at a time."""
+    from flows.redis_sink import _RedisWriter
+
+    writer = _RedisWriter(url_of(redis_client), keys, ttl_ms=500)
+    old = [
+        {"type": "reject", "output_id": f"reject:{n}", "reason": "duplicate", "event": {}}
+        for n in range(300)
+    ]
+    writer.write(old)
+    assert redis_client.xlen(keys.rejects) == 300
+    time.sleep(0.7)
+    writer.write(
+        [{"type": "reject", "output_id": "reject:new", "reason": "duplicate", "event": {}}]
+    )
+    assert redis_client.xlen(keys.rejects) < 150  # whole nodes of old entries went
+    newest = json.loads(redis_client.xrevrange(keys.rejects, count=1)[0][1]["data"])
+    assert newest["output_id"] == "reject:new"
+    writer.close()
+
+
+def test_statements_keep_only_their_retention(redis_client, keys):
+    """Entries older than the statement retention leave their day's key, even while
+    that day is still being written."""
+    from flows.redis_sink import _RedisWriter
+
+    writer = _RedisWriter(url_of(redis_client), keys, statement_ttl_ms=60_000)
+    now = int(time.time() * 1000)
+
+    def accrual(order: str, ts: int) -> dict:
+        return {
+            "type": "commission",
+            "output_id": f"commission:accrual:{order}:{ts}:i",
+            "kind": "accrual",
+            "status": "pending",
+            "order_id": order,
+            "sharer_id": "al",
+            "currency": "USD",
+            "commission_minor": 1,
+            "ts": ts,
+        }
+
+    day = now // 86_400_000
+    old_ts = max(day * 86_400_000, now - 120_000)  # same day, older than the retention
+    writer.write([accrual("old", old_ts), accrual("new", now)])
+    kept = [
+        json.loads(e)["order_id"] for e in redis_client.zrange(keys.statement("al", day), 0, -1)
+    ]
+    assert kept == (["new"] if old_ts < now - 60_000 else ["old", "new"])
+    assert 0 < redis_client.pttl(keys.statement("al", day)) <= 60_000
+    writer.close()

@@ -132,3 +132,10 @@ def output(kind: str, n: int) -> dict[str, Any]:
 
 def body_of(request: dict[str, Any]) -> dict[str, Any]:
     return json.loads(request["body"])
+
+
+def subscribe(api: Any, url: str, types: list[str]) -> dict[str, Any]:
+    """Save an endpoint for `url` and `types` through the API; its answer (with the secret)."""
+    resp = api.post("/v1/webhook-endpoints", json={"url": url, "types": types})
+    assert resp.status_code == 201, resp.text
+    return resp.json()
