@@ -7,10 +7,8 @@ import time
 
 import pytest
 
-from harness.live import (
-    url_of,
-    wait_for,
-)
+from harness.live import url_of, wait_for
+from tests.support.outputs import accrual_output
 
 
 def test_http_to_outputs_and_views_end_to_end(api, redis_client, keys, flows_factory):
@@ -143,22 +141,11 @@ def test_sink_checks_before_it_writes(redis_client, keys):
 
     writer = _RedisWriter(url_of(redis_client), keys)
 
-    def accrual(order: str, amount: int) -> dict:
-        return {
-            "type": "commission",
-            "output_id": f"commission:accrual:{order}:1:i",
-            "kind": "accrual",
-            "status": "pending",
-            "order_id": order,
-            "sharer_id": "al",
-            "currency": "USD",
-            "commission_minor": amount,
-            "ts": 5,
-        }
-
     big = 9_100_000_000_000_000_000  # fits; with `b` the total would pass the check's bound
-    writer.write([accrual("a", big), accrual("b", 2 * 10**17), accrual("c", 5)])
-    writer.write([accrual("b", 2 * 10**17)])  # a replay after a crash
+    writer.write(
+        [accrual_output("a", 1, big), accrual_output("b", 1, 2 * 10**17), accrual_output("c", 1, 5)]
+    )
+    writer.write([accrual_output("b", 1, 2 * 10**17)])  # a replay after a crash
     view = redis_client.hgetall(keys.sharer_view("al"))
     assert view == {"USD:accrued": str(big + 5), "USD:pending": str(big + 5), "USD:accruals": "2"}
     assert [redis_client.exists(keys.applied(f"commission:accrual:{o}:1:i")) for o in "abc"] == [

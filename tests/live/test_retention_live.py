@@ -20,6 +20,7 @@ from ingest_api.app import create_app
 from state.config import RuleSettings
 from tests.conftest import WRITE_KEY
 from tests.support.logs import order
+from tests.support.outputs import accrual_output
 
 ORDER = {
     "order_id": "o1",
@@ -153,22 +154,9 @@ def test_statements_keep_only_their_retention(redis_client, keys):
     writer = _RedisWriter(url_of(redis_client), keys, statement_ttl_ms=60_000)
     now = int(time.time() * 1000)
 
-    def accrual(order: str, ts: int) -> dict:
-        return {
-            "type": "commission",
-            "output_id": f"commission:accrual:{order}:{ts}:i",
-            "kind": "accrual",
-            "status": "pending",
-            "order_id": order,
-            "sharer_id": "al",
-            "currency": "USD",
-            "commission_minor": 1,
-            "ts": ts,
-        }
-
     day = now // 86_400_000
     old_ts = max(day * 86_400_000, now - 120_000)  # same day, older than the retention
-    writer.write([accrual("old", old_ts), accrual("new", now)])
+    writer.write([accrual_output("old", old_ts, 1), accrual_output("new", now, 1)])
     kept = [
         json.loads(e)["order_id"] for e in redis_client.zrange(keys.statement("al", day), 0, -1)
     ]

@@ -11,6 +11,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.support.outputs import accrual_output
+
 
 class Receiver:
     """Records every request; answers `fail_first` 500s per webhook-id, or always
@@ -117,17 +119,7 @@ def output(kind: str, n: int) -> dict[str, Any]:
             "amount_minor": n,
             "ts": 5,
         }
-    return {
-        "type": "commission",
-        "output_id": f"commission:accrual:o{n}:5:i",
-        "kind": "accrual",
-        "status": "pending",
-        "order_id": f"o{n}",
-        "sharer_id": "al",
-        "currency": "USD",
-        "commission_minor": n,
-        "ts": 5,
-    }
+    return accrual_output(f"o{n}", 5, n)
 
 
 def body_of(request: dict[str, Any]) -> dict[str, Any]:
