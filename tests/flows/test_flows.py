@@ -5,7 +5,7 @@ and after recovery from an abort. Every test that runs the flow in-process takes
 The abort-and-resume tests run at 1 worker only, as bytewax's own do
 (pytests/test_recovery.py uses `run_main`): a `TestingSource.ABORT` stops only the
 worker that reads the source, and at 2 workers the other one waited for ever. Recovery
-at 2 workers and 2 processes is tested with real SIGKILLs in tests/live/test_live.py."""
+at 2 workers and 2 processes is tested with real SIGKILLs in tests/live/test_live_crashes.py."""
 
 from __future__ import annotations
 

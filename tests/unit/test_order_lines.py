@@ -3,7 +3,7 @@ refunds (state.order_lines): the items with a line key, so a refund is routed to
 those lines alone.
 
 The hypothesis property that routing fewer changes no output is
-`test_skipping_those_wake_ups_changes_no_output` (tests/unit/test_rules_lifecycle.py);
+`test_skipping_those_messages_changes_no_output` (tests/unit/test_rules_wakeups.py);
 here each case is pinned by what the sequencer routes.
 """
 
