@@ -15,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from billing.settings import Settings
+from flows.redis_sink import _RedisWriter
 from harness.live import append_positioned, url_of, wait_for
 from ingest_api.app import create_app
 from state.config import RuleSettings
@@ -127,8 +128,6 @@ def test_the_input_is_trimmed_behind_the_flows_keeping_r(
 def test_output_streams_keep_a_bounded_span(redis_client, keys):
     """No public stream grows with all history: each write trims entries older than
     the sink's ttl (R and a margin), a radix-tree node at a time."""
-    from flows.redis_sink import _RedisWriter
-
     writer = _RedisWriter(url_of(redis_client), keys, ttl_ms=500)
     old = [
         {"type": "reject", "output_id": f"reject:{n}", "reason": "duplicate", "event": {}}
@@ -149,8 +148,6 @@ def test_output_streams_keep_a_bounded_span(redis_client, keys):
 def test_statements_keep_only_their_retention(redis_client, keys):
     """Entries older than the statement retention leave their day's key, even while
     that day is still being written."""
-    from flows.redis_sink import _RedisWriter
-
     writer = _RedisWriter(url_of(redis_client), keys, statement_ttl_ms=60_000)
     now = int(time.time() * 1000)
 

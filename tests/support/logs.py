@@ -165,5 +165,16 @@ def engine_outputs(
     return list(run(positioned(events), rules))
 
 
+def accruals(
+    events: Iterable[dict[str, Any]], rules: RuleSettings | None = None
+) -> list[dict[str, Any]]:
+    """The accrual records the plain loop emits for `events`."""
+    return [
+        o
+        for o in engine_outputs(events, rules)
+        if o["type"] == "commission" and o["kind"] == "accrual"
+    ]
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -13,18 +13,11 @@ import pytest
 
 from flows.facts_redis import RedisFacts
 from harness.live import with_stream_ids
-from state.config import RuleSettings
 from state.engine import Engine
 from state.messages import LogEvent
 from state.testing import SMALL_RULES, random_log
 from tests.support.logs import order, rule, scan
-
-# test_rules_retention's small settings: R, windows within it, and a time past them.
-R = 100_000
-RULES = RuleSettings(
-    attribution_window_ms=50_000, holding_period_ms=50_000, late_grace_ms=10_000, retention_ms=R
-)
-T = 1_000_000
+from tests.unit.test_rules_retention import RULES, R, T  # the rule tables' small settings
 
 
 def _time_jitters_back(log: list[dict], seed: int) -> list[LogEvent]:

@@ -7,17 +7,9 @@ import pytest
 from state.commissions import commission_amount, resolve_rule
 from state.config import RuleSettings
 from state.money import round_half_up
-from tests.support.logs import engine_outputs, order, rule, scan
+from tests.support.logs import accruals, order, rule, scan
 
 WEEK = 604_800_000
-
-
-def accruals(events, rules=None):
-    return [
-        o
-        for o in engine_outputs(events, rules)
-        if o["type"] == "commission" and o["kind"] == "accrual"
-    ]
 
 
 @pytest.mark.parametrize(

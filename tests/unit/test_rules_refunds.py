@@ -5,13 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.logs import engine_outputs, order, refund, rule, scan
-
-
-def accruals(events):
-    return [
-        o for o in engine_outputs(events) if o["type"] == "commission" and o["kind"] == "accrual"
-    ]
+from tests.support.logs import accruals, engine_outputs, order, refund, rule, scan
 
 
 def rejects(events):
