@@ -18,10 +18,7 @@ from state.engine import Engine
 from state.facts import MemoryFacts
 from state.testing import SMALL_RULES, random_log
 from tests.support.logs import engine_outputs, order, positioned, rule, scan
-
-H = 1000  # holding period
-RULES = RuleSettings(holding_period_ms=H)
-T = 10_000
+from tests.unit.test_rules_lifecycle import RULES, H, T  # the lifecycle tables' settings
 
 
 def _line_wakeups(events, rules=RULES):
