@@ -1,7 +1,7 @@
 """The engine at scale (issue 7): figures printed, not asserted.
 
     .venv/bin/python -m bench.bench_scale catchup [--sizes 200000,1000000,3000000] [--huge]
-        [--no-recovery] [--ballast-mb N]
+        [--no-recovery] [--ballast-mb N] [--by-class]
     .venv/bin/python -m bench.bench_scale hotkey [--events 200000]
     .venv/bin/python -m bench.bench_scale ceiling [--events 1000000]
     .venv/bin/python -m bench.bench_scale processes [--events 600000] [--counts 2,1]
@@ -9,7 +9,8 @@
 - catchup: live catch-up (a log loaded into the input stream, then `billing flows`,
   one process, recovery on, default settings) over logs of growing size with
   unique order and scan ids; events/s, snapshot bytes per epoch, the flows' RSS
-  and Redis's memory after each. `--huge` adds 10M events.
+  and Redis's memory after each. `--huge` adds 10M events; `--by-class` splits
+  Redis's memory by class of key (bench.redis_classes).
 - hotkey: replay of a log where one buyer scans one item 100k times inside the
   window and then orders it, against a uniform log of the same size.
 - ceiling: replay of the mixed log at default settings, beside a bare bytewax flow
@@ -30,7 +31,9 @@ import tempfile
 from bench.bench_replay import make_log
 from bench.common import scratch_redis
 from bench.live_run import ballast, run_live
+from bench.redis_classes import print_by_class
 from bench.replay_rates import ceiling_rate, hot_and_uniform_logs, plain_loop_rate, replay_rate
+from billing.redis_runtime import client
 from state.config import RuleSettings
 
 DEFAULTS = RuleSettings()
@@ -75,6 +78,11 @@ def catchup(args: argparse.Namespace) -> None:
                 f"{DEFAULTS.retention_ms / 86_400_000:.0f} (R) on",
                 flush=True,
             )
+            if args.by_class:
+                print("  Redis by class of key:", flush=True)
+                conn = client(url)
+                print_by_class(conn, prefix)
+                conn.close()
     if len(rates) > 1:
         small, big = rates[sizes[0]], rates[max(sizes)][0]
         mean = sum(small) / len(small)
@@ -155,6 +163,9 @@ def main() -> None:
         type=int,
         default=0,
         help="fill Redis with this many MB of keys nothing reads before each run",
+    )
+    c.add_argument(
+        "--by-class", action="store_true", help="print Redis's memory by class of key after each"
     )
     c.set_defaults(func=catchup)
     h = sub.add_parser("hotkey")
