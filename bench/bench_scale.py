@@ -59,7 +59,8 @@ def catchup(args: argparse.Namespace) -> None:
                 f"catch-up {r['events']:>9,} events: {r['rate']:>8,.0f} events/s "
                 f"({r['elapsed']:.1f} s); snapshot {r['snap_bytes_per_epoch'] / 1e3:,.1f} kB "
                 f"in {r['snap_keys_per_epoch']:,.0f} keys per epoch; flows RSS "
-                f"{r['rss_mb']:,.0f} MB; Redis {r['redis_mb']:,.0f} MB",
+                f"{r['rss_mb']:,.0f} MB; recovery store {r['recovery_mb']:,.0f} MB; "
+                f"Redis {r['redis_mb']:,.0f} MB",
                 flush=True,
             )
             fifths = ", ".join(f"{rate / 1e3:,.1f}k" for rate in r["by_fifth"])

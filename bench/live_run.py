@@ -93,7 +93,8 @@ def run_live(
     ids: array[int] = array("q")
     made: list[tuple[int, int]] = []
     events, expected, span_ms = load_stream(conn, keys, log, rules, ids, made)
-    env = flows_env(url, prefix, Path(tmp) / f"rec-{prefix}", rules, 10**13, epoch_ms=1000)
+    recovery_dir = Path(tmp) / f"rec-{prefix}"
+    env = flows_env(url, prefix, recovery_dir, rules, 10**13, epoch_ms=1000)
     if not recovery:
         env.pop("BILLING_RECOVERY_DIR")
     env["BILLING_TRIM_INPUT"] = "false"  # the log is historical: keep it for the count
@@ -124,6 +125,8 @@ def run_live(
         flows_cpu, redis_cpu = cpu_seconds(proc.pid) - cpu0[0], redis_cpu_seconds(conn) - cpu0[1]
         time.sleep(1.5)  # one more heartbeat publishes the last snapshot counts
         rss = rss_mb(proc.pid)
+        # The recovery store is state too: its SQLite files (WAL included) at the end.
+        recovery_mb = sum(f.stat().st_size for f in recovery_dir.glob("*") if f.is_file()) / 1e6
     finally:
         stop_group(proc)
     snaps = {k: int(v) for k, v in conn.hgetall(keys.stats("snapshots")).items()}
@@ -136,6 +139,7 @@ def run_live(
         "snap_bytes_per_epoch": snaps.get("bytes", 0) / epochs,
         "snap_keys_per_epoch": snaps.get("keys", 0) / epochs,
         "rss_mb": rss,
+        "recovery_mb": recovery_mb,
         # CPU per event over the same span as the rate (the machine's noise moves the
         # rate by tens of percent from run to run; the work per event moves less).
         "flows_cpu_us": flows_cpu / events * 1e6,
