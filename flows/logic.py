@@ -18,6 +18,7 @@ from flows import stats
 from flows.runtime import keep_thread_state
 from state import ledgers, sharding
 from state.balances import SharerLedger
+from state.commissions import Line
 from state.config import RuleSettings
 from state.facts import Facts
 from state.messages import (
@@ -80,6 +81,13 @@ TOUCH_STAGE_GONE = (
     "(its touch keys held scans the fact store does not): start the flows with a new, "
     "empty recovery directory (see the README, 'Upgrading')"
 )
+LINES_BY_ORDER = (
+    "the recovery state predates keeping an order's lines under one line key (each "
+    "line had its own, which this version never wakes): start the flows with a new, "
+    "empty recovery directory (see the README, 'Upgrading')"
+)
+# What a sequencer's snapshot of an earlier layout (state.sequencer.LAYOUT) misses.
+OLD_LAYOUTS = {1: TOUCH_STAGE_GONE, 2: LINES_BY_ORDER}
 SHARDS_RENAMED = (
     "the recovery state holds sequencer key {key!r}, which this version does not have "
     "(the session shards were renamed, state.sharding): start the flows with a new, "
@@ -118,7 +126,7 @@ class SequencerLogic(StatefulBatchLogic[InputBatch, SequencerItem, bytes]):
                 # Its sessions' clocks would sit under a key no entry is routed to.
                 raise RuntimeError(SHARDS_RENAMED.format(key=self.key))
             if self.sequencer.layout != LAYOUT:
-                raise RuntimeError(TOUCH_STAGE_GONE)
+                raise RuntimeError(OLD_LAYOUTS.get(self.sequencer.layout, LAYOUT_CHANGED))
 
     def on_batch(self, values: list[InputBatch]) -> tuple[Iterable[SequencerItem], bool]:
         all_outputs: list[Output] = []
@@ -167,6 +175,8 @@ class LedgerLogic(StatefulBatchLogic[list[KeyMessage], SequencerItem, bytes]):
             self.state: ledgers.KeyState = pickle.loads(resume) if resume else None
         except AttributeError as exc:  # a touch key's `Touch`, gone with layout 1
             raise RuntimeError(TOUCH_STAGE_GONE) from exc
+        if isinstance(self.state, Line):  # one line's own key, gone with layout 2
+            raise RuntimeError(LINES_BY_ORDER)
 
     def on_batch(self, values: list[list[KeyMessage]]) -> tuple[Iterable[SequencerItem], bool]:
         outputs: list[Output] = []

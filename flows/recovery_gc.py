@@ -4,7 +4,7 @@ When a key's state is discarded, bytewax writes a snapshot of None for it (a
 tombstone), and its garbage collection (`src/recovery.rs`, `RecoveryCommitter::
 commit`) keeps the latest snapshot of every key, tombstones included. So the
 recovery database grows with every key that ever lived, which is with all history
-here (a line key per attributed order line, a session key per session), and that GC's
+here (a line key per order with attributed lines, a session key per session), and that GC's
 query, which groups the whole table at every epoch, slows down with it: measured
 in the soak as a flow lag that grew without end at a constant input rate.
 

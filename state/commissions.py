@@ -3,10 +3,13 @@
 The commission sequencer matches each order line to a scan (state.order_lines:
 the hint, or the buyer's best scan of the item, which its fact store keeps),
 resolves the sharer's rule and writes the billing record (`attribute`). A line
-that accrues something goes on to its own key, a `Line` (key
-`line:<item>|<buyer>|<order>|<order_ts>`): refunds, the holding period
-(approval), clawbacks, until its order is forgotten (R). Settings are passed in,
-never kept.
+that accrues something goes on to its order's line key
+(`line:<buyer>|<order>|<order_ts>`, state.messages.line_key), which holds the
+order's such lines (`OrderLines`, one `Line` each): refunds, the holding period
+(approval), clawbacks, until the order is forgotten (R). One key per order, not per
+line: an order's lines share their wake-ups (approval and forgetting both follow
+the order's ts) and its whole refunds, so each is one key woken, one snapshot and
+one recovery row. Settings are passed in, never kept.
 """
 
 from __future__ import annotations
@@ -211,3 +214,48 @@ class Line:
     def spent(self) -> bool:
         """Fully refunded: nothing more can be reversed or approved."""
         return bool(self.record["refunded"] >= self.record["quantity"])
+
+
+class OrderLines:
+    """An order's lines with a positive accrual, by item (SPEC: an order's items are
+    distinct), from its order until R. A tick walks them all: each would have had
+    its own key and tick before, so the work per line is the same, and an order has
+    at most 1,000 lines (billing.events)."""
+
+    __slots__ = ("lines",)
+
+    def __init__(self) -> None:
+        self.lines: dict[str, Line] = {}
+
+    def attributed(self, record: dict[str, Any]) -> None:
+        self.lines[record["item_id"]] = Line(record)
+
+    def advance(
+        self, log_time: int, settings: RuleSettings, step: int
+    ) -> tuple[list[Output | Route], bool]:
+        """Every line as of `log_time`, in item order (what separate line keys, sorted
+        by name, emitted before). Returns the outputs and whether none is left."""
+        out: list[Output | Route] = []
+        lines = self.lines
+        for item in sorted(lines):
+            emitted, forgotten = lines[item].advance(log_time, settings, step)
+            out += emitted
+            if forgotten:
+                del lines[item]
+        return out, not lines
+
+    def on_refund(
+        self, refund: Event, item_id: str, quantity: int | None, settings: RuleSettings, step: int
+    ) -> tuple[list[Output | Route], bool]:
+        """Refund `quantity` of the line of `item_id` (None: all of it), as of the
+        refund's ts. Only that line moves (it may be approved by it), as when each line
+        had its own key. Returns the outputs and whether no line is left."""
+        line = self.lines.get(item_id)
+        if line is None:  # not attributed, nothing accrued, spent, or forgotten
+            return [], not self.lines
+        out, forgotten = line.advance(refund["ts"], settings, step)
+        if not forgotten:
+            out += line.on_refund(refund, quantity, step)
+        if forgotten or line.spent():
+            del self.lines[item_id]
+        return out, not self.lines

@@ -1,4 +1,5 @@
-"""Per-key state behind the sequencer: a `Line`, `SharerLedger` or `Session`.
+"""Per-key state behind the sequencer: an order's `OrderLines`, a `SharerLedger` or a
+`Session`.
 
 `apply(state, message, settings)` is the whole keyed step: the flows call it
 from a bytewax `StatefulBatchLogic`, and `state.engine` calls it from a plain
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from state.balances import SharerLedger
-from state.commissions import Line
+from state.commissions import OrderLines
 from state.config import RuleSettings
 from state.messages import (
     Attributed,
@@ -31,31 +32,22 @@ from state.messages import (
 from state.metering import Session
 from state.outputs import Output, invalid_event, reject
 
-KeyState = Line | SharerLedger | Session | None
+KeyState = OrderLines | SharerLedger | Session | None
 Emitted = list[Output | Route]
 Result = tuple[KeyState, Emitted]
 
 
-def _line(
-    state: KeyState, log_time: int, step: int, settings: RuleSettings
-) -> tuple[Line | None, Emitted]:
-    """The line as of `log_time` (None if there is none, or it was forgotten)."""
-    if not isinstance(state, Line):
-        return None, []
-    out, forgotten = state.advance(log_time, settings, step)
-    return (None if forgotten else state), out
-
-
 def _on_attributed(state: KeyState, msg: Attributed, settings: RuleSettings) -> Result:
-    return Line(msg.record), []
+    lines = state if isinstance(state, OrderLines) else OrderLines()
+    lines.attributed(msg.record)
+    return lines, []
 
 
 def _on_refund(state: KeyState, msg: Refund, settings: RuleSettings) -> Result:
-    line, out = _line(state, msg.event["ts"], msg.step, settings)
-    if line is None:
-        return None, out  # not attributed, nothing accrued, or forgotten
-    out.extend(line.on_refund(msg.event, msg.quantity, msg.step))
-    return (None if line.spent() else line), out
+    if not isinstance(state, OrderLines):
+        return None, []  # not attributed, nothing accrued, or forgotten
+    out, empty = state.on_refund(msg.event, msg.item_id, msg.quantity, settings, msg.step)
+    return (None if empty else state), out
 
 
 def _sharer(state: KeyState, msg: Credit | PayoutRequest, settings: RuleSettings) -> Result:
@@ -76,8 +68,9 @@ def _session(
 
 
 def _on_tick(state: KeyState, msg: Tick, settings: RuleSettings) -> Result:
-    if isinstance(state, Line):
-        return _line(state, msg.log_time, msg.step, settings)
+    if isinstance(state, OrderLines):
+        out, empty = state.advance(msg.log_time, settings, msg.step)
+        return (None if empty else state), out
     return _session(state, msg.log_time, settings)
 
 

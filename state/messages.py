@@ -7,7 +7,7 @@ raw entries in `RawRun`s).
 Between keyed ledgers, a `Route(key, message)` (in the flows, grouped per batch
 into a `KeyBatch(key, messages)`); the stages and their keys:
 
-    sequencer -> line:<item>|<buyer>|<order>|<order_ts>   Attributed, Refund, Tick
+    sequencer -> line:<buyer>|<order>|<order_ts>   Attributed, Refund, Tick
               -> session:<id>             Start, Segment, Tick
               -> sharer:<id>              PayoutRequest
     line      -> sharer:<id>              Credit
@@ -248,9 +248,11 @@ def by_key(routes: list[Route]) -> list[KeyBatch]:
     return [KeyBatch(key, messages) for key, messages in grouped.items()]
 
 
-def line_key(item_id: str, buyer_id: str, order_id: str, order_ts: int) -> str:
-    """Ids never hold '|' (SPEC: [A-Za-z0-9._:-]), so it separates them safely."""
-    return f"line:{item_id}|{buyer_id}|{order_id}|{order_ts}"
+def line_key(buyer_id: str, order_id: str, order_ts: int) -> str:
+    """The key of an order's lines that accrue (state.commissions.OrderLines). Ids
+    never hold '|' (SPEC: [A-Za-z0-9._:-]), so it separates them safely; the order's
+    ts comes last (state.commissions.line_wake_after reads it)."""
+    return f"line:{buyer_id}|{order_id}|{order_ts}"
 
 
 def touch_key(item_id: str, person_id: str) -> str:

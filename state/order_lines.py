@@ -4,11 +4,12 @@ Each line is matched (SPEC "Matching"): the order's hint if it names a candidate
 scan for the line, else the buyer's best scan of the item, which the fact store
 keeps per buyer and item (`Facts.best_scan`), if it lies inside the window. A
 matched line gets its sharer's rule and its accrual here (`plan_order`), and only
-a line that accrues something goes on to a line key (state.commissions.accrual):
-an accrual of 0 has nothing to approve or reverse. So the order's fact keeps only
-the items of those lines, and a refund is routed to those alone.
+a line that accrues something goes on to its order's line key (one per order:
+state.commissions.OrderLines; `accrual`): an accrual of 0 has nothing to approve
+or reverse. So the order's fact keeps only the items of those lines, and a refund
+is routed to those alone.
 
-A refund of a whole order spends each of its lines (`Line.spent`), whose keys are
+A refund of a whole order spends each of its lines (`Line.spent`), whose key is
 then dropped; their wake-ups (to approve, then to forget) would reach nothing, so
 the sequencer withdraws the one still to come (`pending_wake`). In the bench log
 those were a fifth of the ticks sent to line keys.
@@ -51,7 +52,7 @@ class PlannedLine:
     """An order line matched to a scan, with its billing record (or why it failed)."""
 
     line: Event
-    key: str  # its line key
+    key: str  # its order's line key
     record: dict[str, Any] | None  # state.commissions.attribute; None if it failed
     error: Exception | None = None  # the line's rule could not be applied
 
@@ -74,6 +75,7 @@ def plan_order(
     hinted = _hinted_scan(order, position, settings, facts)
     buyer, ts, window = order["buyer_id"], order["ts"], settings.attribution_window_ms
     since = log_time - settings.retention_ms  # a scan's ts before it: forgotten
+    key = line_key(buyer, order["order_id"], ts)  # the order's lines share one key
     planned: list[PlannedLine] = []
     for line in order["lines"]:
         item = line["item_id"]
@@ -82,7 +84,6 @@ def plan_order(
             scan = facts.best_scan(touch_key(item, buyer), position, since)
             if scan is None or scan["ts"] < ts - window:
                 continue  # rule 3: not attributed, no output
-        key = line_key(item, buyer, order["order_id"], ts)
         try:
             rule = resolve_rule(
                 candidate_rules(item, order["currency"]), scan["sharer_id"], item, order["currency"]

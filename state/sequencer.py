@@ -14,8 +14,8 @@ for each open session: a hint of when it needs a `Tick` to close as idle. A
 clock stores the inputs of that deadline, not the deadline, so a restart with
 new settings recomputes it. Later wake-ups are asked of the store (`wake_at`),
 which keeps those timers out of the snapshot: to forget a session past R, and
-for each order line with a line key (an accrual above 0), to approve it after the
-holding period and to forget it past R (state.commissions).
+for each order with a line key (a line whose accrual is above 0), to approve its
+lines after the holding period and to forget them past R (state.commissions).
 """
 
 from __future__ import annotations
@@ -45,10 +45,12 @@ from state.metering import Tariff
 from state.order_lines import OrderPlan
 from state.outputs import Output, invalid_event, reject
 
-# The recovery state's layout, kept in the snapshot. 2: order lines are matched
-# here, against best scans in the fact store; layout 1 had touch keys do it, from
-# scans the fact store may not hold (flows.logic refuses to resume it).
-LAYOUT = 2
+# The recovery state's layout, kept in the snapshot. 3: an order's lines share one
+# line key (state.commissions.OrderLines); layout 2 gave each line its own, and a
+# resumed one would never be woken again. 2: order lines are matched here, against
+# best scans in the fact store; layout 1 had touch keys do it, from scans the fact
+# store may not hold. flows.logic refuses to resume either.
+LAYOUT = 3
 
 
 class Sequencer:
@@ -242,12 +244,11 @@ class Sequencer:
             return [reject("unknown_order", event, position)]
         buyer, order_ts = known[0], known[1]
         quantities, withdraw_at = order_lines.refund_plan(event, known, self.log_time, settings)
-        if withdraw_at is not None:  # it spends every line
-            for item_id in quantities:
-                facts.unwake(withdraw_at, line_key(item_id, buyer, event["order_id"], order_ts))
+        key = line_key(buyer, event["order_id"], order_ts)
+        if withdraw_at is not None and quantities:  # it spends every line
+            facts.unwake(withdraw_at, key)
         for item_id, quantity in quantities.items():
-            refund = Refund(event, item_id, quantity, position, self.steps)
-            routes.append(Route(line_key(item_id, buyer, event["order_id"], order_ts), refund))
+            routes.append(Route(key, Refund(event, item_id, quantity, position, self.steps)))
         return []
 
     def _on_session_start(

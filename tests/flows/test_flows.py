@@ -35,6 +35,7 @@ from state.testing import SMALL_RULES, random_log
 from tests.flows.conftest import EntryPoint
 from tests.support.logs import engine_outputs, final_state, positioned
 from tests.support.streams import no_parse
+from tests.unit.test_state_pickles import LINE as LAYOUT_2_LINE
 
 
 def memory_facts(key: str) -> MemoryFacts:
@@ -236,6 +237,23 @@ def test_a_recovery_state_from_before_matching_in_the_sequencer_is_refused():
 
     with pytest.raises(RuntimeError, match="predates matching order lines"):
         LedgerLogic(SMALL_RULES, base64.b64decode(LAYOUT_1_TOUCH))
+
+
+def test_a_recovery_state_with_a_key_per_order_line_is_refused():
+    """Layout 2 gave each order line its own key (`line:<item>|…`); this version sends
+    an order's lines to one key, so a resumed line's key would never be woken again
+    and its approval would be lost: resuming must stop, clearly, at the sequencer and
+    at a line's state alike."""
+    logic = SequencerLogic(SMALL_RULES, memory_facts, no_parse, None)
+    logic.on_batch([InputBatch(COMMISSIONS, [Watermark(5_000)])])
+    old = logic.sequencer
+    old.layout = 2
+    refused = "predates keeping an order's lines under one line key"
+    with pytest.raises(RuntimeError, match=refused):
+        SequencerLogic(SMALL_RULES, memory_facts, no_parse, pickle.dumps((COMMISSIONS, old)))
+
+    with pytest.raises(RuntimeError, match=refused):
+        LedgerLogic(SMALL_RULES, base64.b64decode(LAYOUT_2_LINE))
 
 
 # A touch key's state as layout 1 pickled it (tests/unit/test_state_pickles.py has

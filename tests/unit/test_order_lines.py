@@ -114,11 +114,12 @@ def test_an_orders_fact_from_before_with_every_item_still_routes() -> None:
         "order", "o", T + 2, "5-0", SMALL_RULES.retention_ms, ("b", T + 2, ["i", "j"])
     )
     _out, routes = sequencer.on_event(REFUND, "6-0", SMALL_RULES, facts)
-    assert [_line_of(r) for r in routes] == [line_key(i, "b", "o", T + 2) for i in ("i", "j")]
+    assert [_line_of(r) for r in routes] == [line_key("b", "o", T + 2)] * 2
+    assert [r.item_id for r in map(_refund_of, routes) if r is not None] == ["i", "j"]
 
 
 H, R = SMALL_RULES.holding_period_ms, SMALL_RULES.retention_ms
-LINE_I = line_key("i", "b", "o", T + 2)
+LINE_I = line_key("b", "o", T + 2)  # the key of ORDER's lines
 
 
 def _line_ticks(refund: dict[str, Any] | None, refund_ts: int, fact: Any = None) -> list[int]:
