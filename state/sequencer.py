@@ -213,6 +213,7 @@ class Sequencer:
         plan: OrderPlan,
     ) -> list[Output]:
         outputs: list[Output] = []
+        woken: set[str] = set()  # the order's lines share one key: one wake-up is enough
         for p in plan.lines:
             if p.error is not None:  # its rule failed: that line's reject alone
                 outputs.append(invalid_event(event, f"{position}:{p.line['item_id']}", p.error))
@@ -221,7 +222,9 @@ class Sequencer:
             for item in accrual(p.record, self.steps, p.key):
                 if isinstance(item, Route):
                     routes.append(item)
-                    facts.wake_at(plan.approve_at, p.key)  # to approve, then forget (`_wake`)
+                    if p.key not in woken:  # to approve, then forget (`_wake`)
+                        facts.wake_at(plan.approve_at, p.key)
+                        woken.add(p.key)
                 else:
                     outputs.append(item)
         return outputs

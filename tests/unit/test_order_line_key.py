@@ -68,6 +68,15 @@ def test_an_orders_paying_lines_go_to_one_key() -> None:
     assert isinstance(state, OrderLines) and sorted(state.lines) == ["i", "j"]
 
 
+def test_an_order_asks_one_wake_up_for_its_lines() -> None:
+    # A key woken twice at one moment would be ticked twice: the Redis store's loaded
+    # buckets do not fold repeats, as the memory store does.
+    sequencer, facts = Sequencer(), MemoryFacts()
+    for n, event in enumerate([RULE, _scan("a", "i"), _scan("c", "j"), ORDER]):
+        sequencer.on_event(event, f"{n}-0", SMALL_RULES, facts)
+    assert facts.wakeups == [(T + 2 + H, KEY)]
+
+
 @pytest.mark.parametrize(
     ("case", "messages", "left", "emitted"),
     [
