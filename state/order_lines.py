@@ -33,7 +33,7 @@ from state.commissions import (
 )
 from state.config import RuleSettings
 from state.facts import SCAN_FIELDS, Facts
-from state.messages import Event, line_key, touch_key
+from state.messages import Event, touch_key
 
 Rules = list[dict[str, Any]]
 
@@ -52,7 +52,6 @@ class PlannedLine:
     """An order line matched to a scan, with its billing record (or why it failed)."""
 
     line: Event
-    key: str  # its order's line key
     record: dict[str, Any] | None  # state.commissions.attribute; None if it failed
     error: Exception | None = None  # the line's rule could not be applied
 
@@ -75,7 +74,6 @@ def plan_order(
     hinted = _hinted_scan(order, position, settings, facts)
     buyer, ts, window = order["buyer_id"], order["ts"], settings.attribution_window_ms
     since = log_time - settings.retention_ms  # a scan's ts before it: forgotten
-    key = line_key(buyer, order["order_id"], ts)  # the order's lines share one key
     planned: list[PlannedLine] = []
     for line in order["lines"]:
         item = line["item_id"]
@@ -89,9 +87,9 @@ def plan_order(
                 candidate_rules(item, order["currency"]), scan["sharer_id"], item, order["currency"]
             )
             accrued = commission_amount(rule, line["quantity"], line["unit_price_minor"])
-            planned.append(PlannedLine(line, key, attribute(order, line, scan, rule, accrued)))
+            planned.append(PlannedLine(line, attribute(order, line, scan, rule, accrued)))
         except Exception as exc:
-            planned.append(PlannedLine(line, key, None, exc))
+            planned.append(PlannedLine(line, None, exc))
     return OrderPlan(planned, approve_at(order, log_time, settings))
 
 

@@ -213,20 +213,20 @@ class Sequencer:
         plan: OrderPlan,
     ) -> list[Output]:
         outputs: list[Output] = []
-        woken: set[str] = set()  # the order's lines share one key: one wake-up is enough
+        key = line_key(event["buyer_id"], event["order_id"], event["ts"])  # all its lines'
+        sent = len(routes)
         for p in plan.lines:
             if p.error is not None:  # its rule failed: that line's reject alone
                 outputs.append(invalid_event(event, f"{position}:{p.line['item_id']}", p.error))
                 continue
             assert p.record is not None
-            for item in accrual(p.record, self.steps, p.key):
+            for item in accrual(p.record, self.steps, key):
                 if isinstance(item, Route):
                     routes.append(item)
-                    if p.key not in woken:  # to approve, then forget (`_wake`)
-                        facts.wake_at(plan.approve_at, p.key)
-                        woken.add(p.key)
                 else:
                     outputs.append(item)
+        if len(routes) > sent:  # a line pays: one wake-up for the key, to approve, then forget
+            facts.wake_at(plan.approve_at, key)
         return outputs
 
     def _on_payout(
