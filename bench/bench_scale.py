@@ -1,7 +1,7 @@
 """The engine at scale (issue 7): figures printed, not asserted.
 
     .venv/bin/python -m bench.bench_scale catchup [--sizes 200000,1000000,3000000] [--huge]
-        [--no-recovery] [--ballast-mb N] [--by-class]
+        [--no-recovery] [--ballast-mb N] [--by-class] [--repeat N]
     .venv/bin/python -m bench.bench_scale hotkey [--events 200000]
     .venv/bin/python -m bench.bench_scale ceiling [--events 1000000]
     .venv/bin/python -m bench.bench_scale processes [--events 600000] [--counts 2,1]
@@ -46,6 +46,27 @@ def catchup(args: argparse.Namespace) -> None:
         # same 0.2M run at 13.5k and 19k events/s within the hour), so the smallest
         # log runs again after the largest, and the ratio uses both runs' mean.
         sizes.append(sizes[0])
+    # One round proves little when the drift is as large as the gap to the target
+    # (the same code gave 0.92, 0.69 and 0.73 within two hours): --repeat runs the
+    # whole sequence again and says in how many rounds the target was met.
+    ratios = []
+    for round_ in range(1, args.repeat + 1):
+        if args.repeat > 1:
+            print(f"round {round_} of {args.repeat}", flush=True)
+        ratio = _catchup_round(args, sizes)
+        if ratio is not None:
+            ratios.append(ratio)
+    if len(ratios) > 1:
+        met = sum(1 for r in ratios if r >= 0.9)
+        each = ", ".join(f"{r:.2f}" for r in ratios)
+        print(
+            f"largest / smallest over {len(ratios)} rounds: {each}; median "
+            f"{statistics.median(ratios):.2f}; target >= 0.9 met in {met} of {len(ratios)}"
+        )
+
+
+def _catchup_round(args: argparse.Namespace, sizes: list[int]) -> float | None:
+    """One run of each size in `sizes`; the largest / smallest rate, if both ran."""
     rates: dict[int, list[float]] = {}
     for size in sizes:
         with scratch_redis() as (url, prefix), tempfile.TemporaryDirectory() as tmp:
@@ -84,16 +105,18 @@ def catchup(args: argparse.Namespace) -> None:
                 conn = client(url)
                 print_by_class(conn, prefix)
                 conn.close()
-    if len(rates) > 1:
-        small, big = rates[sizes[0]], rates[max(sizes)][0]
-        mean = sum(small) / len(small)
-        runs = ", ".join(f"{rate:,.0f}" for rate in small)
-        print(f"largest / smallest rate: {big / mean:.2f} (target >= 0.9; smallest runs {runs})")
     distinct = sorted(rates)
     if len(distinct) > 2:
         # Both of the two largest logs run past R, so this one compares steady states.
         bigger, big = rates[distinct[-2]][0], rates[distinct[-1]][0]
         print(f"largest / second largest rate: {big / bigger:.2f} (both past the first R)")
+    if len(rates) < 2:
+        return None
+    small, big = rates[sizes[0]], rates[max(sizes)][0]
+    mean = sum(small) / len(small)
+    runs = ", ".join(f"{rate:,.0f}" for rate in small)
+    print(f"largest / smallest rate: {big / mean:.2f} (target >= 0.9; smallest runs {runs})")
+    return big / mean
 
 
 def hotkey(args: argparse.Namespace) -> None:
@@ -158,6 +181,7 @@ def main() -> None:
     c = sub.add_parser("catchup")
     c.add_argument("--sizes", default="200000,1000000,3000000")
     c.add_argument("--huge", action="store_true", help="also 10M events")
+    c.add_argument("--repeat", type=int, default=1, help="run the sizes this many times")
     c.add_argument("--no-recovery", action="store_true", help="run the flows without recovery")
     c.add_argument(
         "--ballast-mb",

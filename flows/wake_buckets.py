@@ -3,10 +3,14 @@
 A wake-up asks for a key to be woken once the log's time passes a moment
 (state.facts, `Facts.wake_at`). They grow with the traffic of the last R, so they
 live in Redis rather than in a snapshot: one sorted set per minute of log time
-(`…:wake:<sequencer key>:<minute>`, member the key, score the moment) and an index
-of the minutes that have any, kept apart per sequencer key, since each reads back
-only its own. They are never deleted but by a withdrawal (`unwake`); they expire,
-and a re-run after a crash reads the same span of log time again.
+(`…:wake:<sequencer key>:<minute>`, score the moment, member `<moment>:<key>`) and an
+index of the minutes that have any, kept apart per sequencer key, since each reads
+back only its own. The member names the moment as well as the key because a key may
+be asked again within a minute (a line's forgetting, asked from the tick that
+approved it, when R is within a minute of the holding period): a member of the key
+alone would move to the later moment, and a re-run after a crash from before the
+first would find it gone. They are never deleted but by a withdrawal (`unwake`);
+they expire, and a re-run after a crash reads the same span of log time again.
 
 `flows.facts_redis.RedisFacts` owns one and sends its commands with the facts' own
 writes, once per batch (`commands`).
@@ -34,6 +38,23 @@ DAY_OF_BUCKETS = 86_400_000 // WAKE_BUCKET_MS
 LOAD_AHEAD_BUCKETS = 60
 MAX_LOAD_AHEAD_BUCKETS = DAY_OF_BUCKETS
 WAKEUPS_PER_LOAD = 10_000
+
+
+def _member(due: int, key: str) -> str:
+    return f"{due}:{key}"
+
+
+def _key_of(member: str) -> str:
+    """The key of a bucket's member; before members named the moment (2026-12-06),
+    the member was the key itself, and keys start with a letter."""
+    return member.split(":", 1)[1] if member[:1].isdigit() else member
+
+
+def _insert(bucket: list[tuple[int, str]], wake: tuple[int, str]) -> None:
+    """Into a sorted bucket once, as a sorted set keeps a member once."""
+    i = bisect_left(bucket, wake)
+    if i == len(bucket) or bucket[i] != wake:
+        bucket.insert(i, wake)
 
 
 class WakeBuckets:
@@ -71,17 +92,17 @@ class WakeBuckets:
         return commands
 
     def _wake_commands(self) -> list[Command]:
-        by_bucket: dict[int, dict[str, int]] = {}
+        by_bucket: dict[int, dict[str, int]] = {}  # bucket -> member -> due
         for due, key in self._new_wakes:
-            by_bucket.setdefault(due // WAKE_BUCKET_MS, {})[key] = due
+            by_bucket.setdefault(due // WAKE_BUCKET_MS, {})[_member(due, key)] = due
         commands: list[Command] = []
         for due, key in sorted(self._withdrawn):
-            b = due // WAKE_BUCKET_MS
+            b, member = due // WAKE_BUCKET_MS, _member(due, key)
             asked = by_bucket.get(b)
-            if asked is not None and asked.get(key) == due:
-                del asked[key]  # asked in this batch, then withdrawn: not sent
+            if asked is not None:
+                asked.pop(member, None)  # asked in this batch, then withdrawn: not sent
             # Asked in an earlier batch, or never (then a no-op).
-            commands.append(("ZREM", self.keys.wakeups(b, self.space), key))
+            commands.append(("ZREM", self.keys.wakeups(b, self.space), member))
         by_bucket = {b: members for b, members in by_bucket.items() if members}
         for b, members in by_bucket.items():
             bucket = self.keys.wakeups(b, self.space)
@@ -98,7 +119,7 @@ class WakeBuckets:
         self._new_wakes.append((due, key))
         b = due // WAKE_BUCKET_MS
         if b <= self._loaded_upto:
-            insort(self._bucket(b), (due, key))
+            _insert(self._bucket(b), (due, key))
             if due < self._quiet_until:
                 self._quiet_until = due
 
@@ -151,7 +172,11 @@ class WakeBuckets:
             bucket = buckets[b]
             lo = bisect_left(bucket, (after, ""))
             hi = bisect_left(bucket, (until, ""))
-            due_now += [s for _d, s in bucket[lo:hi]]
+            for _d, key in bucket[lo:hi]:
+                # One wake per key and moment is enough, and a key due twice in a
+                # row wakes once, as in the memory store (state.facts.MemoryFacts).
+                if not due_now or due_now[-1] != key:
+                    due_now.append(key)
         self._quiet_from, self._quiet_until = until, self._next_due(until, last)
         return due_now
 
@@ -182,7 +207,7 @@ class WakeBuckets:
         loaded = 0
         withdrawn = self._withdrawn
         for b, members in zip(found, replies, strict=False):
-            wakes = sorted((int(score), m) for m, score in members)
+            wakes = sorted((int(score), _key_of(m)) for m, score in members)
             self._bucket(int(b))[:] = (
                 [w for w in wakes if w not in withdrawn] if withdrawn else wakes
             )
@@ -193,5 +218,5 @@ class WakeBuckets:
             self._ahead = max(self._ahead // 2, LOAD_AHEAD_BUCKETS)
         for due, key in self._new_wakes:
             if lo <= due // WAKE_BUCKET_MS <= hi and (due, key) not in withdrawn:
-                insort(self._bucket(due // WAKE_BUCKET_MS), (due, key))
+                _insert(self._bucket(due // WAKE_BUCKET_MS), (due, key))
         self._loaded_upto = hi

@@ -21,11 +21,14 @@ DAY = MAX_LOAD_AHEAD_BUCKETS * WAKE_BUCKET_MS
 
 # A step: ask wake-ups this far ahead of the log's time, withdraw some asked before
 # (by their index among all asked: this step's, earlier ones', ones passed), then
-# move the time on this far, maybe from a new store. Far ahead: past what a store
-# loads ahead (an hour at first, a day at most).
+# move the time on this far, maybe from a new store. Near: within a bucket or two;
+# far ahead: past what a store loads ahead (an hour at first, a day at most).
 steps = st.lists(
     st.tuples(
-        st.lists(st.integers(0, 3 * HOUR) | st.integers(0, 2 * DAY), max_size=6),
+        st.lists(
+            st.integers(0, 2 * WAKE_BUCKET_MS) | st.integers(0, 3 * HOUR) | st.integers(0, 2 * DAY),
+            max_size=6,
+        ),
         st.lists(st.integers(0, 200), max_size=3),
         st.integers(1, HOUR // 2) | st.integers(HOUR, 3 * HOUR) | st.integers(DAY, 2 * DAY),
         st.sampled_from(["flush, then move", "move, then flush", "flush, restart, move"]),
@@ -38,12 +41,15 @@ steps = st.lists(
 @settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(steps=steps, per_load=st.sampled_from([1, 3, 10_000]))
+@given(steps=steps, per_load=st.sampled_from([1, 3, 10_000]), key_pool=st.sampled_from([1, 3, 0]))
 def test_redis_wakeups_equal_the_memory_stores(
-    redis_client, keys: Keys, steps, per_load: int
+    redis_client, keys: Keys, steps, per_load: int, key_pool: int
 ) -> None:
     """`per_load` small: loads bring more than it, and the store's reach shrinks
-    back to an hour; large: it grows to a day."""
+    back to an hour; large: it grows to a day. `key_pool`: how many keys the
+    wake-ups share (0: one key each), so that a key is asked again, at the same
+    moment or another, in the same bucket or another, before or after its last
+    wake-up came due or was withdrawn."""
     space = f"w{next(_spaces)}"
 
     def store() -> RedisFacts:  # each restart's store on the same client
@@ -54,9 +60,7 @@ def test_redis_wakeups_equal_the_memory_stores(
     now, asked = 1_000_000, list[tuple[int, str]]()
     for aheads, withdraw, move, order in steps:
         for ahead in aheads:
-            # One key per wake-up: the memory store merges a key's repeats in a span,
-            # which the Redis store keeps apart (harmless: a second tick is a no-op).
-            asked.append((now + ahead, f"k{len(asked)}"))
+            asked.append((now + ahead, f"k{len(asked) % key_pool if key_pool else len(asked)}"))
             redis_facts.wake_at(*asked[-1])
             memory.wake_at(*asked[-1])
         for n in withdraw:
@@ -122,3 +126,78 @@ def test_a_wake_up_withdrawn_before_its_bucket_is_loaded_stays_withdrawn(
     again = RedisFacts(redis_client, keys, 10**12, space, wakeups_per_load=1)
     assert again.due_between(now, far + 10) == ["kept"]  # a re-run reads what was written
     again.close()
+
+
+def test_a_keys_next_wake_up_in_the_same_minute_leaves_the_one_that_came_due(
+    redis_client, keys: Keys
+) -> None:
+    """A line key is woken to approve and asked again, from that tick, to be forgotten
+    past R. With R within a minute of the holding period, both fall in one bucket;
+    stored under the key alone, the second replaced the first in Redis, so a re-run
+    from before the approval (a crash after the batch's writes, before its epoch's
+    snapshot) found no approval due and approved the line only when it forgot it:
+    a refund between the two then reversed a pending line the first run had
+    approved, under the same output_id."""
+    space = f"w{next(_spaces)}"
+    facts = RedisFacts(redis_client, keys, 10**12, space)
+    start = 100 * WAKE_BUCKET_MS
+    assert facts.due_between(start - 1, start) == []
+    facts.wake_at(start + 10, "line:b|o|1")
+    facts.flush()
+    assert facts.due_between(start, start + 20) == ["line:b|o|1"]
+    facts.wake_at(start + 30, "line:b|o|1")  # the same minute
+    facts.flush()
+    facts.close()
+    rerun = RedisFacts(redis_client, keys, 10**12, space)
+    assert rerun.due_between(start, start + 20) == ["line:b|o|1"]
+    assert rerun.due_between(start + 20, start + 40) == ["line:b|o|1"]
+    rerun.close()
+
+
+def test_two_wake_ups_of_one_key_in_one_batch_and_bucket_are_both_kept(
+    redis_client, keys: Keys
+) -> None:
+    space = f"w{next(_spaces)}"
+    facts = RedisFacts(redis_client, keys, 10**12, space)
+    start = 100 * WAKE_BUCKET_MS
+    facts.wake_at(start + 10, "k")
+    facts.wake_at(start + 30, "k")
+    facts.flush()
+    facts.close()
+    rerun = RedisFacts(redis_client, keys, 10**12, space)
+    assert rerun.due_between(start, start + 20) == ["k"]
+    assert rerun.due_between(start + 20, start + 40) == ["k"]
+    rerun.close()
+
+
+def test_a_wake_up_asked_twice_is_withdrawn_by_one_withdrawal(redis_client, keys: Keys) -> None:
+    """Redis keeps a member once, so the loaded bucket must too: else the copy in
+    memory still wakes the key that a re-run, reading Redis, does not."""
+    space = f"w{next(_spaces)}"
+    facts = RedisFacts(redis_client, keys, 10**12, space)
+    start = 100 * WAKE_BUCKET_MS
+    assert facts.due_between(start - 1, start) == []  # its bucket is loaded now
+    memory = MemoryFacts()
+    for store in (facts, memory):
+        store.wake_at(start + 10, "k")
+        store.wake_at(start + 10, "k")
+        store.unwake(start + 10, "k")
+    facts.flush()
+    assert facts.due_between(start, start + 20) == memory.due_between(start, start + 20) == []
+    facts.close()
+
+
+def test_a_bucket_written_before_members_named_the_moment_is_read(redis_client, keys: Keys) -> None:
+    """Until 2026-12-06 a member was the key alone; a store started on such buckets
+    (an upgrade) reads them, and one wake-up written both ways wakes its key once."""
+    space = f"w{next(_spaces)}"
+    start = 100 * WAKE_BUCKET_MS
+    bucket = start // WAKE_BUCKET_MS
+    redis_client.zadd(
+        keys.wakeups(bucket, space), {"line:b|o|1": start + 10, "session:s": start + 5}
+    )
+    redis_client.zadd(keys.wakeups(bucket, space), {f"{start + 5}:session:s": start + 5})
+    redis_client.zadd(keys.wakeups_index(space), {str(bucket): bucket})
+    facts = RedisFacts(redis_client, keys, 10**12, space)
+    assert facts.due_between(start, start + 20) == ["session:s", "line:b|o|1"]
+    facts.close()
