@@ -25,18 +25,10 @@ Rule = dict[str, Any]
 
 
 def rule_applies(rule: Rule, currency: str) -> bool:
-    """The sharer-independent part of the filter, done once per order line."""
+    """The sharer- and item-independent part of the filter."""
     if not rule.get("active", True):
         return False
     return rule["kind"] != "flat" or rule.get("currency") == currency
-
-
-def candidate_rules(rules: dict[str, Rule], item_id: str, currency: str) -> list[Rule]:
-    return [
-        r
-        for r in rules.values()
-        if rule_applies(r, currency) and r.get("item_id") in (None, item_id)
-    ]
 
 
 def line_wake_after(line_key: str, log_time: int, settings: RuleSettings) -> int | None:
@@ -64,7 +56,9 @@ def specificity(rule: Rule) -> int:
 
 
 def resolve_rule(rules: list[Rule], sharer_id: str, item_id: str, currency: str) -> Rule | None:
-    """Most specific applicable rule; ties go to the smallest rule_id."""
+    """Most specific applicable rule; ties go to the smallest rule_id. A walk over
+    every rule, as SPEC says it: the oracle for state.rule_index, which the engine
+    resolves with."""
     best: Rule | None = None
     for rule in rules:
         if not rule_applies(rule, currency):

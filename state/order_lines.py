@@ -25,17 +25,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from state.commissions import (
+    Rule,
     attribute,
     commission_amount,
     hint_applies,
     next_line_wake,
-    resolve_rule,
 )
 from state.config import RuleSettings
 from state.facts import SCAN_FIELDS, Facts
 from state.messages import Event, touch_key
-
-Rules = list[dict[str, Any]]
 
 
 @dataclass(slots=True)
@@ -65,7 +63,7 @@ def plan_order(
     order: Event,
     position: str,
     log_time: int,
-    candidate_rules: Callable[[str, str], Rules],
+    resolve_rule: Callable[[str, str, str], Rule | None],
     settings: RuleSettings,
     facts: Facts,
 ) -> OrderPlan:
@@ -83,9 +81,7 @@ def plan_order(
             if scan is None or scan["ts"] < ts - window:
                 continue  # rule 3: not attributed, no output
         try:
-            rule = resolve_rule(
-                candidate_rules(item, order["currency"]), scan["sharer_id"], item, order["currency"]
-            )
+            rule = resolve_rule(scan["sharer_id"], item, order["currency"])
             accrued = commission_amount(rule, line["quantity"], line["unit_price_minor"])
             planned.append(PlannedLine(line, attribute(order, line, scan, rule, accrued)))
         except Exception as exc:

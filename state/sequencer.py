@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from state import order_lines, session_clocks
-from state.commissions import accrual, candidate_rules, line_wake_after
+from state.commissions import accrual, line_wake_after
 from state.config import RuleSettings
 from state.facts import ID_FIELDS, PAYLOADS, Facts
 from state.messages import (
@@ -44,6 +44,7 @@ from state.messages import (
 from state.metering import Tariff
 from state.order_lines import OrderPlan
 from state.outputs import Output, invalid_event, reject
+from state.rule_index import RuleIndex
 
 # The recovery state's layout, kept in the snapshot. 3: an order's lines share one
 # line key (state.commissions.OrderLines); layout 2 gave each line its own, and a
@@ -58,18 +59,18 @@ class Sequencer:
         self.log_time = 0
         self.steps = 0  # entries seen: the order of what reaches a sharer key
         self.tariffs: dict[str, Tariff] = {}
-        # Replaced, never mutated, so that a cached list of candidates stays valid.
+        # The last version of each rule id (SPEC "Rule resolution").
         self.commission_rules: dict[str, dict[str, Any]] = {}
         self.clocks: dict[str, list[int]] = {}
         self.timers: list[tuple[int, str]] = []
-        # Candidate rules per (item, currency): derived and bounded (cleared when
-        # a rule changes), so left out of the snapshot.
-        self._candidates: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        # Derived from `commission_rules`, so left out of the snapshot and built
+        # again on first use after a restore (state.rule_index).
+        self._rule_index: RuleIndex | None = None
         self.layout = LAYOUT
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state["_candidates"] = {}
+        state["_rule_index"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -77,17 +78,15 @@ class Sequencer:
         # (flows.logic refuses it: its buyers' best scans are not in the fact store).
         state.setdefault("layout", 1)
         state.pop("_lines_this_epoch", None)
+        state.pop("_candidates", None)  # the cache the rule index replaced
+        state["_rule_index"] = None
         self.__dict__.update(state)
 
-    def _candidate_rules(self, item_id: str, currency: str) -> list[dict[str, Any]]:
-        key = (item_id, currency)
-        found = self._candidates.get(key)
-        if found is None:
-            if len(self._candidates) >= 10_000:
-                self._candidates.clear()
-            found = candidate_rules(self.commission_rules, item_id, currency)
-            self._candidates[key] = found
-        return found
+    @property
+    def rule_index(self) -> RuleIndex:
+        if self._rule_index is None:
+            self._rule_index = RuleIndex(self.commission_rules)
+        return self._rule_index
 
     # -- the log's time ---------------------------------------------------------
 
@@ -150,7 +149,7 @@ class Sequencer:
             if kind == "order":
                 try:
                     plan = order_lines.plan_order(
-                        event, position, self.log_time, self._candidate_rules, settings, facts
+                        event, position, self.log_time, self.rule_index.resolve, settings, facts
                     )
                 except Exception as exc:
                     # Raised after the duplicate check, as the handlers' errors are:
@@ -179,8 +178,11 @@ class Sequencer:
     def _on_commission_rule(
         self, event: Event, position: str, settings: RuleSettings, facts: Facts, routes: list[Route]
     ) -> list[Output]:
-        self.commission_rules = {**self.commission_rules, event["rule_id"]: event}
-        self._candidates = {}
+        rule_id = event["rule_id"]
+        old = self.commission_rules.get(rule_id)
+        self.commission_rules[rule_id] = event
+        if self._rule_index is not None:  # else it is built from the catalog when asked
+            self._rule_index.replaced(rule_id, old, event)
         return []
 
     def _on_tariff(
