@@ -16,12 +16,16 @@ at most 8 buckets: the 4 levels of specificity, most specific first, each for
 one id out of one bucket and into another: O(log n) to find, plus the shift of
 that bucket's list.
 
-Derived from the catalog (the sequencer's `commission_rules`, which is what its
-snapshot keeps), so it is never pickled: a restored sequencer builds it again.
+`RuleCatalog` (the sequencer's `commission_rules`) owns the last version of each
+rule id and its index. The index is derived, so never pickled: a restored catalog
+builds it again on first use. The catalog pickles as one blob, made again only after
+a rule event: the commission sequencer is snapshotted at every epoch, and a catalog
+of 100,000 rules pickles in 166 ms, against well under 1 ms to copy its blob.
 """
 
 from __future__ import annotations
 
+import pickle
 from bisect import bisect_left, insort
 from typing import Any
 
@@ -85,3 +89,47 @@ class RuleIndex:
             if percent or flat:
                 return self._rules[(percent or flat)[0]]  # type: ignore[index]
         return None
+
+
+class RuleCatalog:
+    """The last version of each rule id (SPEC "Rule resolution") and its index."""
+
+    __slots__ = ("_blob", "_index", "_rules")
+
+    def __init__(self, rules: dict[str, Rule] | None = None) -> None:
+        self._rules: dict[str, Rule] = dict(rules or {})
+        self._index: RuleIndex | None = None
+        self._blob: bytes | None = None
+
+    def put(self, rule: Rule) -> None:
+        """A rule event: the new version of its `rule_id`."""
+        rule_id = rule["rule_id"]
+        old = self._rules.get(rule_id)
+        self._rules[rule_id] = rule
+        self._blob = None
+        if self._index is not None:  # else built from the catalog when first asked
+            self._index.replaced(rule_id, old, rule)
+
+    def resolve(self, sharer_id: str, item_id: str, currency: str) -> Rule | None:
+        if self._index is None:
+            self._index = RuleIndex(self._rules)
+        return self._index.resolve(sharer_id, item_id, currency)
+
+    def versions(self) -> dict[str, Rule]:
+        """A copy of the catalog, for tests and debugging."""
+        return dict(self._rules)
+
+    def __len__(self) -> int:
+        return len(self._rules)
+
+    def __reduce__(self) -> tuple[Any, tuple[bytes]]:
+        if self._blob is None:
+            self._blob = pickle.dumps(self._rules, protocol=pickle.HIGHEST_PROTOCOL)
+        return _load_catalog, (self._blob,)
+
+
+def _load_catalog(blob: bytes) -> RuleCatalog:
+    catalog = RuleCatalog()
+    catalog._rules = pickle.loads(blob)
+    catalog._blob = blob
+    return catalog

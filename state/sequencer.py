@@ -44,7 +44,7 @@ from state.messages import (
 from state.metering import Tariff
 from state.order_lines import OrderPlan
 from state.outputs import Output, invalid_event, reject
-from state.rule_index import RuleIndex
+from state.rule_index import RuleCatalog
 
 # The recovery state's layout, kept in the snapshot. 3: an order's lines share one
 # line key (state.commissions.OrderLines); layout 2 gave each line its own, and a
@@ -59,19 +59,11 @@ class Sequencer:
         self.log_time = 0
         self.steps = 0  # entries seen: the order of what reaches a sharer key
         self.tariffs: dict[str, Tariff] = {}
-        # The last version of each rule id (SPEC "Rule resolution").
-        self.commission_rules: dict[str, dict[str, Any]] = {}
+        # The last version of each rule id, indexed (state.rule_index).
+        self.commission_rules = RuleCatalog()
         self.clocks: dict[str, list[int]] = {}
         self.timers: list[tuple[int, str]] = []
-        # Derived from `commission_rules`, so left out of the snapshot and built
-        # again on first use after a restore (state.rule_index).
-        self._rule_index: RuleIndex | None = None
         self.layout = LAYOUT
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_rule_index"] = None
-        return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # A snapshot from before the touch stage was folded in here has no layout
@@ -79,14 +71,10 @@ class Sequencer:
         state.setdefault("layout", 1)
         state.pop("_lines_this_epoch", None)
         state.pop("_candidates", None)  # the cache the rule index replaced
-        state["_rule_index"] = None
+        state.pop("_rule_index", None)
+        if isinstance(state.get("commission_rules"), dict):  # a plain dict before
+            state["commission_rules"] = RuleCatalog(state["commission_rules"])
         self.__dict__.update(state)
-
-    @property
-    def rule_index(self) -> RuleIndex:
-        if self._rule_index is None:
-            self._rule_index = RuleIndex(self.commission_rules)
-        return self._rule_index
 
     # -- the log's time ---------------------------------------------------------
 
@@ -149,7 +137,12 @@ class Sequencer:
             if kind == "order":
                 try:
                     plan = order_lines.plan_order(
-                        event, position, self.log_time, self.rule_index.resolve, settings, facts
+                        event,
+                        position,
+                        self.log_time,
+                        self.commission_rules.resolve,
+                        settings,
+                        facts,
                     )
                 except Exception as exc:
                     # Raised after the duplicate check, as the handlers' errors are:
@@ -178,11 +171,7 @@ class Sequencer:
     def _on_commission_rule(
         self, event: Event, position: str, settings: RuleSettings, facts: Facts, routes: list[Route]
     ) -> list[Output]:
-        rule_id = event["rule_id"]
-        old = self.commission_rules.get(rule_id)
-        self.commission_rules[rule_id] = event
-        if self._rule_index is not None:  # else it is built from the catalog when asked
-            self._rule_index.replaced(rule_id, old, event)
+        self.commission_rules.put(event)
         return []
 
     def _on_tariff(

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from state.commissions import resolve_rule
 from state.engine import Engine
-from state.rule_index import RuleIndex, bucket_of
+from state.rule_index import RuleCatalog, RuleIndex, bucket_of
 from state.sequencer import Sequencer
 from tests.support.logs import order, rule, scan
 
@@ -83,12 +83,10 @@ def test_the_sequencer_snapshot_keeps_the_catalog_not_the_index():
     engine.feed(scan("sc1", t + 2, "s1", "b"), "3-0")
     first = engine.feed(order("o1", t + 3), "4-0")
     assert [o["rule"]["rule_id"] for o in _accruals(first)] == ["sharer"]
-    assert engine.sequencer._rule_index is not None
 
     state = pickle.dumps(engine.sequencer)
     assert b"RuleIndex" not in state
     engine.sequencer = pickle.loads(state)
-    assert engine.sequencer._rule_index is None
     # Withdrawn after the restore: the next order falls back to the general rule.
     engine.feed(rule("sharer", t + 4, bps=500, sharer_id="s1", active=False), "5-0")
     later = engine.feed(order("o2", t + 5), "6-0")
@@ -99,10 +97,25 @@ def _accruals(outputs: list[dict]) -> list[dict]:
     return [o for o in outputs if o["type"] == "commission" and o["kind"] == "accrual"]
 
 
-def test_an_old_snapshot_with_the_candidate_cache_loads():
+def test_the_catalog_pickles_its_latest_versions():
+    """Its blob is made again after every rule event, never a stale one."""
+    catalog = RuleCatalog()
+    catalog.put(rule("a", bps=100))
+    assert pickle.loads(pickle.dumps(catalog)).versions() == {"a": rule("a", bps=100)}
+    catalog.put(rule("a", bps=200))
+    catalog.put(rule("b", bps=300, sharer_id="s"))
+    restored = pickle.loads(pickle.dumps(catalog))
+    assert restored.versions() == {"a": rule("a", bps=200), "b": rule("b", bps=300, sharer_id="s")}
+    assert restored.resolve("s", "i", "USD") == rule("b", bps=300, sharer_id="s")
+    restored.put(rule("b", bps=300, sharer_id="s", active=False))
+    assert pickle.loads(pickle.dumps(restored)).resolve("s", "i", "USD") == rule("a", bps=200)
+
+
+def test_an_old_snapshot_with_a_plain_catalog_and_the_candidate_cache_loads():
     old = Sequencer()
-    old.__dict__.pop("_rule_index")
+    old.__dict__["commission_rules"] = {"a": rule("a", bps=100)}
     old.__dict__["_candidates"] = {("i1", "USD"): []}
     restored = pickle.loads(pickle.dumps(old))
     assert "_candidates" not in restored.__dict__
-    assert restored.rule_index.resolve("s", "i1", "USD") is None
+    assert isinstance(restored.commission_rules, RuleCatalog)
+    assert restored.commission_rules.resolve("s", "i1", "USD") == rule("a", bps=100)
