@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from state import order_lines, session_clocks
+from state.catalogs import Catalog
 from state.commissions import accrual, line_wake_after
 from state.config import RuleSettings
 from state.facts import ID_FIELDS, PAYLOADS, Facts
@@ -58,7 +59,7 @@ class Sequencer:
     def __init__(self) -> None:
         self.log_time = 0
         self.steps = 0  # entries seen: the order of what reaches a sharer key
-        self.tariffs: dict[str, Tariff] = {}
+        self.tariffs: Catalog[Tariff] = Catalog()
         # The last version of each rule id, indexed (state.rule_index).
         self.commission_rules = RuleCatalog()
         self.clocks: dict[str, list[int]] = {}
@@ -72,8 +73,11 @@ class Sequencer:
         state.pop("_lines_this_epoch", None)
         state.pop("_candidates", None)  # the cache the rule index replaced
         state.pop("_rule_index", None)
-        if isinstance(state.get("commission_rules"), dict):  # a plain dict before
+        # Plain dicts before the catalogs (state.catalogs).
+        if isinstance(state.get("commission_rules"), dict):
             state["commission_rules"] = RuleCatalog(state["commission_rules"])
+        if isinstance(state.get("tariffs"), dict):
+            state["tariffs"] = Catalog(state["tariffs"])
         self.__dict__.update(state)
 
     # -- the log's time ---------------------------------------------------------
@@ -171,13 +175,13 @@ class Sequencer:
     def _on_commission_rule(
         self, event: Event, position: str, settings: RuleSettings, facts: Facts, routes: list[Route]
     ) -> list[Output]:
-        self.commission_rules.put(event)
+        self.commission_rules.put(event["rule_id"], event)
         return []
 
     def _on_tariff(
         self, event: Event, position: str, settings: RuleSettings, facts: Facts, routes: list[Route]
     ) -> list[Output]:
-        self.tariffs[event["tariff_id"]] = Tariff.from_event(event)
+        self.tariffs.put(event["tariff_id"], Tariff.from_event(event))
         return []
 
     def _on_share(

@@ -1,5 +1,6 @@
 """The rule index (state.rule_index) against SPEC's walk over every rule
-(state.commissions.resolve_rule), through any history of rule versions."""
+(state.commissions.resolve_rule), through any history of rule versions; and the
+catalogs a sequencer snapshots (state.catalogs)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import pickle
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from state.catalogs import Catalog
 from state.commissions import resolve_rule
 from state.engine import Engine
+from state.metering import Tariff
 from state.rule_index import RuleCatalog, RuleIndex, bucket_of
 from state.sequencer import Sequencer
 from tests.support.logs import order, rule, scan
@@ -100,22 +103,42 @@ def _accruals(outputs: list[dict]) -> list[dict]:
 def test_the_catalog_pickles_its_latest_versions():
     """Its blob is made again after every rule event, never a stale one."""
     catalog = RuleCatalog()
-    catalog.put(rule("a", bps=100))
+    catalog.put("a", rule("a", bps=100))
     assert pickle.loads(pickle.dumps(catalog)).versions() == {"a": rule("a", bps=100)}
-    catalog.put(rule("a", bps=200))
-    catalog.put(rule("b", bps=300, sharer_id="s"))
+    catalog.put("a", rule("a", bps=200))
+    catalog.put("b", rule("b", bps=300, sharer_id="s"))
     restored = pickle.loads(pickle.dumps(catalog))
     assert restored.versions() == {"a": rule("a", bps=200), "b": rule("b", bps=300, sharer_id="s")}
     assert restored.resolve("s", "i", "USD") == rule("b", bps=300, sharer_id="s")
-    restored.put(rule("b", bps=300, sharer_id="s", active=False))
+    restored.put("b", rule("b", bps=300, sharer_id="s", active=False))
     assert pickle.loads(pickle.dumps(restored)).resolve("s", "i", "USD") == rule("a", bps=200)
 
 
-def test_an_old_snapshot_with_a_plain_catalog_and_the_candidate_cache_loads():
+def test_an_old_snapshot_with_plain_catalogs_and_the_candidate_cache_loads():
+    tariff = Tariff("t", "USD", 1000, 5)
     old = Sequencer()
     old.__dict__["commission_rules"] = {"a": rule("a", bps=100)}
+    old.__dict__["tariffs"] = {"t": tariff}
     old.__dict__["_candidates"] = {("i1", "USD"): []}
     restored = pickle.loads(pickle.dumps(old))
     assert "_candidates" not in restored.__dict__
     assert isinstance(restored.commission_rules, RuleCatalog)
     assert restored.commission_rules.resolve("s", "i1", "USD") == rule("a", bps=100)
+    assert isinstance(restored.tariffs, Catalog)
+    assert restored.tariffs.get("t") == tariff
+
+
+def test_a_catalog_pickles_its_latest_versions_and_reuses_its_blob():
+    catalog: Catalog[Tariff] = Catalog()
+    catalog.put("t", Tariff("t", "USD", 1000, 5))
+    first = pickle.dumps(catalog)
+    assert pickle.dumps(catalog) == first  # no change: the same blob
+    restored = pickle.loads(first)
+    restored.put("t", Tariff("t", "USD", 1000, 7))
+    restored.put("u", Tariff("u", "EUR", 60_000, 1))
+    again = pickle.loads(pickle.dumps(restored))
+    assert again.versions() == {
+        "t": Tariff("t", "USD", 1000, 7),
+        "u": Tariff("u", "EUR", 60_000, 1),
+    }
+    assert again == restored != catalog
