@@ -85,8 +85,9 @@ class RuleIndex:
             flat = buckets.get((sharer, item, currency))
             if percent and flat:
                 return self._rules[min(percent[0], flat[0])]
-            if percent or flat:
-                return self._rules[(percent or flat)[0]]  # type: ignore[index]
+            ids = percent or flat
+            if ids:
+                return self._rules[ids[0]]
         return None
 
 
