@@ -117,6 +117,11 @@ class Keys:
         """The time buckets that hold one sequencer's wake-ups (at most R / bucket)."""
         return f"{self.base}:wake:{space}:index"
 
+    def snapshot_table(self, space: str, name: str) -> str:
+        """Where one sequencer key keeps a table beside its snapshot (flows.snapshot_tables):
+        `<this>:<blob>` for each blob, `<this>:blobs` the set of them."""
+        return f"{self.base}:table:{space}:{name}"
+
     @property
     def rate_limits(self) -> str:
         """Prefix of the scan page's rate-limit counters (ingest_api.scan_guard)."""

@@ -17,7 +17,8 @@ per minute of log time, read by the span of log time the sequencer moves over
 
 Each buyer's best scan of an item (`note_scan`, `best_scan`) is a fact too, kept
 exact for a re-run by flows.best_scans: the sequencer matches order lines
-against it.
+against it. And a store keeps its sequencer's open sessions' clocks beside the
+snapshot (`tables`, flows.snapshot_tables).
 
 Work per batch: one MGET before it, one write after it, answered later (the
 facts' SETs in one script call: packing tens of thousands of SET commands in Python
@@ -38,6 +39,7 @@ from billing import stream_ids
 from billing.keys import Keys
 from flows import best_scans
 from flows.deferred_writes import DeferredWrites, run_now
+from flows.snapshot_tables import SnapshotTables
 from flows.wake_buckets import WAKEUPS_PER_LOAD, WakeBuckets
 from state.facts import ID_FIELDS
 from state.messages import BadEntry, Event, LogEvent, touch_key
@@ -93,6 +95,8 @@ class RedisFacts:
         self._facts: dict[str, list[list[Any]]] = {}
         self._dirty: set[str] = set()
         self.wakes = WakeBuckets(conn, keys, ttl_ms, space, self.settle, wakeups_per_load)
+        # Its sequencer's tables that grow with traffic, beside the snapshot.
+        self.tables = SnapshotTables(conn, keys, space)
         # Where a re-run after a crash may start (flows.best_scans): where this
         # process began reading, then after each of the last snapshots.
         self._boundaries: deque[tuple[int, int]] = deque(maxlen=best_scans.BOUNDARIES_KEPT)

@@ -16,6 +16,7 @@ from bytewax.operators import StatefulBatchLogic
 
 from flows import stats
 from flows.runtime import keep_thread_state
+from flows.snapshot_tables import SnapshotTables, TableRef
 from state import ledgers, sharding
 from state.balances import SharerLedger
 from state.commissions import Line
@@ -86,6 +87,11 @@ LINES_BY_ORDER = (
     "line had its own, which this version never wakes): start the flows with a new, "
     "empty recovery directory (see the README, 'Upgrading')"
 )
+CLOCKS_OUTSIDE = (
+    "the recovery state of {key!r} keeps its open sessions' clocks in Redis "
+    "(flows.snapshot_tables), and this flow's fact store keeps none there: resume it "
+    "with the live flows' Redis store, or start with a new, empty recovery directory"
+)
 # What a sequencer's snapshot of an earlier layout (state.sequencer.LAYOUT) misses.
 OLD_LAYOUTS = {1: TOUCH_STAGE_GONE, 2: LINES_BY_ORDER}
 SHARDS_RENAMED = (
@@ -95,11 +101,23 @@ SHARDS_RENAMED = (
 )
 
 
+# The table of open sessions' clocks in flows.snapshot_tables.
+CLOCKS = "clocks"
+
+
+def _tables(facts: Facts) -> SnapshotTables | None:
+    """A store that keeps tables beside the snapshot (the Redis one), else None."""
+    tables = getattr(facts, "tables", None)
+    return tables if isinstance(tables, SnapshotTables) else None
+
+
 class SequencerLogic(StatefulBatchLogic[InputBatch, SequencerItem, bytes]):
     """One ordered stage: the commission sequencer or a session shard (state.sharding).
     Its fact store (seen ids, orders' items, wake-ups) is not part of the snapshot: in
     memory for a replay, in Redis live, one per key (`facts(key)`), made on the first
-    batch, since bytewax tells a logic its key only through what it receives."""
+    batch, since bytewax tells a logic its key only through what it receives (or on a
+    resume, which names it). A store in Redis also keeps the open sessions' clocks,
+    which grow with traffic, beside the snapshot: the snapshot holds a `TableRef`."""
 
     def __init__(
         self,
@@ -115,18 +133,34 @@ class SequencerLogic(StatefulBatchLogic[InputBatch, SequencerItem, bytes]):
         self.facts: Facts | None = None
         self.key: str | None = None
         self.sequencer = Sequencer()
+        self._clocks_ref: TableRef | None = None
         if resume is not None:
             saved = pickle.loads(resume)
             if not isinstance(saved, tuple):
                 # A bare `Sequencer`: the one key of the layout before the shards. Its
                 # rule catalog and open sessions' clocks cannot move to the new keys.
                 raise RuntimeError(LAYOUT_CHANGED)
-            self.key, self.sequencer = saved
+            # (key, sequencer), or (key, sequencer, ref) with the clocks kept outside.
+            self.key, self.sequencer = saved[0], saved[1]
             if self.key not in sharding.ALL_KEYS:
                 # Its sessions' clocks would sit under a key no entry is routed to.
                 raise RuntimeError(SHARDS_RENAMED.format(key=self.key))
             if self.sequencer.layout != LAYOUT:
                 raise RuntimeError(OLD_LAYOUTS.get(self.sequencer.layout, LAYOUT_CHANGED))
+            self._open_facts(self.key, saved[2] if len(saved) > 2 else None)
+
+    def _open_facts(self, key: str, ref: TableRef | None) -> Facts:
+        """The key's fact store; with one that keeps tables (and recovery on), the
+        clocks move outside the snapshot: those `ref` names, or the ones held (a
+        snapshot that held them, or none), all written at the next snapshot."""
+        facts = self.facts = self._make_facts(key)
+        tables = _tables(facts) if self.recovery else None
+        if tables is not None:
+            self._clocks_ref = ref
+            self.sequencer.keep_clocks_outside(None if ref is None else tables.load(CLOCKS, ref))
+        elif ref is not None:
+            raise RuntimeError(CLOCKS_OUTSIDE.format(key=key))
+        return facts
 
     def on_batch(self, values: list[InputBatch]) -> tuple[Iterable[SequencerItem], bool]:
         all_outputs: list[Output] = []
@@ -135,7 +169,7 @@ class SequencerLogic(StatefulBatchLogic[InputBatch, SequencerItem, bytes]):
         facts = self.facts
         if facts is None:
             self.key = values[0].key
-            facts = self.facts = self._make_facts(self.key)
+            facts = self._open_facts(self.key, None)
         entries = _parsed(values, parse)
         facts.prepare(entries)
         for entry in entries:
@@ -160,7 +194,16 @@ class SequencerLogic(StatefulBatchLogic[InputBatch, SequencerItem, bytes]):
         if not self.recovery:
             return NOT_KEPT
         # With its key: bytewax gives a resumed logic its state, never its key.
-        snap = pickle.dumps((self.key, self.sequencer), protocol=pickle.HIGHEST_PROTOCOL)
+        sequencer = self.sequencer
+        tables = None if self.facts is None else _tables(self.facts)
+        if tables is not None and sequencer.clock_changes is not None:
+            ref = self._clocks_ref = tables.save(
+                CLOCKS, sequencer.clocks, sequencer.take_clock_changes(), self._clocks_ref
+            )
+            saved: tuple[object, ...] = (self.key, sequencer.without_clocks(), ref)
+        else:
+            saved = (self.key, sequencer)
+        snap = pickle.dumps(saved, protocol=pickle.HIGHEST_PROTOCOL)
         stats.snapshot_taken(len(snap))
         return snap
 

@@ -10,7 +10,8 @@ stamped with `step`, its count of entries.
 Memory (SPEC "Retention"): seen ids and what an order's refunds need live in a `Facts`
 store passed in with the settings (state.facts), never in this object, so its
 snapshot stays small: the log's time, the rule and tariff catalogs, and a clock
-for each open session: a hint of when it needs a `Tick` to close as idle. A
+for each open session: a hint of when it needs a `Tick` to close as idle (live,
+the clocks are stored beside the snapshot: `keep_clocks_outside`). A
 clock stores the inputs of that deadline, not the deadline, so a restart with
 new settings recomputes it. Later wake-ups are asked of the store (`wake_at`),
 which keeps those timers out of the snapshot: to forget a session past R, and
@@ -64,6 +65,8 @@ class Sequencer:
         self.commission_rules = RuleCatalog()
         self.clocks: dict[str, list[int]] = {}
         self.timers: list[tuple[int, str]] = []
+        # Set by `keep_clocks_outside`: the clocks changed since `take_clock_changes`.
+        self.clock_changes: set[str] | None = None
         self.layout = LAYOUT
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -73,12 +76,39 @@ class Sequencer:
         state.pop("_lines_this_epoch", None)
         state.pop("_candidates", None)  # the cache the rule index replaced
         state.pop("_rule_index", None)
+        state.setdefault("clock_changes", None)
         # Plain dicts before the catalogs (state.catalogs).
         if isinstance(state.get("commission_rules"), dict):
             state["commission_rules"] = RuleCatalog(state["commission_rules"])
         if isinstance(state.get("tariffs"), dict):
             state["tariffs"] = Catalog(state["tariffs"])
         self.__dict__.update(state)
+
+    # -- open sessions' clocks, kept outside the snapshot (flows.snapshot_tables) --
+
+    def keep_clocks_outside(self, clocks: dict[str, list[int]] | None = None) -> None:
+        """From now on the clocks are stored beside the snapshot, by whoever calls
+        `take_clock_changes` at each snapshot; `clocks`: those it stored last (a
+        resume), else the ones held (a new sequencer, or one resumed from a snapshot
+        that held them: the first store writes them all)."""
+        if clocks is not None:
+            self.clocks = clocks
+            self.timers = session_clocks.timers_of(clocks)
+        self.clock_changes = set()
+
+    def take_clock_changes(self) -> set[str]:
+        """The session ids whose clock changed since the last call (made, moved or dropped)."""
+        changes = self.clock_changes
+        assert changes is not None, "keep_clocks_outside was not called"
+        self.clock_changes = set()
+        return changes
+
+    def without_clocks(self) -> Sequencer:
+        """A shallow copy to pickle when the clocks are stored beside it."""
+        copy = Sequencer.__new__(Sequencer)
+        copy.__dict__.update(self.__dict__)
+        copy.clocks, copy.timers, copy.clock_changes = {}, [], None
+        return copy
 
     # -- the log's time ---------------------------------------------------------
 
@@ -91,7 +121,14 @@ class Sequencer:
         timers = self.timers
         routes = (
             session_clocks.idle_ticks(
-                self.clocks, timers, before, log_time, self.steps, settings, facts
+                self.clocks,
+                timers,
+                before,
+                log_time,
+                self.steps,
+                settings,
+                facts,
+                self.clock_changes,
             )
             if timers and timers[0][0] < log_time  # most moves close no session
             else []
@@ -256,14 +293,14 @@ class Sequencer:
         if tariff is None:
             return [reject("unknown_tariff", event, position)]
         routes.append(Route(f"session:{event['session_id']}", Start(event, tariff, position)))
-        session_clocks.started(self.clocks, self.timers, event, settings)
+        session_clocks.started(self.clocks, self.timers, event, settings, self.clock_changes)
         return []
 
     def _on_segment(
         self, event: Event, position: str, settings: RuleSettings, facts: Facts, routes: list[Route]
     ) -> list[Output]:
         routes.append(Route(f"session:{event['session_id']}", Segment(event, position)))
-        session_clocks.received(self.clocks, self.timers, event, settings)
+        session_clocks.received(self.clocks, self.timers, event, settings, self.clock_changes)
         return []
 
     HANDLERS: ClassVar[
