@@ -87,8 +87,8 @@ LINES_BY_ORDER = (
     "line had its own, which this version never wakes): start the flows with a new, "
     "empty recovery directory (see the README, 'Upgrading')"
 )
-CLOCKS_OUTSIDE = (
-    "the recovery state of {key!r} keeps its open sessions' clocks in Redis "
+TABLES_OUTSIDE = (
+    "the recovery state of {key!r} keeps its clocks and catalogs in Redis "
     "(flows.snapshot_tables), and this flow's fact store keeps none there: resume it "
     "with the live flows' Redis store, or start with a new, empty recovery directory"
 )
@@ -99,10 +99,6 @@ SHARDS_RENAMED = (
     "(the session shards were renamed, state.sharding): start the flows with a new, "
     "empty recovery directory (see the README, 'Upgrading')"
 )
-
-
-# The table of open sessions' clocks in flows.snapshot_tables.
-CLOCKS = "clocks"
 
 
 def _tables(facts: Facts) -> SnapshotTables | None:
@@ -116,8 +112,9 @@ class SequencerLogic(StatefulBatchLogic[InputBatch, SequencerItem, bytes]):
     Its fact store (seen ids, orders' items, wake-ups) is not part of the snapshot: in
     memory for a replay, in Redis live, one per key (`facts(key)`), made on the first
     batch, since bytewax tells a logic its key only through what it receives (or on a
-    resume, which names it). A store in Redis also keeps the open sessions' clocks,
-    which grow with traffic, beside the snapshot: the snapshot holds a `TableRef`."""
+    resume, which names it). A store in Redis also keeps the open sessions' clocks
+    (which grow with traffic) and the catalogs (big for some shops, seldom changed)
+    beside the snapshot (flows.snapshot_tables): the snapshot holds a `TableRef` each."""
 
     def __init__(
         self,
@@ -133,33 +130,37 @@ class SequencerLogic(StatefulBatchLogic[InputBatch, SequencerItem, bytes]):
         self.facts: Facts | None = None
         self.key: str | None = None
         self.sequencer = Sequencer()
-        self._clocks_ref: TableRef | None = None
+        self._refs: dict[str, TableRef] = {}
         if resume is not None:
             saved = pickle.loads(resume)
             if not isinstance(saved, tuple):
                 # A bare `Sequencer`: the one key of the layout before the shards. Its
                 # rule catalog and open sessions' clocks cannot move to the new keys.
                 raise RuntimeError(LAYOUT_CHANGED)
-            # (key, sequencer), or (key, sequencer, ref) with the clocks kept outside.
+            # (key, sequencer), or (key, sequencer, refs) with tables kept outside.
             self.key, self.sequencer = saved[0], saved[1]
             if self.key not in sharding.ALL_KEYS:
                 # Its sessions' clocks would sit under a key no entry is routed to.
                 raise RuntimeError(SHARDS_RENAMED.format(key=self.key))
             if self.sequencer.layout != LAYOUT:
                 raise RuntimeError(OLD_LAYOUTS.get(self.sequencer.layout, LAYOUT_CHANGED))
-            self._open_facts(self.key, saved[2] if len(saved) > 2 else None)
+            refs = saved[2] if len(saved) > 2 else {}
+            if isinstance(refs, TableRef):  # the clocks alone (0d92f44)
+                refs = {"clocks": refs}
+            self._open_facts(self.key, refs)
 
-    def _open_facts(self, key: str, ref: TableRef | None) -> Facts:
+    def _open_facts(self, key: str, refs: dict[str, TableRef]) -> Facts:
         """The key's fact store; with one that keeps tables (and recovery on), the
-        clocks move outside the snapshot: those `ref` names, or the ones held (a
-        snapshot that held them, or none), all written at the next snapshot."""
+        tables move outside the snapshot: those `refs` names, or the ones held (a
+        snapshot that held them, or none), written whole at the next snapshot."""
         facts = self.facts = self._make_facts(key)
         tables = _tables(facts) if self.recovery else None
         if tables is not None:
-            self._clocks_ref = ref
-            self.sequencer.keep_clocks_outside(None if ref is None else tables.load(CLOCKS, ref))
-        elif ref is not None:
-            raise RuntimeError(CLOCKS_OUTSIDE.format(key=key))
+            self._refs = dict(refs)
+            loaded = {name: tables.load(name, ref) for name, ref in refs.items()}
+            self.sequencer.keep_tables_outside(loaded)
+        elif refs:
+            raise RuntimeError(TABLES_OUTSIDE.format(key=key))
         return facts
 
     def on_batch(self, values: list[InputBatch]) -> tuple[Iterable[SequencerItem], bool]:
@@ -169,7 +170,7 @@ class SequencerLogic(StatefulBatchLogic[InputBatch, SequencerItem, bytes]):
         facts = self.facts
         if facts is None:
             self.key = values[0].key
-            facts = self._open_facts(self.key, None)
+            facts = self._open_facts(self.key, {})
         entries = _parsed(values, parse)
         facts.prepare(entries)
         for entry in entries:
@@ -197,10 +198,10 @@ class SequencerLogic(StatefulBatchLogic[InputBatch, SequencerItem, bytes]):
         sequencer = self.sequencer
         tables = None if self.facts is None else _tables(self.facts)
         if tables is not None and sequencer.clock_changes is not None:
-            ref = self._clocks_ref = tables.save(
-                CLOCKS, sequencer.clocks, sequencer.take_clock_changes(), self._clocks_ref
-            )
-            saved: tuple[object, ...] = (self.key, sequencer.without_clocks(), ref)
+            refs = self._refs
+            for name, (table, changed) in sequencer.take_table_changes().items():
+                refs[name] = tables.save(name, table, changed, refs.get(name))
+            saved: tuple[object, ...] = (self.key, sequencer.without_tables(), dict(refs))
         else:
             saved = (self.key, sequencer)
         snap = pickle.dumps(saved, protocol=pickle.HIGHEST_PROTOCOL)

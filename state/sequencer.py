@@ -11,7 +11,7 @@ Memory (SPEC "Retention"): seen ids and what an order's refunds need live in a `
 store passed in with the settings (state.facts), never in this object, so its
 snapshot stays small: the log's time, the rule and tariff catalogs, and a clock
 for each open session: a hint of when it needs a `Tick` to close as idle (live,
-the clocks are stored beside the snapshot: `keep_clocks_outside`). A
+these and the catalogs are stored beside the snapshot: `keep_tables_outside`). A
 clock stores the inputs of that deadline, not the deadline, so a restart with
 new settings recomputes it. Later wake-ups are asked of the store (`wake_at`),
 which keeps those timers out of the snapshot: to forget a session past R, and
@@ -65,7 +65,7 @@ class Sequencer:
         self.commission_rules = RuleCatalog()
         self.clocks: dict[str, list[int]] = {}
         self.timers: list[tuple[int, str]] = []
-        # Set by `keep_clocks_outside`: the clocks changed since `take_clock_changes`.
+        # Set by `keep_tables_outside`: the clocks changed since `take_table_changes`.
         self.clock_changes: set[str] | None = None
         self.layout = LAYOUT
 
@@ -84,30 +84,46 @@ class Sequencer:
             state["tariffs"] = Catalog(state["tariffs"])
         self.__dict__.update(state)
 
-    # -- open sessions' clocks, kept outside the snapshot (flows.snapshot_tables) --
+    # -- tables kept beside the snapshot (flows.snapshot_tables) ---------------------
+    # Live, what grows with traffic (open sessions' clocks) or is big and seldom
+    # changes (the catalogs) is stored beside the snapshot, as the changes of each.
 
-    def keep_clocks_outside(self, clocks: dict[str, list[int]] | None = None) -> None:
-        """From now on the clocks are stored beside the snapshot, by whoever calls
-        `take_clock_changes` at each snapshot; `clocks`: those it stored last (a
-        resume), else the ones held (a new sequencer, or one resumed from a snapshot
-        that held them: the first store writes them all)."""
-        if clocks is not None:
-            self.clocks = clocks
-            self.timers = session_clocks.timers_of(clocks)
+    def keep_tables_outside(self, tables: dict[str, dict[str, Any]] | None = None) -> None:
+        """From now on the tables ("clocks", "rules", "tariffs") are stored beside the
+        snapshot, by whoever calls `take_table_changes` at each snapshot. `tables`:
+        those it stored last (a resume), as stored (JSON values); a table not given
+        is the one held (a new sequencer, or one resumed from a snapshot that held
+        it: the first store writes it whole)."""
+        tables = tables or {}
+        if "clocks" in tables:
+            self.clocks = tables["clocks"]
+            self.timers = session_clocks.timers_of(self.clocks)
+        if "rules" in tables:
+            self.commission_rules = RuleCatalog(tables["rules"])
+        if "tariffs" in tables:
+            self.tariffs = Catalog({k: Tariff(**v) for k, v in tables["tariffs"].items()})
         self.clock_changes = set()
+        self.commission_rules.track_changes()
+        self.tariffs.track_changes()
 
-    def take_clock_changes(self) -> set[str]:
-        """The session ids whose clock changed since the last call (made, moved or dropped)."""
+    def take_table_changes(self) -> dict[str, tuple[dict[str, Any], set[str]]]:
+        """Each table and the ids changed in it since the last call (made, moved or
+        dropped: a dropped id is no longer in the table)."""
         changes = self.clock_changes
-        assert changes is not None, "keep_clocks_outside was not called"
+        assert changes is not None, "keep_tables_outside was not called"
         self.clock_changes = set()
-        return changes
+        return {
+            "clocks": (self.clocks, changes),
+            "rules": (self.commission_rules.table(), self.commission_rules.take_changes()),
+            "tariffs": (self.tariffs.table(), self.tariffs.take_changes()),
+        }
 
-    def without_clocks(self) -> Sequencer:
-        """A shallow copy to pickle when the clocks are stored beside it."""
+    def without_tables(self) -> Sequencer:
+        """A shallow copy to pickle when the tables are stored beside it."""
         copy = Sequencer.__new__(Sequencer)
         copy.__dict__.update(self.__dict__)
         copy.clocks, copy.timers, copy.clock_changes = {}, [], None
+        copy.commission_rules, copy.tariffs = RuleCatalog(), Catalog()
         return copy
 
     # -- the log's time ---------------------------------------------------------

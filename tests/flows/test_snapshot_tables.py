@@ -1,7 +1,8 @@
 """Tables kept beside bytewax's snapshot (flows.snapshot_tables), against real Redis:
 a ref loads exactly the table it was saved with, through new bases and crashes; the
 blobs stay bounded; a session shard's snapshot no longer grows with its open
-sessions, and a resumed shard has the same clocks and timers."""
+sessions, nor the commission sequencer's with its rules, and a resumed sequencer
+has the same clocks, timers, rules and tariffs."""
 
 from __future__ import annotations
 
@@ -14,12 +15,12 @@ from hypothesis import strategies as st
 
 from flows import snapshot_tables
 from flows.facts_redis import RedisFacts
-from flows.logic import CLOCKS, SequencerLogic
+from flows.logic import SequencerLogic
 from flows.snapshot_tables import KEPT, SnapshotTables, TableRef
 from state.messages import InputBatch, LogEvent, Watermark
-from state.sharding import SHARD_KEYS
+from state.sharding import COMMISSIONS, SHARD_KEYS
 from state.testing import SMALL_RULES
-from tests.support.logs import seg, start, tariff
+from tests.support.logs import rule, seg, start, tariff
 from tests.support.streams import no_parse
 
 # One step: set (value) or drop (None) key k, then maybe a snapshot.
@@ -169,8 +170,7 @@ def test_a_shards_snapshot_does_not_grow_with_its_open_sessions(redis_client, ke
     assert min(resumed.sequencer.timers) == min(logic.sequencer.timers)
     assert resumed.sequencer.clock_changes == set()
     saved = pickle.loads(logic.snapshot())
-    assert isinstance(saved[2], TableRef) and saved[1].clocks == {}
-    assert CLOCKS == "clocks"
+    assert set(saved[2]) == {"clocks", "rules", "tariffs"} and saved[1].clocks == {}
 
 
 def test_a_snapshot_that_held_its_clocks_resumes_and_stores_them_outside(redis_client, keys):
@@ -215,3 +215,57 @@ def test_a_resumed_shard_has_the_clocks_its_segments_and_closes_left(redis_clien
         assert resumed.sequencer.clocks == logic.sequencer.clocks
         assert {sid for _due, sid in resumed.sequencer.timers} == set(logic.sequencer.clocks)
     assert set(logic.sequencer.clocks) == {"s99"}
+
+
+def test_the_commission_sequencers_snapshot_does_not_grow_with_its_rules(redis_client, keys):
+    """A rule per sharer (the shape that grows): the snapshot holds refs, an epoch with
+    no rule event writes nothing, and a resume resolves as before, also the rules
+    changed after the table's base was written."""
+    logic = _shard_logic(redis_client, keys)
+    rules = [
+        LogEvent(f"1-{n}", rule(f"r{n}", 1, bps=100 + n, sharer_id=f"s{n}")) for n in range(3_000)
+    ]
+    logic.on_batch([InputBatch(COMMISSIONS, [*rules, LogEvent("2-0", tariff(ts=2))])])
+    first = logic.snapshot()
+    listed = _count_blobs(redis_client, keys, COMMISSIONS)
+    assert logic.snapshot() == first and _count_blobs(redis_client, keys, COMMISSIONS) == listed
+    logic.on_batch(
+        [InputBatch(COMMISSIONS, [LogEvent("3-0", rule("r7", 3, bps=1, sharer_id="s7"))])]
+    )
+    logic.on_batch([InputBatch(COMMISSIONS, [LogEvent("3-1", rule("r8", 3, active=False))])])
+    snap = logic.snapshot()
+    assert len(snap) < 2_000, len(snap)
+    inside = pickle.dumps((COMMISSIONS, logic.sequencer), protocol=pickle.HIGHEST_PROTOCOL)
+    assert len(inside) > 3_000 * 40
+    resumed = _shard_logic(redis_client, keys, resume=snap).sequencer
+    held = logic.sequencer
+    assert resumed.commission_rules == held.commission_rules
+    assert resumed.tariffs == held.tariffs
+    for sharer in ("s7", "s8", "s9", "nobody"):
+        assert resumed.commission_rules.resolve(sharer, "i", "USD") == (
+            held.commission_rules.resolve(sharer, "i", "USD")
+        )
+    assert resumed.commission_rules.resolve("s7", "i", "USD")["bps"] == 1  # type: ignore[index]
+
+
+def test_a_snapshot_of_the_clocks_alone_resumes(redis_client, keys):
+    """0d92f44 kept only the clocks outside: its snapshot holds one TableRef and the
+    catalogs; the next snapshot stores those too."""
+    shard = SHARD_KEYS[3]
+    logic = _shard_logic(redis_client, keys)
+    _open_sessions(logic, shard, 5, 0)
+    store = SnapshotTables(redis_client, keys, shard)
+    ref = store.save("clocks", logic.sequencer.clocks, [], None)
+    old = pickle.dumps((shard, logic.sequencer.without_tables(), ref))
+    held = pickle.loads(old)[1]
+    held.tariffs, held.commission_rules = logic.sequencer.tariffs, logic.sequencer.commission_rules
+    old = pickle.dumps((shard, held, ref))
+    resumed = _shard_logic(redis_client, keys, resume=old)
+    assert resumed.sequencer.clocks == logic.sequencer.clocks
+    assert resumed.sequencer.tariffs == logic.sequencer.tariffs
+    again = _shard_logic(redis_client, keys, resume=resumed.snapshot())
+    assert again.sequencer.tariffs == logic.sequencer.tariffs
+
+
+def _count_blobs(redis_client, keys, space: str) -> int:
+    return sum(1 for _ in redis_client.scan_iter(f"{keys.base}:table:{space}:*"))
