@@ -20,8 +20,10 @@ amortised per change, and a snapshot costs what its epoch changed.
 
 Garbage: a chain replaced by a new base is deleted KEPT saves later. bytewax
 resumes from the last snapshot it committed, at most a snapshot or two behind the
-last one taken; flows.best_scans keeps the last four boundaries on the same
-ground. Every blob is listed in a set per table, and the first save of each
+last one taken: with recovery its probe sits on the recovery writes, and a source
+emits nothing of epoch E until the probe has passed E - 1 (bytewax 0.21.1,
+`src/inputs.rs`, `probe.less_than`). flows.best_scans keeps the last four
+boundaries on the same ground. Every blob is listed in a set per table, and the first save of each
 `SnapshotTables` deletes every listed blob its chain does not name: what a
 crashed run left (its last deltas, chains it had not deleted yet).
 """
