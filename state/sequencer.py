@@ -47,6 +47,7 @@ from state.metering import Tariff
 from state.order_lines import OrderPlan
 from state.outputs import Output, invalid_event, reject
 from state.rule_index import RuleCatalog
+from state.sequencer_tables import TablesOutside
 
 # The recovery state's layout, kept in the snapshot. 3: an order's lines share one
 # line key (state.commissions.OrderLines); layout 2 gave each line its own, and a
@@ -56,7 +57,7 @@ from state.rule_index import RuleCatalog
 LAYOUT = 3
 
 
-class Sequencer:
+class Sequencer(TablesOutside):
     def __init__(self) -> None:
         self.log_time = 0
         self.steps = 0  # entries seen: the order of what reaches a sharer key
@@ -65,7 +66,8 @@ class Sequencer:
         self.commission_rules = RuleCatalog()
         self.clocks: dict[str, list[int]] = {}
         self.timers: list[tuple[int, str]] = []
-        # Set by `keep_tables_outside`: the clocks changed since `take_table_changes`.
+        # Set by `keep_tables_outside` (state.sequencer_tables): the clocks changed
+        # since `take_table_changes`.
         self.clock_changes: set[str] | None = None
         self.layout = LAYOUT
 
@@ -83,48 +85,6 @@ class Sequencer:
         if isinstance(state.get("tariffs"), dict):
             state["tariffs"] = Catalog(state["tariffs"])
         self.__dict__.update(state)
-
-    # -- tables kept beside the snapshot (flows.snapshot_tables) ---------------------
-    # Live, what grows with traffic (open sessions' clocks) or is big and seldom
-    # changes (the catalogs) is stored beside the snapshot, as the changes of each.
-
-    def keep_tables_outside(self, tables: dict[str, dict[str, Any]] | None = None) -> None:
-        """From now on the tables ("clocks", "rules", "tariffs") are stored beside the
-        snapshot, by whoever calls `take_table_changes` at each snapshot. `tables`:
-        those it stored last (a resume), as stored (JSON values); a table not given
-        is the one held (a new sequencer, or one resumed from a snapshot that held
-        it: the first store writes it whole)."""
-        tables = tables or {}
-        if "clocks" in tables:
-            self.clocks = tables["clocks"]
-            self.timers = session_clocks.timers_of(self.clocks)
-        if "rules" in tables:
-            self.commission_rules = RuleCatalog(tables["rules"])
-        if "tariffs" in tables:
-            self.tariffs = Catalog({k: Tariff(**v) for k, v in tables["tariffs"].items()})
-        self.clock_changes = set()
-        self.commission_rules.track_changes()
-        self.tariffs.track_changes()
-
-    def take_table_changes(self) -> dict[str, tuple[dict[str, Any], set[str]]]:
-        """Each table and the ids changed in it since the last call (made, moved or
-        dropped: a dropped id is no longer in the table)."""
-        changes = self.clock_changes
-        assert changes is not None, "keep_tables_outside was not called"
-        self.clock_changes = set()
-        return {
-            "clocks": (self.clocks, changes),
-            "rules": (self.commission_rules.table(), self.commission_rules.take_changes()),
-            "tariffs": (self.tariffs.table(), self.tariffs.take_changes()),
-        }
-
-    def without_tables(self) -> Sequencer:
-        """A shallow copy to pickle when the tables are stored beside it."""
-        copy = Sequencer.__new__(Sequencer)
-        copy.__dict__.update(self.__dict__)
-        copy.clocks, copy.timers, copy.clock_changes = {}, [], None
-        copy.commission_rules, copy.tariffs = RuleCatalog(), Catalog()
-        return copy
 
     # -- the log's time ---------------------------------------------------------
 
