@@ -91,12 +91,11 @@ class SnapshotTables:
         delta = {key: table.get(key) for key in changed}
         if ref is not None and not delta and name in self._swept:
             return ref
-        written: list[str] = []
+        written: list[tuple[str, bytes]] = []
 
         def write(entries: dict[str, Any]) -> str:
             suffix = f"{self._nonce}:{next(self._numbers)}"
-            pipe.set(self._blob(name, suffix), orjson.dumps(entries))
-            written.append(suffix)
+            written.append((suffix, orjson.dumps(entries)))
             return suffix
 
         if (
@@ -116,7 +115,12 @@ class SnapshotTables:
         else:
             new = ref
         if written:
-            pipe.sadd(self._listing(name), *written)
+            # Listed before written, and deleted before unlisted: a process killed
+            # part-way through the pipeline leaves at most a listed blob that is
+            # missing (which a sweep passes over), never a stored blob no sweep finds.
+            pipe.sadd(self._listing(name), *(suffix for suffix, _blob in written))
+            for suffix, blob in written:
+                pipe.set(self._blob(name, suffix), blob)
         gone = self._due_for_deletion(name, new, ref)
         if gone:
             pipe.delete(*(self._blob(name, suffix) for suffix in gone))
