@@ -17,8 +17,8 @@ per minute of log time, read by the span of log time the sequencer moves over
 
 Each buyer's best scan of an item (`note_scan`, `best_scan`) is a fact too, kept
 exact for a re-run by flows.best_scans: the sequencer matches order lines
-against it. And a store keeps its sequencer's open sessions' clocks beside the
-snapshot (`tables`, flows.snapshot_tables).
+against it. And a store keeps its sequencer's open sessions' clocks and its rule
+and tariff catalogs beside the snapshot (`tables`, flows.snapshot_tables).
 
 Work per batch: one MGET before it, one write after it, answered later (the
 facts' SETs in one script call: packing tens of thousands of SET commands in Python
@@ -95,7 +95,7 @@ class RedisFacts:
         self._facts: dict[str, list[list[Any]]] = {}
         self._dirty: set[str] = set()
         self.wakes = WakeBuckets(conn, keys, ttl_ms, space, self.settle, wakeups_per_load)
-        # Its sequencer's tables that grow with traffic, beside the snapshot.
+        # Its sequencer's clocks and catalogs, beside the snapshot.
         self.tables = SnapshotTables(conn, keys, space)
         # Where a re-run after a crash may start (flows.best_scans): where this
         # process began reading, then after each of the last snapshots.

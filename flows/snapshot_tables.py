@@ -2,10 +2,10 @@
 
 bytewax pickles the whole state of every key woken in an epoch, and a session
 shard is woken at every epoch (each batch brings it the log's time). Its open
-sessions' clocks grow with traffic: in the snapshot they cost 91 bytes and about
-3 us per open session at every epoch (100,000 open sessions: 9 MB and 0.3 s of
-every 1 s epoch; `bench.bench_clocks`). So the shard's snapshot holds a `TableRef`
-instead, and the table lives here.
+sessions' clocks grow with traffic: in the snapshot they cost about 84 bytes and
+1.8 us per open session at every epoch (100,000 open sessions: 8.4 MB and 182 ms
+of every 1 s epoch; `bench.bench_clocks`). So the shard's snapshot holds a
+`TableRef` instead, and the table lives here; so do the rule and tariff catalogs.
 
 A table is a chain of immutable blobs: a base (the whole table, in chunks of at
 most CHUNK entries, so that no Redis key grows with traffic) and the deltas after

@@ -19,8 +19,6 @@ from state.catalogs import Catalog
 from state.metering import Tariff
 from state.rule_index import RuleCatalog
 
-TABLES = ("clocks", "rules", "tariffs")
-
 
 class TablesOutside:
     clocks: dict[str, list[int]]
@@ -30,8 +28,8 @@ class TablesOutside:
     tariffs: Catalog[Tariff]
 
     def keep_tables_outside(self, tables: dict[str, dict[str, Any]] | None = None) -> None:
-        """From now on the tables (`TABLES`) are stored beside the snapshot, by whoever
-        calls `take_table_changes` at each snapshot. `tables`: those it stored last (a
+        """From now on the tables ("clocks", "rules", "tariffs") are stored beside the
+        snapshot, by whoever calls `take_table_changes` at each snapshot. `tables`: those it stored last (a
         resume), as stored (JSON values); a table not given is the one held (a new
         sequencer, or one resumed from a snapshot that held it: the first store
         writes it whole)."""
