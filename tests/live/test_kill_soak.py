@@ -1,0 +1,70 @@
+"""A soak of SIGKILLs at random moments (slow: BILLING_SLOW_TESTS=1).
+
+test_live_crashes.py kills at chosen points. Here each seed draws a cluster shape (one
+process, two workers, or two processes), a log, where the log is cut into four
+appends, and after each append a random wait and then a kill: of the whole
+`billing flows`, which is started again, or of one member of a two-process cluster,
+which the supervisor restarts. The outputs must be what a replay gives, each output
+id with one content. `BILLING_KILL_SOAK_SEEDS` sets how many seeds (default 10; a run
+of 40 took 4 minutes on 2026-12-07)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import time
+
+import pytest
+
+from billing.log_lines import parse_log_event
+from harness.live import append_positioned, kill, outputs, wait_for_outputs, with_stream_ids
+from state.engine import Engine
+from state.testing import SMALL_RULES, random_log
+from tests.support.logs import final_state
+
+pytestmark = pytest.mark.slow
+
+SEEDS = int(os.environ.get("BILLING_KILL_SOAK_SEEDS", "10"))
+SHAPES: list[tuple[str, ...]] = [(), ("--workers", "2"), ("--processes", "2")]
+
+
+def _members(supervisor: int) -> list[int]:
+    try:
+        with open(f"/proc/{supervisor}/task/{supervisor}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+@pytest.mark.parametrize("seed", range(SEEDS))
+def test_kills_at_random_moments_lose_nothing_and_bill_nothing_twice(
+    redis_client, keys, flows_factory, seed
+):
+    rng = random.Random(seed)
+    shape = rng.choice(SHAPES)
+    log = random_log(5000 + seed, rng.choice([1500, 3000]))
+    positioned = with_stream_ids([parse_log_event(e) for e in log])
+    engine = Engine(SMALL_RULES)
+    expected = [o for pos, ev in positioned for o in engine.feed(ev, pos)]
+    # Only the log's own time closes sessions, as in a replay (see test_live_crashes).
+    proc = flows_factory(lag_ms=10**13, args=shape)
+    cuts = sorted(rng.sample(range(1, len(positioned)), 3))
+    for start, end in zip([0, *cuts], [*cuts, len(positioned)], strict=True):
+        append_positioned(redis_client, keys, positioned[start:end])
+        time.sleep(rng.uniform(0.05, 2.5))
+        members = _members(proc.pid)
+        if shape == ("--processes", "2") and members and rng.random() < 0.3:
+            os.kill(rng.choice(members), signal.SIGKILL)  # the supervisor restarts both
+        else:
+            kill(proc)
+            proc = flows_factory(lag_ms=10**13, args=shape)
+    wait_for_outputs(redis_client, keys, {o["output_id"] for o in expected}, timeout=240)
+    got = outputs(redis_client, keys)
+    assert {o["output_id"] for o in got} == {o["output_id"] for o in expected}
+    by_id: dict[str, str] = {}
+    for output in got:
+        text = json.dumps(output, sort_keys=True)
+        assert by_id.setdefault(output["output_id"], text) == text
+    assert final_state(got) == final_state(expected)
