@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from dataclasses import replace
 from datetime import timedelta
 
 from bytewax.dataflow import Dataflow
@@ -35,10 +36,9 @@ from tests.support.logs import final_state
 # retention close to them, no grace, and idle closes sooner.
 RULES = [
     SMALL_RULES,
-    RuleSettings(
+    replace(
+        SMALL_RULES,
         attribution_window_ms=30_000,
-        max_segment_ms=5_000,
-        clock_skew_ms=500,
         idle_timeout_factor=2,
         late_grace_ms=0,
         holding_period_ms=10_000,
