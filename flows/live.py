@@ -19,7 +19,7 @@ from pathlib import Path
 
 import redis
 from bytewax.dataflow import Dataflow
-from bytewax.recovery import RecoveryConfig, init_db_dir
+from bytewax.recovery import RecoveryConfig
 from bytewax.run import cli_main
 
 from billing.net import free_ports
@@ -28,6 +28,7 @@ from billing.settings import Settings
 from flows import recovery_gc
 from flows.dataflow import build_flow
 from flows.facts_redis import RedisFacts
+from flows.recovery_store import create_partitions
 from flows.redis_output import STEP_ID, RedisOutputSink, part_name
 from flows.redis_source import RedisStreamSource, parse_entry
 from flows.runtime import tune_gc
@@ -59,13 +60,8 @@ def live_flow(settings: Settings, process_id: int = 0, processes: int = 1) -> Da
 
 
 def recovery_config(settings: Settings) -> RecoveryConfig | None:
-    if not settings.recovery_dir:
-        return None
-    directory = Path(settings.recovery_dir)
-    if not any(directory.glob("part-*.sqlite3")):
-        directory.mkdir(parents=True, exist_ok=True)
-        init_db_dir(directory, RECOVERY_PARTITIONS)
-    return RecoveryConfig(directory)
+    """The store the supervisor made (flows.recovery_store)."""
+    return RecoveryConfig(Path(settings.recovery_dir)) if settings.recovery_dir else None
 
 
 def run_process(
@@ -101,6 +97,7 @@ def run_cluster(settings: Settings, workers: int, processes: int) -> int:
     backoff = 1.0
     while not stopping:
         if settings.recovery_dir:  # no process runs now: a shape change resumes cleanly
+            create_partitions(Path(settings.recovery_dir), RECOVERY_PARTITIONS)
             parts = [part_name(i) for i in range(processes)]
             recovery_gc.keep_sink_parts(settings.recovery_dir, STEP_ID, parts)
         addresses = (

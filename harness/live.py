@@ -43,14 +43,18 @@ def flows_env(
     return env
 
 
-def start_flows(env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "programs.cli", "flows", *args],
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+def start_flows(
+    env: dict[str, str], *args: str, stderr_to: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """`stderr_to` appends the process's stderr to a file, for a test to show on failure."""
+    with open(stderr_to, "ab") if stderr_to else open(os.devnull, "wb") as err:
+        return subprocess.Popen(
+            [sys.executable, "-m", "programs.cli", "flows", *args],
+            env=env,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
 
 
 def kill(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
@@ -115,7 +119,8 @@ def flows_starter(
     def start(
         rules: RuleSettings = SMALL_RULES, lag_ms: int = 100, args: tuple[str, ...] = ()
     ) -> subprocess.Popen[bytes]:
-        proc = start_flows(flows_env(redis_url, prefix, recovery_dir, rules, lag_ms), *args)
+        env = flows_env(redis_url, prefix, recovery_dir, rules, lag_ms)
+        proc = start_flows(env, *args, stderr_to=recovery_dir.parent / "flows.stderr")
         procs.append(proc)
         return proc
 

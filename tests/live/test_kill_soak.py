@@ -40,7 +40,7 @@ def _members(supervisor: int) -> list[int]:
 
 @pytest.mark.parametrize("seed", range(SEEDS))
 def test_kills_at_random_moments_lose_nothing_and_bill_nothing_twice(
-    redis_client, keys, flows_factory, seed
+    redis_client, keys, flows_factory, tmp_path, seed
 ):
     rng = random.Random(seed)
     shape = rng.choice(SHAPES)
@@ -60,7 +60,13 @@ def test_kills_at_random_moments_lose_nothing_and_bill_nothing_twice(
         else:
             kill(proc)
             proc = flows_factory(lag_ms=10**13, args=shape)
-    wait_for_outputs(redis_client, keys, {o["output_id"] for o in expected}, timeout=240)
+    wanted = {o["output_id"] for o in expected}
+    try:
+        wait_for_outputs(redis_client, keys, wanted, timeout=240)
+    except AssertionError:
+        missing = sorted(wanted - {o["output_id"] for o in outputs(redis_client, keys)})
+        stderr = (tmp_path / "flows.stderr").read_text(errors="replace")[-6000:]
+        raise AssertionError(f"{len(missing)} missing, e.g. {missing[:10]}\n{stderr}") from None
     got = outputs(redis_client, keys)
     assert {o["output_id"] for o in got} == {o["output_id"] for o in expected}
     by_id: dict[str, str] = {}

@@ -153,3 +153,27 @@ def _sink_parts(recovery_dir) -> set[str]:
             rows = conn.execute("SELECT state_key FROM snaps WHERE step_id = ?", [STEP_ID])
             found |= {row[0] for row in rows}
     return found
+
+
+def test_a_recovery_store_cut_short_while_created_is_finished(
+    redis_client, keys, flows_factory, tmp_path
+):
+    """A kill while the first start created the store (bytewax writes its files one by
+    one) left some partition files; every later start was then refused by bytewax
+    ("Missing recovery partitions"), for ever. The kill soak found it."""
+    from bytewax.recovery import init_db_dir
+
+    recovery_dir = tmp_path / "recovery"  # the flows_factory's
+    recovery_dir.mkdir()
+    init_db_dir(recovery_dir, 4)
+    for index in (2, 3):
+        (recovery_dir / f"part-{index}.sqlite3").unlink()
+    positioned = with_stream_ids([parse_log_event(e) for e in random_log(31, 600)])
+    expected = _replay_all(positioned)
+    flows_factory(lag_ms=10**13)
+    append_positioned(redis_client, keys, positioned)
+    wait_for_outputs(redis_client, keys, {o["output_id"] for o in expected}, timeout=60)
+    assert final_state(outputs(redis_client, keys)) == final_state(expected)
+    assert sorted(p.name for p in recovery_dir.glob("part-*.sqlite3")) == [
+        f"part-{i}.sqlite3" for i in range(4)
+    ]
