@@ -19,7 +19,14 @@ import time
 import pytest
 
 from billing.log_lines import parse_log_event
-from harness.live import append_positioned, kill, outputs, wait_for_outputs, with_stream_ids
+from harness.live import (
+    append_positioned,
+    kill,
+    members,
+    outputs,
+    wait_for_outputs,
+    with_stream_ids,
+)
 from state.engine import Engine
 from state.testing import SMALL_RULES, random_log
 from tests.support.logs import final_state
@@ -28,14 +35,6 @@ pytestmark = pytest.mark.slow
 
 SEEDS = int(os.environ.get("BILLING_KILL_SOAK_SEEDS", "10"))
 SHAPES: list[tuple[str, ...]] = [(), ("--workers", "2"), ("--processes", "2")]
-
-
-def _members(supervisor: int) -> list[int]:
-    try:
-        with open(f"/proc/{supervisor}/task/{supervisor}/children") as f:
-            return [int(p) for p in f.read().split()]
-    except FileNotFoundError:
-        return []
 
 
 @pytest.mark.parametrize("seed", range(SEEDS))
@@ -54,9 +53,9 @@ def test_kills_at_random_moments_lose_nothing_and_bill_nothing_twice(
     for start, end in zip([0, *cuts], [*cuts, len(positioned)], strict=True):
         append_positioned(redis_client, keys, positioned[start:end])
         time.sleep(rng.uniform(0.05, 2.5))
-        members = _members(proc.pid)
-        if shape == ("--processes", "2") and members and rng.random() < 0.3:
-            os.kill(rng.choice(members), signal.SIGKILL)  # the supervisor restarts both
+        running = members(proc.pid)
+        if shape == ("--processes", "2") and running and rng.random() < 0.3:
+            os.kill(rng.choice(running), signal.SIGKILL)  # the supervisor restarts both
         else:
             kill(proc)
             proc = flows_factory(lag_ms=10**13, args=shape)

@@ -17,6 +17,7 @@ from harness.live import (
     append_positioned,
     flows_env,
     kill,
+    members,
     outputs,
     start_flows,
     wait_for,
@@ -87,11 +88,6 @@ def _replay_all(positioned):
     return [o for pos, ev in positioned for o in engine.feed(ev, pos)]
 
 
-def _children(pid: int) -> list[int]:
-    with open(f"/proc/{pid}/task/{pid}/children") as f:
-        return [int(p) for p in f.read().split()]
-
-
 @pytest.mark.parametrize("args", [("--workers", "2"), ("--processes", "2")])
 def test_cluster_shapes_bill_the_same(redis_client, keys, redis_url, prefix, tmp_path, args):
     positioned = with_stream_ids([parse_log_event(e) for e in random_log(99, 1200)])
@@ -102,9 +98,9 @@ def test_cluster_shapes_bill_the_same(redis_client, keys, redis_url, prefix, tmp
         append_positioned(redis_client, keys, positioned[:600])
         if args[0] == "--processes":
             # One member dies: the supervisor restarts the whole cluster, which resumes.
-            wait_for(lambda: len(_children(proc.pid)) == 2, timeout=30)
+            wait_for(lambda: len(members(proc.pid)) == 2, timeout=30)
             wait_for(lambda: redis_client.xlen(keys.rejects) > 0, timeout=60)
-            os.kill(_children(proc.pid)[0], signal.SIGKILL)
+            os.kill(members(proc.pid)[0], signal.SIGKILL)
         append_positioned(redis_client, keys, positioned[600:])
         wanted = {o["output_id"] for o in expected}
         wait_for_outputs(redis_client, keys, wanted)

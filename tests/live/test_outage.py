@@ -24,6 +24,7 @@ from harness.live import (
     append_positioned,
     flows_env,
     kill,
+    members,
     outputs,
     start_flows,
     wait_for,
@@ -41,18 +42,6 @@ def private_redis() -> Iterator[EmbeddedRedis]:
     server = EmbeddedRedis(persist=True)
     yield server
     server.stop()
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if int(Path(f"/proc/{entry}/stat").read_text().split()[3]) == pid:
-                    found.append(int(entry))
-            except (OSError, IndexError, ValueError):
-                continue
-    return found
 
 
 def test_flows_ride_out_a_pause_and_a_restart_of_redis(
@@ -87,7 +76,7 @@ def test_flows_ride_out_a_pause_and_a_restart_of_redis(
         assert flows.poll() is None
 
         # A flows process that dies anyway is started again by the supervisor.
-        (child,) = _children(flows.pid)
+        (child,) = members(flows.pid)
         os.kill(child, signal.SIGKILL)
         extra = with_stream_ids(
             [{**e, "ts": e["ts"] + 10**6} for e in random_log(32, 200, t0=events[-1][1]["ts"])]
