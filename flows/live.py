@@ -28,7 +28,7 @@ from billing.settings import Settings
 from flows import recovery_gc
 from flows.dataflow import build_flow
 from flows.facts_redis import RedisFacts
-from flows.recovery_store import create_partitions
+from flows.recovery_store import StoreDamaged, create_partitions
 from flows.redis_output import STEP_ID, RedisOutputSink, part_name
 from flows.redis_source import RedisStreamSource, parse_entry
 from flows.runtime import tune_gc
@@ -97,7 +97,11 @@ def run_cluster(settings: Settings, workers: int, processes: int) -> int:
     backoff = 1.0
     while not stopping:
         if settings.recovery_dir:  # no process runs now: a shape change resumes cleanly
-            create_partitions(Path(settings.recovery_dir), RECOVERY_PARTITIONS)
+            try:
+                create_partitions(Path(settings.recovery_dir), RECOVERY_PARTITIONS)
+            except StoreDamaged as exc:
+                print(f"billing flows: {exc}", file=sys.stderr)
+                return 2
             parts = [part_name(i) for i in range(processes)]
             recovery_gc.keep_sink_parts(settings.recovery_dir, STEP_ID, parts)
         addresses = (

@@ -7,21 +7,34 @@ refused to resume ("Missing recovery partitions ... can't resume") at every
 restart, for ever. The kill soak (tests/live/test_kill_soak.py) met this as flows
 that never came back. Here each file is made in a scratch directory and renamed
 into place (a rename is atomic), so a partition file that exists is whole, and the
-next start makes only the ones still missing.
+next start makes only the ones still missing. A store an earlier version left half
+made (a file without its partition row) is mended the same way.
+
+Only a store that never ran is mended. Once a run has written to it, a missing or
+damaged file held state (snapshots, progress) that a fresh file would silently
+drop, so the start is refused with `StoreDamaged` instead.
 
 Only the supervisor calls this, before it starts any member: a file renamed over
-one that a running member had open would split the store in two.
+one that a running member had open would split the store in two (and one process
+opening a file with two SQLite copies breaks their locks: flows.live._sweep).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 from pathlib import Path
 
 from bytewax.recovery import init_db_dir
 
+from flows.recovery_gc import connect
+
 SCRATCH_PREFIX = ".creating-"
+
+
+class StoreDamaged(RuntimeError):
+    pass
 
 
 def part_file(index: int) -> str:
@@ -29,24 +42,61 @@ def part_file(index: int) -> str:
 
 
 def create_partitions(directory: Path, count: int) -> list[int]:
-    """Make whichever of the `count` partition files `directory` lacks; returns their
-    indexes (none for a store that is already whole, the usual case)."""
+    """Make whichever of the `count` partition files `directory` lacks or holds half
+    made; returns their indexes (none for a whole store, the usual case)."""
     directory.mkdir(parents=True, exist_ok=True)
-    missing = [i for i in range(count) if not (directory / part_file(i)).exists()]
     for left in directory.glob(f"{SCRATCH_PREFIX}*"):
         shutil.rmtree(left, ignore_errors=True)  # a scratch a kill left behind
-    if not missing:
+    need, ran = [], False
+    for index in range(count):
+        path = directory / part_file(index)
+        if not path.exists():
+            need.append(index)
+            continue
+        whole, used = _inspect(path, index, count)
+        ran |= used
+        if not whole:
+            need.append(index)
+    if not need:
         return []
+    if ran:
+        raise StoreDamaged(
+            f"the recovery store in {directory} has run, but its partition files "
+            f"{[part_file(i) for i in need]} are missing or damaged: resuming without "
+            "them would drop the state they held. Restore them, or start the flows "
+            "with a new, empty recovery directory and a replay (README, 'Upgrading')"
+        )
     scratch = directory / f"{SCRATCH_PREFIX}{os.getpid()}"
     scratch.mkdir()
     try:
         init_db_dir(scratch, count)
-        for index in missing:
-            os.replace(scratch / part_file(index), directory / part_file(index))
+        for index in need:
+            target = directory / part_file(index)
+            for side in ("-wal", "-shm"):  # a half-made file's, never to meet the new one
+                Path(f"{target}{side}").unlink(missing_ok=True)
+            os.replace(scratch / part_file(index), target)
         _sync(directory)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return missing
+    return need
+
+
+def _inspect(path: Path, index: int, count: int) -> tuple[bool, bool]:
+    """(whole: it has its partition row; used: a run has written to it)."""
+    try:
+        with connect(path, timeout=10.0) as conn:
+            rows = conn.execute("SELECT part_index, part_count FROM parts").fetchall()
+            used = conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM exs) OR EXISTS (SELECT 1 FROM fronts) "
+                "OR EXISTS (SELECT 1 FROM snaps) OR EXISTS (SELECT 1 FROM commits)"
+            ).fetchone()[0]
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return False, False  # killed while bytewax made its tables
+        raise  # busy, say: another process has it open, so it is not ours to mend
+    except sqlite3.DatabaseError:
+        return False, True  # not a database: what it held cannot be known
+    return rows == [(index, count)], bool(used)
 
 
 def _sync(directory: Path) -> None:

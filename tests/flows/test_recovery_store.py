@@ -81,3 +81,48 @@ def test_a_scratch_left_by_a_kill_is_removed(tmp_path: Path):
     create_partitions(tmp_path, 4)
     assert not left.exists()
     assert _parts(tmp_path) == WHOLE
+
+
+@pytest.mark.parametrize("half", [b"", None])
+def test_a_file_an_earlier_version_left_half_made_is_mended(tmp_path: Path, half):
+    """Made in place (before this module), killed while bytewax made its tables."""
+    create_partitions(tmp_path, 4)
+    target = tmp_path / part_file(3)
+    target.unlink()
+    if half is None:
+        conn = sqlite3.connect(target)  # its first table, no partition row
+        conn.execute("CREATE TABLE parts (part_index INTEGER, part_count INTEGER)")
+        conn.commit()
+        conn.close()
+    else:
+        target.write_bytes(half)
+    assert create_partitions(tmp_path, 4) == [3]
+    assert _parts(tmp_path) == WHOLE
+
+
+def _run_once(directory: Path) -> None:
+    """What a run leaves: here, the execution row bytewax writes as it starts."""
+    conn = sqlite3.connect(directory / part_file(1))
+    conn.execute("INSERT INTO exs (ex_num, worker_count, resume_epoch) VALUES (0, 1, 1)")
+    conn.commit()
+    conn.close()
+
+
+@pytest.mark.parametrize("damage", ["missing", "not a database"])
+def test_a_store_that_ran_is_never_mended_silently(tmp_path: Path, damage: str):
+    create_partitions(tmp_path, 4)
+    _run_once(tmp_path)
+    target = tmp_path / part_file(2)
+    if damage == "missing":
+        target.unlink()
+    else:
+        target.write_bytes(b"x" * 4096)
+    with pytest.raises(recovery_store.StoreDamaged, match=r"part-2\.sqlite3.*missing or damaged"):
+        create_partitions(tmp_path, 4)
+    assert not (damage == "missing" and target.exists())
+
+
+def test_a_store_that_ran_and_is_whole_starts(tmp_path: Path):
+    create_partitions(tmp_path, 4)
+    _run_once(tmp_path)
+    assert create_partitions(tmp_path, 4) == []

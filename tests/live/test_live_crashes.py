@@ -173,3 +173,23 @@ def test_a_recovery_store_cut_short_while_created_is_finished(
     assert sorted(p.name for p in recovery_dir.glob("part-*.sqlite3")) == [
         f"part-{i}.sqlite3" for i in range(4)
     ]
+
+
+def test_a_recovery_store_that_ran_and_lost_a_file_is_refused(redis_url, prefix, tmp_path):
+    """Mending it would resume without the state that file held: a clear refusal."""
+    import sqlite3
+
+    from flows.recovery_store import create_partitions
+
+    recovery_dir = tmp_path / "rec"
+    create_partitions(recovery_dir, 4)
+    conn = sqlite3.connect(recovery_dir / "part-0.sqlite3")
+    conn.execute("INSERT INTO exs (ex_num, worker_count, resume_epoch) VALUES (0, 1, 1)")
+    conn.commit()
+    conn.close()
+    (recovery_dir / "part-3.sqlite3").unlink()
+    env = flows_env(redis_url, prefix, recovery_dir, SMALL_RULES, 10**13)
+    proc = start_flows(env, stderr_to=tmp_path / "stderr")
+    assert proc.wait(60) == 2
+    assert "part-3.sqlite3'] are missing or damaged" in (tmp_path / "stderr").read_text()
+    assert not (recovery_dir / "part-3.sqlite3").exists()
