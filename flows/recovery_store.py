@@ -15,8 +15,10 @@ damaged file held state (snapshots, progress) that a fresh file would silently
 drop, so the start is refused with `StoreDamaged` instead.
 
 Only the supervisor calls this, before it starts any member: a file renamed over
-one that a running member had open would split the store in two (and one process
-opening a file with two SQLite copies breaks their locks: flows.live._sweep).
+one that a running member had open would split the store in two. `init_db_dir`
+runs bytewax's own SQLite in the supervisor, but on the scratch files, and it has
+closed them before the renames (measured), so Python's SQLite never meets a file
+bytewax's holds open in this process (flows.live._sweep says why that matters).
 """
 
 from __future__ import annotations
