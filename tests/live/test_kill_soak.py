@@ -1,13 +1,13 @@
 """A soak of SIGKILLs at random moments (slow: BILLING_SLOW_TESTS=1).
 
-test_live_crashes.py kills at chosen points. Here each seed draws a cluster shape (one
-process, two workers, or two processes), a log, where the log is cut into four
-appends, and after each append a random wait and then a kill: of the whole
-`billing flows`, which is started again (now and then in another shape), or of one
-member of a two-process cluster, which the supervisor restarts. The outputs must be
-what a replay gives, each output id with one content. `BILLING_KILL_SOAK_SEEDS` sets
-how many seeds (default 10, about a minute and a half). A failure shows the output
-ids missing and the flows' stderr."""
+test_live_crashes.py kills at chosen points. Here each seed draws a cluster shape
+(one process, two workers, two processes, or two processes of two workers), a log,
+where the log is cut into four appends, and after each append a random wait and
+then a kill: of the whole `billing flows`, which is started again (now and then in
+another shape), or of one member of a cluster, which the supervisor restarts. The
+outputs must be what a replay gives, each output id with one content.
+`BILLING_KILL_SOAK_SEEDS` sets how many seeds (default 10, about a minute and a
+half). A failure shows the output ids missing and the flows' stderr."""
 
 from __future__ import annotations
 
@@ -35,7 +35,12 @@ from tests.support.logs import final_state
 pytestmark = pytest.mark.slow
 
 SEEDS = int(os.environ.get("BILLING_KILL_SOAK_SEEDS", "10"))
-SHAPES: list[tuple[str, ...]] = [(), ("--workers", "2"), ("--processes", "2")]
+SHAPES: list[tuple[str, ...]] = [
+    (),
+    ("--workers", "2"),
+    ("--processes", "2"),
+    ("--processes", "2", "--workers", "2"),  # four workers
+]
 # Where `billing flows` is started again, it may come back in another shape, as an
 # operator may restart it after a crash: the state then moves between workers.
 RESHAPE = 0.3
@@ -58,7 +63,7 @@ def test_kills_at_random_moments_lose_nothing_and_bill_nothing_twice(
         append_positioned(redis_client, keys, positioned[start:end])
         time.sleep(rng.uniform(0.05, 2.5))
         running = members(proc.pid)
-        if shape == ("--processes", "2") and running and rng.random() < 0.3:
+        if "--processes" in shape and running and rng.random() < 0.3:
             os.kill(rng.choice(running), signal.SIGKILL)  # the supervisor restarts both
         else:
             kill(proc)
