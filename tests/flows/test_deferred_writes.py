@@ -40,9 +40,12 @@ def test_settle_waits_until_the_writes_are_stored(redis_client, prefix):
     writes.close()
 
 
-def test_each_writer_has_its_own_connection_outside_the_clients_pool(redis_url, prefix):
+def test_each_writer_has_its_own_connection_outside_the_clients_pool(
+    redis_url, redis_client, prefix
+):
     """Writers made on one client do not use up its pool: with room for two
-    connections, three writers and the client's own reads all go through."""
+    connections, three writers and the client's own reads all go through.
+    (`redis_client` is here for its clean-up of the prefix.)"""
     small = redis.Redis.from_url(redis_url, decode_responses=True, max_connections=2)
     writers = [DeferredWrites(small) for _ in range(3)]
     for n, writes in enumerate(writers):
