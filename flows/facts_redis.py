@@ -247,6 +247,7 @@ class RedisFacts:
             self._last_seen = at
 
     def checkpoint(self) -> None:
+        self.wakes.checkpoint()
         if self._last_seen is not None:
             ms, seq = self._last_seen
             self._boundaries.append((ms, seq + 1))  # before it: all seen so far

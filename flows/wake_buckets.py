@@ -19,12 +19,14 @@ writes, once per batch (`commands`).
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right, insort
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 import redis
 
 from billing.keys import Keys
+from flows.best_scans import BOUNDARIES_KEPT
 from flows.deferred_writes import Command
 
 WAKE_BUCKET_MS = 60_000
@@ -83,6 +85,17 @@ class WakeBuckets:
         # by small steps between wake-ups, and each step would otherwise cost a walk
         # of the buckets (`due_between`).
         self._quiet_from = self._quiet_until = 0
+        # The log's time where a re-run after a crash may start (where this process
+        # began, then at each of the last snapshots, as flows.best_scans keeps
+        # positions): the index is trimmed only behind the oldest. A catch-up can
+        # move days of log time in one epoch, so "a day back" was not enough.
+        self._time = 0
+        self._restarts: deque[int] = deque(maxlen=BOUNDARIES_KEPT)
+
+    def checkpoint(self) -> None:
+        """A snapshot was taken: a re-run may start at the log's time now."""
+        if self._time:
+            self._restarts.append(self._time)
 
     def commands(self) -> list[Command]:
         """This batch's writes: the wake-ups asked and withdrawn since the last call."""
@@ -149,6 +162,9 @@ class WakeBuckets:
         index) are read: a jump over a quiet month costs one round trip."""
         if after <= 0 or until <= after:
             return []  # before the first event nothing can be due
+        if not self._time:
+            self._restarts.append(after)  # a re-run of this process starts here
+        self._time = until
         if after == self._quiet_from and until <= self._quiet_until:
             self._quiet_from = until
             return []
@@ -201,8 +217,10 @@ class WakeBuckets:
         pipe = self.r.pipeline(transaction=False)
         for b in found:
             pipe.zrange(self.keys.wakeups(int(b), self.space), 0, -1, withscores=True)
-        # A re-run after a crash starts a little back: keep a day of the index.
-        pipe.zremrangebyscore(index, "-inf", lo - 1 - DAY_OF_BUCKETS)
+        # Keep what a re-run after a crash may read again: a day of the index, and
+        # all of it from where a re-run may start.
+        oldest = min(self._restarts, default=lo * WAKE_BUCKET_MS) // WAKE_BUCKET_MS
+        pipe.zremrangebyscore(index, "-inf", min(lo - 1 - DAY_OF_BUCKETS, oldest - 1))
         replies = pipe.execute()
         loaded = 0
         withdrawn = self._withdrawn

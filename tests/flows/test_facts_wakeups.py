@@ -189,3 +189,59 @@ def test_a_bucket_written_before_members_named_the_moment_is_read(redis_client, 
     facts = RedisFacts(redis_client, keys, 10**12, space)
     assert facts.due_between(start, start + 20) == ["session:s", "line:b|o|1"]
     facts.close()
+
+
+@pytest.mark.parametrize("epoch_days", [0.5, 5, 40])
+def test_a_rerun_from_the_last_snapshot_reads_every_wake_up_of_its_span(
+    redis_client, keys: Keys, epoch_days: float
+) -> None:
+    """A catch-up moves through days of log time in one epoch (the bench's sparse
+    log: three and a half days a second). The index of buckets was trimmed a day
+    behind the loads, so a re-run after a crash, which starts at the last snapshot,
+    found no bucket for a wake-up more than a day before the crash: the line was
+    never approved, the session never forgotten (found 2026-12-07; before the fix
+    the 5- and 40-day cases woke nothing)."""
+    space = f"w{next(_spaces)}"
+    epoch = int(epoch_days * DAY)
+    start = 1_000 * DAY
+    run = RedisFacts(redis_client, keys, 10**12, space)
+    assert run.due_between(start - 1, start) == []
+    run.checkpoint()  # the snapshot the re-run starts from
+    run.wake_at(start + epoch // 2, "line:o1")
+    run.flush()
+    now, woken = start, []
+    while now < start + epoch:  # one epoch, no snapshot, hours of log time a batch
+        woken += run.due_between(now, now + HOUR)
+        now += HOUR
+        run.flush()
+    assert woken == ["line:o1"]
+    run.settle()  # and the process dies: no snapshot of this epoch
+    rerun = RedisFacts(redis_client, keys, 10**12, space)
+    now, again = start, []
+    while now < start + epoch:
+        again += rerun.due_between(now, now + HOUR)
+        now += HOUR
+    assert again == ["line:o1"]
+    run.close()
+    rerun.close()
+
+
+def test_the_index_is_trimmed_behind_the_snapshots(redis_client, keys: Keys) -> None:
+    """What a re-run may read is kept, and no more: past the last snapshots and a day,
+    the index of buckets drops what the log's time has passed."""
+    space = f"w{next(_spaces)}"
+    facts = RedisFacts(redis_client, keys, 10**12, space)
+    start = now = 1_000 * DAY
+    for day in range(60):
+        facts.wake_at(now + HOUR, f"k{day}")
+        facts.flush()
+        assert facts.due_between(now, now + DAY) == [f"k{day}"]
+        now += DAY
+        facts.settle()
+        facts.checkpoint()
+    facts.flush()
+    facts.settle()
+    buckets = [int(b) for b in redis_client.zrange(keys.wakeups_index(space), 0, -1)]
+    assert min(buckets) * WAKE_BUCKET_MS >= now - 8 * DAY
+    assert min(buckets) * WAKE_BUCKET_MS > start
+    facts.close()
