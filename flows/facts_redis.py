@@ -216,11 +216,18 @@ class RedisFacts:
         if latest is not None and latest[0] >= ts - retention_ms:
             return False
         if not any(u[1] == position for u in uses):
-            # Keep the use this one supersedes (a re-run that starts before this
-            # position needs it) and any later ones (a crashed run's); older uses
-            # matter only to a re-run reaching back more than R, which cannot be.
+            # Keep the use this one supersedes and the last use before each place a
+            # re-run after a crash may start (it asks again from there), and any
+            # later ones (a crashed run's). A re-run reaches back an epoch or two,
+            # and a catch-up of a quiet log can cover more than R in one epoch, so
+            # the use before the superseded one may still be asked about.
+            earlier = {latest[1]: latest} if latest is not None else {}
+            for boundary in self._boundaries:
+                if boundary < at and (use := self._latest_before(uses, boundary)) is not None:
+                    earlier[use[1]] = use
             later = [u for u in uses if stream_position(u[1]) > at]
-            uses[:] = [*([latest] if latest is not None else []), [ts, position, payload], *later]
+            kept = sorted(earlier.values(), key=lambda u: stream_position(u[1]))
+            uses[:] = [*kept, [ts, position, payload], *later]
             self._dirty.add(key)
         return True
 

@@ -83,7 +83,7 @@ def test_a_best_scan_past_r_is_forgotten_in_redis_as_in_memory(redis_client, key
 
 
 @pytest.mark.parametrize("seed", range(4))
-@pytest.mark.parametrize("back", [0.1, 0.5, 0.95])
+@pytest.mark.parametrize("back", [0.1, 0.5, 0.95, 1.5, 3])
 def test_redis_facts_decide_a_rerun_as_the_first_run(seed, back, redis_client, keys):
     """A crash after the store was written: the re-run from the last snapshot finds
     facts written by events after it (some of them reused ids past R) and must
@@ -173,3 +173,30 @@ def test_the_version_befores_touch_facts_are_not_read(redis_client, keys):
     redis_client.set(keys.fact("touch", "i|b"), json.dumps([20, "m", "s", "3-0"]))
     facts = RedisFacts(redis_client, keys, 10**12, "log:commissions")
     assert _best(facts, "touch:i|b", "9-0") is None
+
+
+def test_a_rerun_reaching_back_more_than_r_finds_the_use_it_asks_about(redis_client, keys):
+    """A catch-up of a quiet log can cover more than R in one epoch, so a re-run may
+    start more than R before the crash. Id o1 is used at 1-0 (ts 100), again at
+    2-0 (a duplicate: within R), past R at 3-0 and past R again at 4-0; a snapshot
+    was taken after 1-0 only. The first run wrote [3-0, 4-0] and dropped 1-0, so
+    the re-run found 2-0 new: an order billed twice (before the fix)."""
+    r = 50
+
+    def run(facts: RedisFacts, uses: list[tuple[int, str]]) -> list[bool]:
+        return [facts.first_use("order", "o1", ts, pos, r) for ts, pos in uses]
+
+    first = RedisFacts(redis_client, keys, 10**12, "log:commissions")
+    first.prepare([LogEvent("1-0", order("o1", 100))])
+    assert run(first, [(100, "1-0")]) == [True]
+    first.flush()
+    first.settle()
+    first.checkpoint()  # the snapshot a re-run starts from: after 1-0
+    first.prepare([LogEvent("2-0", order("o1", 120)), LogEvent("4-0", order("o1", 220))])
+    rest = [(120, "2-0"), (160, "3-0"), (220, "4-0")]
+    assert run(first, rest) == [False, True, True]
+    first.flush()
+    first.settle()  # and the process dies before its next snapshot
+    rerun = RedisFacts(redis_client, keys, 10**12, "log:commissions")
+    rerun.prepare([LogEvent("2-0", order("o1", 120))])
+    assert run(rerun, rest) == [False, True, True]
