@@ -123,6 +123,19 @@ class Keys:
         return f"{self.base}:table:{space}:{name}"
 
     @property
+    def facts_horizon(self) -> str:
+        """The log's time no re-run of the commission sequencer starts before: facts
+        last used more than R and the margin before it are swept (flows.fact_sweeper)."""
+        return f"{self.base}:facts:horizon"
+
+    def fact_pattern(self) -> str:
+        """A SCAN pattern for every fact of this deployment (its prefix escaped)."""
+        prefix = "".join("\\" + c if c in "*?[]\\" else c for c in self.prefix)
+        if not self.cluster:
+            return f"{prefix}billing:fact:*"
+        return f"{{{prefix}billing:fact:*"
+
+    @property
     def rate_limits(self) -> str:
         """Prefix of the scan page's rate-limit counters (ingest_api.scan_guard)."""
         return f"{self.base}:ratelimit"

@@ -70,9 +70,10 @@ class Settings(BaseSettings):
     # Live flows: how far the watermark trails the server clock, so that no event
     # with an earlier ts can still be in flight when a session is closed as idle.
     watermark_lag_ms: int = Field(2_000, ge=0)
-    # The sequencer's facts (seen ids, orders' items) live in Redis for R plus this
-    # margin: the flows may lag behind the stream by up to this much without a
-    # fact expiring before the log's time passes its R.
+    # The sequencer's facts (seen ids, orders' items) are kept R plus this margin of
+    # log time behind where the flows may resume (flows.fact_sweeper), so an event up
+    # to this far behind the log's time still finds what SPEC counts. The read side
+    # (views, applied marks, output streams) lives R plus this margin by Redis's clock.
     facts_ttl_margin_ms: int = Field(86_400_000, ge=0)
     # How long a sharer's statement entries are kept (the statement endpoint answers
     # for ranges within it); balances themselves are kept for as long as they are not 0.

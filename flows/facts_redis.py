@@ -2,18 +2,18 @@
 
 Seen ids and what an order's refunds need (state.facts) grow with the traffic of the last
 R, so they live here rather than in the sequencer's snapshot: the snapshot stays
-small, and Redis forgets each fact by itself (a TTL of R plus a margin; the log's
-time is Redis's clock, so a fact outlives its R unless the flows lag behind the
-stream by more than the margin).
+small. Live they carry no TTL: Redis's clock is not the log's (the flows may stand
+still for days), so they are forgotten by the log's time, by flows.fact_sweeper,
+behind the horizon this store publishes at each snapshot (`checkpoint`).
 
 Crash safety: bytewax re-runs the input since the last snapshot, and this store
 then already holds what that input wrote. So each fact keeps the log position of
-its first uses (the last two, when Retention lets an id come back), and a
-question asked at position p looks only at uses before p: a re-run that starts
-less than R before the crash (it starts at the last snapshot, an epoch back)
-decides exactly as the first run did. Wake-ups are sorted sets, one
-per minute of log time, read by the span of log time the sequencer moves over
-(flows.wake_buckets): a re-run reads the same span again.
+its uses (the last before each place a re-run may start, the newest, and any
+later ones), and a question asked at position p looks only at uses before p: a
+re-run, which starts at the last snapshot or the one before, decides exactly as the
+first run did, even when that epoch covered more than R (a quiet log's catch-up).
+Wake-ups are sorted sets, one per minute of log time, read by the span of log time
+the sequencer moves over (flows.wake_buckets): a re-run reads the same span again.
 
 Each buyer's best scan of an item (`note_scan`, `best_scan`) is a fact too, kept
 exact for a re-run by flows.best_scans: the sequencer matches order lines
@@ -38,11 +38,12 @@ import redis
 from billing import stream_ids
 from billing.keys import Keys
 from flows import best_scans
-from flows.deferred_writes import DeferredWrites, run_now
+from flows.deferred_writes import Command, DeferredWrites, run_now
 from flows.snapshot_tables import SnapshotTables
 from flows.wake_buckets import WAKEUPS_PER_LOAD, WakeBuckets
 from state.facts import ID_FIELDS
 from state.messages import BadEntry, Event, LogEvent, touch_key
+from state.sharding import COMMISSIONS
 
 _NEVER = (2**63, 0)  # where positions that are no stream id sort
 
@@ -66,10 +67,14 @@ def _touch_ident(touch: str) -> str:
     return touch.removeprefix("touch:")
 
 
-# KEYS: the facts; ARGV: ttl_ms, then their values in the same order.
+# KEYS: the facts; ARGV: ttl_ms (0: none), then their values in the same order.
 _SET_ALL = """
 for i = 1, #KEYS do
-  redis.call('SET', KEYS[i], ARGV[i + 1], 'PX', ARGV[1])
+  if ARGV[1] == '0' then
+    redis.call('SET', KEYS[i], ARGV[i + 1])
+  else
+    redis.call('SET', KEYS[i], ARGV[i + 1], 'PX', ARGV[1])
+  end
 end
 return #KEYS
 """
@@ -80,14 +85,17 @@ class RedisFacts:
         self,
         conn: redis.Redis,
         keys: Keys,
-        ttl_ms: int,
+        ttl_ms: int | None,
         space: str,
         wakeups_per_load: int = WAKEUPS_PER_LOAD,
     ) -> None:
-        """`space`: the sequencer key this store serves (state.sharding). Seen ids are
-        the commission sequencer's alone; wake-ups are kept apart per sequencer key,
-        since each reads back only its own. `wakeups_per_load` steers how far ahead
-        wake-ups are loaded (flows.wake_buckets)."""
+        """`ttl_ms`: how long Redis keeps a fact or a wake-up, or None: until the log's
+        time has passed it (live: flows.fact_sweeper deletes facts behind the horizon
+        this store publishes, and the wake-ups' buckets go as the log's time passes
+        them). `space`: the sequencer key this store serves (state.sharding). Seen ids
+        are the commission sequencer's alone; wake-ups are kept apart per sequencer
+        key, since each reads back only its own. `wakeups_per_load` steers how far
+        ahead wake-ups are loaded (flows.wake_buckets)."""
         self.r, self.keys, self.ttl_ms, self.space = conn, keys, ttl_ms, space
         self._set_all = conn.register_script(_SET_ALL)
         # On a cluster each slot's writes go their own way, answered at once.
@@ -146,7 +154,7 @@ class RedisFacts:
     def flush(self) -> None:
         # (keys, args) of one _SET_ALL call per slot (one call in all on one node).
         sets: list[tuple[list[str], list[int | bytes]]] = [
-            (group, [self.ttl_ms, *(orjson.dumps(self._facts[key]) for key in group)])
+            (group, [self.ttl_ms or 0, *(orjson.dumps(self._facts[key]) for key in group)])
             for group in self._by_slot(self._dirty)
         ]
         wakes = self.wakes.commands()
@@ -258,6 +266,15 @@ class RedisFacts:
         if self._last_seen is not None:
             ms, seq = self._last_seen
             self._boundaries.append((ms, seq + 1))  # before it: all seen so far
+        horizon = self.wakes.earliest_restart()
+        if self.space == COMMISSIONS and horizon is not None:
+            # No re-run starts before it: the sweeper may forget facts R and the
+            # margin behind (the facts are the commission sequencer's alone).
+            command: Command = ("SET", self.keys.facts_horizon, horizon)
+            if self._writes is not None:
+                self._writes.send([command])
+            else:
+                run_now(self.r, [command])
 
     def note_scan(self, touch: str, scan: Event, position: str) -> None:
         key, entries = self._uses(BEST_SCAN, _touch_ident(touch))

@@ -27,6 +27,7 @@ from billing.redis_runtime import die_with_parent, server_ms
 from billing.settings import Settings
 from flows import recovery_gc
 from flows.dataflow import build_flow
+from flows.fact_sweeper import FactSweeper
 from flows.facts_redis import RedisFacts
 from flows.recovery_store import StoreDamaged, create_partitions
 from flows.redis_output import STEP_ID, RedisOutputSink, part_name
@@ -51,7 +52,8 @@ def live_flow(settings: Settings, process_id: int = 0, processes: int = 1) -> Da
     ttl_ms = rules.retention_ms + settings.facts_ttl_margin_ms
 
     def facts(key: str) -> RedisFacts:
-        return RedisFacts(settings.redis_client(patient=True), keys, ttl_ms, key)
+        # No TTL: forgotten by the log's time (flows.fact_sweeper, flows.wake_buckets).
+        return RedisFacts(settings.redis_client(patient=True), keys, None, key)
 
     sink = RedisOutputSink(
         settings.redis_url, keys, ttl_ms, settings.statement_retention_ms, process_id
@@ -95,6 +97,7 @@ def run_cluster(settings: Settings, workers: int, processes: int) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     backoff = 1.0
+    facts = _FactSweeping(settings)
     while not stopping:
         if settings.recovery_dir:  # no process runs now: a shape change resumes cleanly
             try:
@@ -119,6 +122,7 @@ def run_cluster(settings: Settings, workers: int, processes: int) -> int:
         swept_at = time.monotonic()
         while not stopping and all(child.poll() is None for child in children):
             time.sleep(0.2)
+            facts.step()
             if settings.recovery_dir and time.monotonic() - swept_at >= SWEEP_EVERY_S:
                 _sweep(settings)
                 swept_at = time.monotonic()
@@ -139,6 +143,27 @@ def run_cluster(settings: Settings, workers: int, processes: int) -> int:
                 time.sleep(0.1)
             backoff = min(backoff * 2, 30.0)
     return 0
+
+
+class _FactSweeping:
+    """The facts forgotten by the log's time (flows.fact_sweeper), a step per tick of
+    the supervisor; Redis unreachable is the flows' business, not the sweeper's."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.sweeper: FactSweeper | None = None
+
+    def step(self) -> None:
+        settings = self.settings
+        try:
+            if self.sweeper is None:
+                keep_ms = settings.rules().retention_ms + settings.facts_ttl_margin_ms
+                self.sweeper = FactSweeper(settings.redis_client(), settings.keys, keep_ms)
+            gone = self.sweeper.step()
+            if gone:
+                self.sweeper.r.hincrby(settings.keys.stats("facts"), "swept", gone)
+        except redis.RedisError:
+            pass  # the next tick tries again
 
 
 def _sweep(settings: Settings) -> None:

@@ -9,8 +9,11 @@ back only its own. The member names the moment as well as the key because a key 
 be asked again within a minute (a line's forgetting, asked from the tick that
 approved it, when R is within a minute of the holding period): a member of the key
 alone would move to the later moment, and a re-run after a crash from before the
-first would find it gone. They are never deleted but by a withdrawal (`unwake`);
-they expire, and a re-run after a crash reads the same span of log time again.
+first would find it gone. A member is deleted only by a withdrawal (`unwake`), and a
+bucket once the log's time has passed it, a day, and every place a re-run after a
+crash may start: a re-run reads the same span of log time again. (With a `ttl_ms`
+they also expire by Redis's clock; live they do not, since the flows may stand still
+for longer than any margin.)
 
 `flows.facts_redis.RedisFacts` owns one and sends its commands with the facts' own
 writes, once per batch (`commands`).
@@ -64,7 +67,7 @@ class WakeBuckets:
         self,
         conn: redis.Redis,
         keys: Keys,
-        ttl_ms: int,
+        ttl_ms: int | None,
         space: str,
         settle: Callable[[], None],
         wakeups_per_load: int = WAKEUPS_PER_LOAD,
@@ -91,6 +94,11 @@ class WakeBuckets:
         # move days of log time in one epoch, so "a day back" was not enough.
         self._time = 0
         self._restarts: deque[int] = deque(maxlen=BOUNDARIES_KEPT)
+        self._passed: list[str] = []  # buckets to delete with the next writes
+
+    def earliest_restart(self) -> int | None:
+        """The log's time no re-run of this process starts before (None: no time yet)."""
+        return min(self._restarts, default=None)
 
     def checkpoint(self) -> None:
         """A snapshot was taken: a re-run may start at the log's time now."""
@@ -99,7 +107,11 @@ class WakeBuckets:
 
     def commands(self) -> list[Command]:
         """This batch's writes: the wake-ups asked and withdrawn since the last call."""
-        commands = self._wake_commands()
+        # The buckets passed first: a wake-up asked behind the log's time into one
+        # of them is kept, as it was before they were deleted.
+        commands: list[Command] = [("DEL", *self._passed)] if self._passed else []
+        self._passed = []
+        commands += self._wake_commands()
         self._new_wakes.clear()
         self._withdrawn.clear()
         return commands
@@ -120,11 +132,15 @@ class WakeBuckets:
         for b, members in by_bucket.items():
             bucket = self.keys.wakeups(b, self.space)
             pairs = [x for member, due in members.items() for x in (due, member)]
-            commands += [("ZADD", bucket, *pairs), ("PEXPIRE", bucket, self.ttl_ms)]
+            commands.append(("ZADD", bucket, *pairs))
+            if self.ttl_ms:
+                commands.append(("PEXPIRE", bucket, self.ttl_ms))
         if by_bucket:
             index = self.keys.wakeups_index(self.space)
             pairs = [x for b in by_bucket for x in (b, str(b))]
-            commands += [("ZADD", index, *pairs), ("PEXPIRE", index, self.ttl_ms)]
+            commands.append(("ZADD", index, *pairs))
+            if self.ttl_ms:
+                commands.append(("PEXPIRE", index, self.ttl_ms))
         return commands
 
     def wake_at(self, due: int, key: str) -> None:
@@ -218,10 +234,14 @@ class WakeBuckets:
         for b in found:
             pipe.zrange(self.keys.wakeups(int(b), self.space), 0, -1, withscores=True)
         # Keep what a re-run after a crash may read again: a day of the index, and
-        # all of it from where a re-run may start.
+        # all of it from where a re-run may start. The buckets passed go with the
+        # next writes.
         oldest = min(self._restarts, default=lo * WAKE_BUCKET_MS) // WAKE_BUCKET_MS
-        pipe.zremrangebyscore(index, "-inf", min(lo - 1 - DAY_OF_BUCKETS, oldest - 1))
+        passed = min(lo - 1 - DAY_OF_BUCKETS, oldest - 1)
+        pipe.zrangebyscore(index, "-inf", passed)
+        pipe.zremrangebyscore(index, "-inf", passed)
         replies = pipe.execute()
+        self._passed += [self.keys.wakeups(int(b), self.space) for b in replies[len(found)]]
         loaded = 0
         withdrawn = self._withdrawn
         for b, members in zip(found, replies, strict=False):

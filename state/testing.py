@@ -187,3 +187,29 @@ def random_log(seed: int, n: int, t0: int = 1_700_000_000_000) -> list[dict[str,
         if rng.random() < 0.02:
             events.append(dict(event))  # an exact duplicate line
     return events
+
+
+# A log's time fields: moments (stretched from the log's start) and lengths.
+_MOMENTS = ("ts", "start_ms", "end_ms")
+_LENGTHS = ("unit_ms", "report_interval_ms", "free_ms")
+
+
+def stretched(
+    log: list[dict[str, Any]], rules: RuleSettings, factor: int
+) -> tuple[list[dict[str, Any]], RuleSettings]:
+    """The same log and settings with every time `factor` times as long: the same
+    bill, on a quiet log. A catch-up then moves days of log time (more than R, for
+    a large factor) in one epoch, which a re-run after a crash must read again."""
+    t0 = log[0]["ts"] if log else 0
+    out = []
+    for event in log:
+        event = dict(event)
+        for name in _MOMENTS:
+            if name in event:
+                event[name] = t0 + (event[name] - t0) * factor
+        for name in _LENGTHS:
+            if name in event:
+                event[name] *= factor
+        out.append(event)
+    longer = {name: getattr(rules, name) * factor for name in vars(rules) if name.endswith("_ms")}
+    return out, RuleSettings(**{**vars(rules), **longer})

@@ -19,6 +19,7 @@ from billing.keys import Keys
 from billing.log_lines import parse_log_event
 from billing.redis_runtime import client
 from billing.settings import Settings
+from flows.fact_sweeper import FactSweeper
 from harness.live import (
     append_positioned,
     dispatcher_env,
@@ -177,3 +178,15 @@ def _bill_an_order_and_a_session(api: TestClient) -> None:
 def _closed(conn: redis.Redis, keys: Keys) -> bool:
     data = conn.hget(keys.session_view("sess1"), "data")
     return data is not None and json.loads(data)["status"] == "closed"
+
+
+def test_the_fact_sweeper_forgets_facts_on_every_node(cluster, conn, keys) -> None:
+    """flows.fact_sweeper on a cluster: its SCAN visits every node, and each step's
+    script gets the facts of one slot (one fact shard) at a time."""
+    for n in range(200):
+        conn.set(keys.fact("order", f"o{n}"), json.dumps([[n * 10, f"{n + 1}-0", None]]))
+    conn.set(keys.facts_horizon, 1_000)
+    assert FactSweeper(conn, keys, 0).sweep_all() == 100
+    left = [conn.exists(keys.fact("order", f"o{n}")) for n in range(200)]
+    assert left == [0] * 100 + [1] * 100
+    assert sum(1 for n in node_key_counts(cluster, keys.fact_pattern()) if n) >= 2

@@ -228,9 +228,9 @@ def test_a_rerun_from_the_last_snapshot_reads_every_wake_up_of_its_span(
 
 def test_the_index_is_trimmed_behind_the_snapshots(redis_client, keys: Keys) -> None:
     """What a re-run may read is kept, and no more: past the last snapshots and a day,
-    the index of buckets drops what the log's time has passed."""
+    the index of buckets drops what the log's time has passed, and the buckets go."""
     space = f"w{next(_spaces)}"
-    facts = RedisFacts(redis_client, keys, 10**12, space)
+    facts = RedisFacts(redis_client, keys, None, space)
     start = now = 1_000 * DAY
     for day in range(60):
         facts.wake_at(now + HOUR, f"k{day}")
@@ -244,4 +244,11 @@ def test_the_index_is_trimmed_behind_the_snapshots(redis_client, keys: Keys) -> 
     buckets = [int(b) for b in redis_client.zrange(keys.wakeups_index(space), 0, -1)]
     assert min(buckets) * WAKE_BUCKET_MS >= now - 8 * DAY
     assert min(buckets) * WAKE_BUCKET_MS > start
+    # The buckets themselves go with their index entries (live they have no TTL).
+    stored = [
+        k
+        for k in redis_client.scan_iter(match=f"{keys.wakeups_index(space)[:-5]}*")
+        if not k.endswith(":index")
+    ]
+    assert sorted(stored) == sorted(keys.wakeups(b, space) for b in buckets)
     facts.close()

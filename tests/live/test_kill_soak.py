@@ -1,8 +1,8 @@
 """A soak of SIGKILLs at random moments (slow: BILLING_SLOW_TESTS=1).
 
 test_live_crashes.py kills at chosen points. Here each seed draws a cluster shape
-(one process, two workers, two processes, or two processes of two workers), a log,
-where the log is cut into four appends, and after each append a random wait and
+(one process, two workers, two processes, or two processes of two workers), a log
+(dense, or the same log made quiet: days between events), where the log is cut into four appends, and after each append a random wait and
 then a kill: of the whole `billing flows`, which is started again (now and then in
 another shape), or of one member of a cluster, which the supervisor restarts. The
 outputs must be what a replay gives, each output id with one content.
@@ -29,7 +29,7 @@ from harness.live import (
     with_stream_ids,
 )
 from state.engine import Engine
-from state.testing import SMALL_RULES, random_log
+from state.testing import SMALL_RULES, random_log, stretched
 from tests.support.logs import final_state
 
 pytestmark = pytest.mark.slow
@@ -44,6 +44,11 @@ SHAPES: list[tuple[str, ...]] = [
 # Where `billing flows` is started again, it may come back in another shape, as an
 # operator may restart it after a crash: the state then moves between workers.
 RESHAPE = 0.3
+# A quiet log: every time 36,000 times as long (a second becomes ten hours; R 37.5
+# days, the log two to three years), so that one epoch of the catch-up covers days to
+# months of log time, more than R, and a re-run after a kill reads all of it again.
+QUIET = 0.5
+QUIET_FACTOR = 36_000
 
 
 @pytest.mark.parametrize("seed", range(SEEDS))
@@ -53,11 +58,14 @@ def test_kills_at_random_moments_lose_nothing_and_bill_nothing_twice(
     rng = random.Random(seed)
     shape = rng.choice(SHAPES)
     log = random_log(5000 + seed, rng.choice([1500, 3000]))
+    rules = SMALL_RULES
+    if rng.random() < QUIET:
+        log, rules = stretched(log, rules, QUIET_FACTOR)
     positioned = with_stream_ids([parse_log_event(e) for e in log])
-    engine = Engine(SMALL_RULES)
+    engine = Engine(rules)
     expected = [o for pos, ev in positioned for o in engine.feed(ev, pos)]
     # Only the log's own time closes sessions, as in a replay (see test_live_crashes).
-    proc = flows_factory(lag_ms=10**13, args=shape)
+    proc = flows_factory(rules, lag_ms=10**13, args=shape)
     cuts = sorted(rng.sample(range(1, len(positioned)), 3))
     for start, end in zip([0, *cuts], [*cuts, len(positioned)], strict=True):
         append_positioned(redis_client, keys, positioned[start:end])
@@ -69,7 +77,7 @@ def test_kills_at_random_moments_lose_nothing_and_bill_nothing_twice(
             kill(proc)
             if rng.random() < RESHAPE:
                 shape = rng.choice(SHAPES)
-            proc = flows_factory(lag_ms=10**13, args=shape)
+            proc = flows_factory(rules, lag_ms=10**13, args=shape)
     wanted = {o["output_id"] for o in expected}
     try:
         wait_for_outputs(redis_client, keys, wanted, timeout=240)

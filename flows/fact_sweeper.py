@@ -1,0 +1,102 @@
+"""Forgets the sequencer's facts in Redis by the log's time, not by Redis's clock.
+
+The facts (seen ids, orders for their refunds, buyers' best scans: flows.facts_redis)
+once expired by a TTL of R and a margin on Redis's clock. That is the log's time only
+while the flows keep up: had they stood still for longer than the margin (a long
+outage, a store that needs an operator), facts an event within R still needs would
+have expired, and a duplicate order would have been billed again. So facts carry no
+TTL: the commission sequencer publishes, at each snapshot, the log's time where a
+re-run after a crash may start at the earliest (`Keys.facts_horizon`), and this
+sweeper deletes a fact once its newest use is more than R and the margin before it.
+A re-run asks only from there on, where such a fact answers nothing (SPEC
+"Retention"), and an event up to the margin behind the log's time still finds it.
+
+It runs in the `billing flows` supervisor, a few hundred keys per step: an
+incremental SCAN of the deployment's facts, each step's keys checked and deleted in
+one script, so that a fact the flows rewrite meanwhile is never lost (the script reads
+the value it deletes). Its cost is off the flows' path and amortised over the keys
+held, which R bounds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from itertools import islice
+from typing import Any
+
+import redis
+
+from billing.keys import Keys
+
+STEP_KEYS = 500
+
+# KEYS: facts of one slot; ARGV[1]: the cutoff. A fact is a JSON list of entries
+# whose first field is the `ts` of a use (or of a best scan); one whose newest is
+# before the cutoff goes. Anything else is kept (layout 1's touch facts, read by no
+# version since, carry the TTL they were written with).
+_SWEEP = """
+local cutoff = tonumber(ARGV[1])
+local gone = 0
+for i = 1, #KEYS do
+  local raw = redis.pcall('GET', KEYS[i])
+  if type(raw) == 'string' then
+    local ok, entries = pcall(cjson.decode, raw)
+    local newest = nil
+    if ok and type(entries) == 'table' then
+      for _, entry in ipairs(entries) do
+        if type(entry) == 'table' and type(entry[1]) == 'number'
+            and (newest == nil or entry[1] > newest) then
+          newest = entry[1]
+        end
+      end
+    end
+    if newest ~= nil and newest < cutoff then
+      redis.call('DEL', KEYS[i])
+      gone = gone + 1
+    end
+  end
+end
+return gone
+"""
+
+
+class FactSweeper:
+    def __init__(self, conn: redis.Redis, keys: Keys, keep_ms: int) -> None:
+        """`keep_ms`: R and the margin (`facts_ttl_margin_ms`)."""
+        self.r, self.keys, self.keep_ms = conn, keys, keep_ms
+        self._sweep = conn.register_script(_SWEEP)
+        self._scan: Iterator[Any] | None = None
+
+    def step(self) -> int:
+        """One step of the SCAN: the facts deleted. Nothing before the commission
+        sequencer has published a horizon (no snapshot yet)."""
+        horizon = self.r.get(self.keys.facts_horizon)
+        if horizon is None:
+            return 0
+        if self._scan is None:  # a new pass over the keyspace
+            self._scan = self.r.scan_iter(match=self.keys.fact_pattern(), count=STEP_KEYS)
+        try:
+            found = list(islice(self._scan, STEP_KEYS))
+        except redis.RedisError:
+            self._scan = None  # a new pass next time
+            raise
+        if len(found) < STEP_KEYS:
+            self._scan = None
+        cutoff = int(horizon) - self.keep_ms
+        return sum(int(self._sweep(keys=group, args=[cutoff])) for group in self._by_slot(found))
+
+    def sweep_all(self) -> int:
+        """Every fact once (tests, and `bench`): steps until a pass ends."""
+        gone = self.step()
+        while self._scan is not None:
+            gone += self.step()
+        return gone
+
+    def _by_slot(self, found: list[Any]) -> list[list[str]]:
+        names = [k.decode() if isinstance(k, bytes) else k for k in found]
+        if not self.keys.cluster:
+            return [names] if names else []
+        groups: dict[str, list[str]] = {}
+        for name in names:  # a fact key starts with its shard's hash tag
+            groups.setdefault(name.partition("}")[0], []).append(name)
+        return list(groups.values())
