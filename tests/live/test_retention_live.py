@@ -14,13 +14,23 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from billing.log_lines import parse_log_event
 from billing.settings import Settings
 from flows.redis_sink import _RedisWriter
-from harness.live import append_positioned, url_of, wait_for
+from harness.live import (
+    append_positioned,
+    outputs,
+    url_of,
+    wait_for,
+    wait_for_outputs,
+    with_stream_ids,
+)
 from ingest_api.app import create_app
 from state.config import RuleSettings
+from state.engine import Engine
+from state.testing import SMALL_RULES, random_log
 from tests.conftest import WRITE_KEY
-from tests.support.logs import order
+from tests.support.logs import final_state, order
 from tests.support.outputs import accrual_output
 
 ORDER = {
@@ -160,3 +170,28 @@ def test_statements_keep_only_their_retention(redis_client, keys):
     assert kept == (["new"] if old_ts < now - 60_000 else ["old", "new"])
     assert 0 < redis_client.pttl(keys.statement("al", day)) <= 60_000
     writer.close()
+
+
+def test_billing_flows_sweeps_the_facts_behind_the_horizon(
+    redis_client, keys, flows_factory, monkeypatch
+):
+    """Live, facts carry no TTL and the supervisor's sweeper forgets them by the log's
+    time while the flows run: a log spanning several R (SMALL_RULES), a margin of a
+    second. The sweeper deletes, and the bill is the replay's."""
+    positioned = with_stream_ids([parse_log_event(e) for e in random_log(11, 1500)])
+    engine = Engine(SMALL_RULES)
+    expected = [o for pos, ev in positioned for o in engine.feed(ev, pos)]
+    monkeypatch.setenv("BILLING_FACTS_TTL_MARGIN_MS", "1000")
+    flows_factory(SMALL_RULES, lag_ms=10**13)
+    # In parts, so that the commission sequencer takes snapshots along the log (the
+    # horizon stays where the process began until four have been taken).
+    step = len(positioned) // 10 + 1
+    for start in range(0, len(positioned), step):
+        append_positioned(redis_client, keys, positioned[start : start + step])
+        time.sleep(0.4)
+    wait_for_outputs(redis_client, keys, {o["output_id"] for o in expected})
+    got = outputs(redis_client, keys)
+    assert final_state(got) == final_state(expected)
+    wait_for(lambda: int(redis_client.hget(keys.stats("facts"), "swept") or 0) > 0, timeout=30)
+    facts = list(redis_client.scan_iter(match=keys.fact_pattern()))
+    assert facts and all(redis_client.pttl(k) == -1 for k in facts)
