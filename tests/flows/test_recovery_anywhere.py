@@ -1,6 +1,7 @@
 """Resumed after one to three aborts at any points, the flow with the live fact store
-bills exactly what the plain loop bills, under two sets of settings: a hypothesis
-property over random logs (test_flows.py aborts one log at four fixed points).
+bills exactly what the plain loop bills, under two sets of settings, on dense logs
+and on the same logs made quiet (days between events): a hypothesis property over
+random logs (test_flows.py aborts one log at four fixed points).
 
 A script doing the same over 1,500 logs (2026-12-07, README "Reliability") found no
 difference. One trap it met is bytewax's, not ours: `TestingSource` resumes by
@@ -28,7 +29,7 @@ from harness.live import with_stream_ids
 from state.config import RuleSettings
 from state.engine import Engine
 from state.messages import LogEvent
-from state.testing import SMALL_RULES, random_log
+from state.testing import SMALL_RULES, random_log, stretched
 from tests.flows.test_flows import canonical, flow_outputs
 from tests.support.logs import final_state
 
@@ -47,11 +48,17 @@ RULES = [
 ]
 
 
+# A quiet log: every time 36,000 times as long, so that an epoch of 20 ms covers
+# days of log time, more than R at times, and a resume re-runs all of it.
+QUIET_FACTOR = 36_000
+
+
 @st.composite
-def runs(draw: st.DrawFn) -> tuple[int, int, list[int], RuleSettings]:
+def runs(draw: st.DrawFn) -> tuple[int, int, list[int], RuleSettings, int]:
     n = draw(st.sampled_from([200, 400]))
     aborts = draw(st.lists(st.integers(1, n), min_size=1, max_size=3, unique=True))
-    return draw(st.integers(0, 10**6)), n, sorted(aborts), draw(st.sampled_from(RULES))
+    factor = draw(st.sampled_from([1, QUIET_FACTOR]))
+    return draw(st.integers(0, 10**6)), n, sorted(aborts), draw(st.sampled_from(RULES)), factor
 
 
 _example = iter(range(10**6))
@@ -67,12 +74,12 @@ def run_in_short_epochs(flow: Dataflow, **kwargs: object) -> None:
 
 
 @settings(
-    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=16, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(run=runs())
 def test_resumes_after_aborts_anywhere_bill_what_the_plain_loop_bills(run, redis_client, keys):
-    seed, n, aborts, rules = run
-    events = random_log(seed, n)
+    seed, n, aborts, rules, factor = run
+    events, rules = stretched(random_log(seed, n), rules, factor)
     items = [LogEvent(pos, ev) for pos, ev in with_stream_ids(events)]
     # Each example its own keys: the random logs reuse ids (o1, s2, ...).
     example_keys = Keys(f"{keys.prefix}e{next(_example)}:")
