@@ -36,6 +36,8 @@ from flows.runtime import tune_gc
 
 RECOVERY_PARTITIONS = 4
 SWEEP_EVERY_S = 10.0
+# The fact sweeper's time per tick of the supervisor (0.2 s), when it finds much to delete.
+SWEEP_BUDGET_S = 0.05
 
 
 def live_flow(settings: Settings, process_id: int = 0, processes: int = 1) -> Dataflow:
@@ -159,7 +161,7 @@ class _FactSweeping:
             if self.sweeper is None:
                 keep_ms = settings.rules().retention_ms + settings.facts_ttl_margin_ms
                 self.sweeper = FactSweeper(settings.redis_client(), settings.keys, keep_ms)
-            gone = self.sweeper.step()
+            gone = self.sweeper.step(budget_s=SWEEP_BUDGET_S)
             if gone:
                 self.sweeper.r.hincrby(settings.keys.stats("facts"), "swept", gone)
         except redis.RedisError:

@@ -80,6 +80,27 @@ def test_a_pass_goes_over_every_fact_a_step_at_a_time(redis_client, keys: Keys, 
     assert len(list(redis_client.scan_iter(match=keys.fact_pattern()))) == 20
 
 
+def test_a_step_goes_on_while_its_chunks_are_mostly_facts_to_delete(
+    redis_client, keys: Keys, monkeypatch
+):
+    """A busy deployment makes more facts a second than one chunk a tick examines; its
+    chunks then come back full of expired facts, and a step goes on within its
+    budget. Where little is to delete, a step is one chunk."""
+    monkeypatch.setattr(fact_sweeper, "STEP_KEYS", 10)
+    for n in range(60):
+        _fact(redis_client, keys, f"old{n}", 100)
+    redis_client.set(keys.facts_horizon, 10_000)
+    assert FactSweeper(redis_client, keys, 0).step(budget_s=5.0) == 60
+    for n in range(60):
+        _fact(redis_client, keys, f"live{n}", 50_000)
+    for n in range(6):
+        _fact(redis_client, keys, f"old{n}", 100)
+    sweeper = FactSweeper(redis_client, keys, 0)
+    first = sweeper.step(budget_s=5.0)
+    assert first <= 6 and sweeper._scan is not None  # one chunk, the pass goes on
+    assert first + sweeper.sweep_all() == 6
+
+
 def test_live_facts_and_wake_ups_carry_no_ttl_and_the_horizon_is_published(
     redis_client, keys: Keys
 ) -> None:
