@@ -155,16 +155,17 @@ def test_a_rerun_with_the_sweeper_running_decides_as_the_first_run(
     crash = rng.randrange(every * 3, len(events))
     snapshots: list[tuple[int, bytes]] = []
     outputs: list = []
+    swept = 0
     for n, entry in enumerate(events[:crash]):
         if n and n % every == 0:
             first.facts.settle()
             snapshots.append((n, pickle.dumps((first.sequencer, first.keys))))
             first.facts.checkpoint()
             first.facts.settle()
-            sweeper.sweep_all()
+            swept += sweeper.sweep_all()
         outputs.append(first.on_input(entry))
     first.facts.settle()
-    swept = sweeper.sweep_all()
+    swept += sweeper.sweep_all()
     start, snapshot = snapshots[-1] if rng.random() < 0.5 or len(snapshots) < 2 else snapshots[-2]
     rerun = Engine(SMALL_RULES, RedisFacts(redis_client, example, None, COMMISSIONS))
     rerun.sequencer, rerun.keys = pickle.loads(snapshot)
@@ -181,7 +182,7 @@ def test_a_rerun_with_the_sweeper_running_decides_as_the_first_run(
     expected = [plain.on_input(entry) for entry in events]
     assert again == expected[start:]
     assert rerun.finish() == plain.finish()
-    # The sweeper did forget: the log spans several R.
+    # The sweeper did forget, in one run or the other: the log spans several R.
     assert swept > 0
     for key in redis_client.scan_iter(match=f"{example.prefix}*"):
         redis_client.delete(key)
