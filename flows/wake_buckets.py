@@ -94,7 +94,7 @@ class WakeBuckets:
         # move days of log time in one epoch, so "a day back" was not enough.
         self._time = 0
         self._restarts: deque[int] = deque(maxlen=BOUNDARIES_KEPT)
-        self._passed: list[str] = []  # buckets to delete with the next writes
+        self._passed: list[str] = []  # index members of buckets to delete with the next writes
 
     def earliest_restart(self) -> int | None:
         """The log's time no re-run of this process starts before (None: no time yet)."""
@@ -109,8 +109,15 @@ class WakeBuckets:
         """This batch's writes: the wake-ups asked and withdrawn since the last call."""
         # The buckets passed first: a wake-up asked behind the log's time into one
         # of them is kept, as it was before they were deleted.
-        commands: list[Command] = [("DEL", *self._passed)] if self._passed else []
-        self._passed = []
+        commands: list[Command] = []
+        if self._passed:
+            # The buckets, then their index entries: a crash between the two leaves
+            # entries that the next load finds and deletes again, never a bucket
+            # that nothing names (they carry no TTL).
+            buckets = [self.keys.wakeups(int(b), self.space) for b in self._passed]
+            index = self.keys.wakeups_index(self.space)
+            commands += [("DEL", *buckets), ("ZREM", index, *self._passed)]
+            self._passed = []
         commands += self._wake_commands()
         self._new_wakes.clear()
         self._withdrawn.clear()
@@ -235,13 +242,11 @@ class WakeBuckets:
             pipe.zrange(self.keys.wakeups(int(b), self.space), 0, -1, withscores=True)
         # Keep what a re-run after a crash may read again: a day of the index, and
         # all of it from where a re-run may start. The buckets passed go with the
-        # next writes.
+        # next writes (`commands`), and their index entries after them.
         oldest = min(self._restarts, default=lo * WAKE_BUCKET_MS) // WAKE_BUCKET_MS
-        passed = min(lo - 1 - DAY_OF_BUCKETS, oldest - 1)
-        pipe.zrangebyscore(index, "-inf", passed)
-        pipe.zremrangebyscore(index, "-inf", passed)
+        pipe.zrangebyscore(index, "-inf", min(lo - 1 - DAY_OF_BUCKETS, oldest - 1))
         replies = pipe.execute()
-        self._passed += [self.keys.wakeups(int(b), self.space) for b in replies[len(found)]]
+        self._passed = list(dict.fromkeys([*self._passed, *replies[len(found)]]))
         loaded = 0
         withdrawn = self._withdrawn
         for b, members in zip(found, replies, strict=False):

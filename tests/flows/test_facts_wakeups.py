@@ -252,3 +252,38 @@ def test_the_index_is_trimmed_behind_the_snapshots(redis_client, keys: Keys) -> 
     ]
     assert sorted(stored) == sorted(keys.wakeups(b, space) for b in buckets)
     facts.close()
+
+
+def test_buckets_passed_by_a_process_that_dies_before_its_writes_are_still_deleted(
+    redis_client, keys: Keys
+) -> None:
+    """A load finds the buckets the log's time has passed, and the next writes delete
+    them and then their index entries. A process killed in between leaves both, and
+    the next process's first load deletes them: no bucket is left that nothing names
+    (live they carry no TTL)."""
+    space = f"w{next(_spaces)}"
+    start = now = 1_000 * DAY
+    first = RedisFacts(redis_client, keys, None, space)
+    first.due_between(now - 1, now)
+    for day in range(20):
+        first.wake_at(now + HOUR, f"k{day}")
+        first.flush()
+        first.due_between(now, now + DAY)
+        now += DAY
+        if day > 5 and first.wakes._passed:
+            break  # this load found buckets to delete, and the process dies now
+        first.settle()
+        first.checkpoint()
+    assert first.wakes._passed
+    first.settle()
+    first.close()
+    second = RedisFacts(redis_client, keys, None, space)
+    second.due_between(now, now + DAY)  # a re-run starts at the last snapshot
+    second.flush()
+    second.settle()
+    index = keys.wakeups_index(space)
+    named = {keys.wakeups(int(b), space) for b in redis_client.zrange(index, 0, -1)}
+    stored = {k for k in redis_client.scan_iter(match=f"{index[:-5]}*") if not k.endswith(":index")}
+    assert stored == named
+    assert min(int(b) for b in redis_client.zrange(index, 0, -1)) * WAKE_BUCKET_MS > start
+    second.close()
