@@ -13,6 +13,7 @@ FACT_SHARDS by a hash of the id, so they spread over the cluster's nodes.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 FACT_SHARDS = 64
@@ -127,6 +128,17 @@ class Keys:
         """The log's time no re-run of the commission sequencer starts before: facts
         last used more than R and the margin before it are swept (flows.fact_sweeper)."""
         return f"{self.base}:facts:horizon"
+
+    def facts_by_slot(self, facts: Iterable[str]) -> list[list[str]]:
+        """Fact keys in groups a script may take together: one group on one node; on
+        a cluster, one per fact shard (a fact key starts with its shard's hash tag)."""
+        if not self.cluster:
+            names = list(facts)
+            return [names] if names else []
+        groups: dict[str, list[str]] = {}
+        for name in facts:
+            groups.setdefault(name.partition("}")[0], []).append(name)
+        return list(groups.values())
 
     def fact_pattern(self) -> str:
         """A SCAN pattern for every fact of this deployment (its prefix escaped)."""

@@ -99,7 +99,8 @@ class FactSweeper:
             raise
         if len(found) < STEP_KEYS:
             self._scan = None
-        groups = self._by_slot(found)
+        names = [k.decode() if isinstance(k, bytes) else k for k in found]
+        groups = self.keys.facts_by_slot(names)
         return len(found), sum(int(self._sweep(keys=g, args=[cutoff])) for g in groups)
 
     def sweep_all(self) -> int:
@@ -108,12 +109,3 @@ class FactSweeper:
         while self._scan is not None:
             gone += self.step()
         return gone
-
-    def _by_slot(self, found: list[Any]) -> list[list[str]]:
-        names = [k.decode() if isinstance(k, bytes) else k for k in found]
-        if not self.keys.cluster:
-            return [names] if names else []
-        groups: dict[str, list[str]] = {}
-        for name in names:  # a fact key starts with its shard's hash tag
-            groups.setdefault(name.partition("}")[0], []).append(name)
-        return list(groups.values())

@@ -155,7 +155,7 @@ class RedisFacts:
         # (keys, args) of one _SET_ALL call per slot (one call in all on one node).
         sets: list[tuple[list[str], list[int | bytes]]] = [
             (group, [self.ttl_ms or 0, *(orjson.dumps(self._facts[key]) for key in group)])
-            for group in self._by_slot(self._dirty)
+            for group in self.keys.facts_by_slot(self._dirty)
         ]
         wakes = self.wakes.commands()
         if self._writes is not None:
@@ -188,16 +188,6 @@ class RedisFacts:
         if self.keys.cluster:  # facts of many slots: redis-py sends one MGET per slot
             return list(cast(Any, self.r).mget_nonatomic(keys))
         return list(self.r.mget(keys))
-
-    def _by_slot(self, keys: set[str]) -> list[list[str]]:
-        """One group on one node; on a cluster, one per fact shard (billing.keys: a
-        fact key starts with its shard's hash tag)."""
-        if not self.keys.cluster:
-            return [list(keys)] if keys else []
-        groups: dict[str, list[str]] = {}
-        for key in keys:
-            groups.setdefault(key.partition("}")[0], []).append(key)
-        return list(groups.values())
 
     # -- questions ---------------------------------------------------------------
 

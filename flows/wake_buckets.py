@@ -107,13 +107,12 @@ class WakeBuckets:
 
     def commands(self) -> list[Command]:
         """This batch's writes: the wake-ups asked and withdrawn since the last call."""
-        # The buckets passed first: a wake-up asked behind the log's time into one
-        # of them is kept, as it was before they were deleted.
+        # The buckets passed first, so that a wake-up asked behind the log's time
+        # into one of them is kept; and the buckets before their index entries, so
+        # that a crash between the two leaves entries the next load finds and
+        # deletes again, never a bucket that nothing names (they carry no TTL).
         commands: list[Command] = []
         if self._passed:
-            # The buckets, then their index entries: a crash between the two leaves
-            # entries that the next load finds and deletes again, never a bucket
-            # that nothing names (they carry no TTL).
             buckets = [self.keys.wakeups(int(b), self.space) for b in self._passed]
             index = self.keys.wakeups_index(self.space)
             commands += [("DEL", *buckets), ("ZREM", index, *self._passed)]
@@ -243,7 +242,8 @@ class WakeBuckets:
         # Keep what a re-run after a crash may read again: a day of the index, and
         # all of it from where a re-run may start. The buckets passed go with the
         # next writes (`commands`), and their index entries after them.
-        oldest = min(self._restarts, default=lo * WAKE_BUCKET_MS) // WAKE_BUCKET_MS
+        earliest = self.earliest_restart()
+        oldest = (lo * WAKE_BUCKET_MS if earliest is None else earliest) // WAKE_BUCKET_MS
         pipe.zrangebyscore(index, "-inf", min(lo - 1 - DAY_OF_BUCKETS, oldest - 1))
         replies = pipe.execute()
         self._passed = list(dict.fromkeys([*self._passed, *replies[len(found)]]))
