@@ -90,7 +90,8 @@ class Keys:
         return f"{self.base}:view:shares:active"
 
     def applied(self, output_id: str) -> str:
-        """Set once an output has been counted in the sharer's balances (expires)."""
+        """Set once an output has been counted in the sharer's balances, to its `ts`
+        (swept by the log's time: flows.fact_sweeper)."""
         return f"{self.base}:view:applied:{output_id}"
 
     def statement(self, sharer_id: str, day: int) -> str:
@@ -142,10 +143,15 @@ class Keys:
 
     def fact_pattern(self) -> str:
         """A SCAN pattern for every fact of this deployment (its prefix escaped)."""
-        prefix = "".join("\\" + c if c in "*?[]\\" else c for c in self.prefix)
+        prefix = _glob_escaped(self.prefix)
         if not self.cluster:
             return f"{prefix}billing:fact:*"
         return f"{{{prefix}billing:fact:*"
+
+    def applied_pattern(self) -> str:
+        """A SCAN pattern for every applied mark of this deployment (flows.fact_sweeper)."""
+        base = _glob_escaped(self.base)
+        return f"{base}:view:applied:*"
 
     @property
     def rate_limits(self) -> str:
@@ -163,3 +169,8 @@ class Keys:
     @property
     def flows_heartbeat(self) -> str:
         return f"{self.base}:flows:heartbeat"
+
+
+def _glob_escaped(text: str) -> str:
+    """`text` matched literally in a SCAN pattern."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)

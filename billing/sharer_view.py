@@ -3,7 +3,8 @@
 Key layout (billing.keys): `view:sharer:<id>` is a hash of `<currency>:<field>`
 counters; `view:statement:<id>:<day>` a sorted set of that UTC day's commission
 and payout outputs by `ts`, kept for `statement_retention_ms`; `view:applied:<output_id>`
-marks an output as counted (at-least-once recovery replays outputs).
+marks an output as counted (at-least-once recovery replays outputs); it holds the
+output's `ts` and no TTL, and flows.fact_sweeper deletes it by the log's time.
 
 Write plan (`balance_deltas`), from SPEC "Balances":
 - accrual: pending += c;  approval: pending -= c, payable += c;

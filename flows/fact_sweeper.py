@@ -17,6 +17,16 @@ deployment's facts, each chunk's keys checked and deleted in one script, so that
 fact the flows rewrite meanwhile is never lost (the script reads the value it
 deletes). Its cost is off the flows' path and amortised over the keys held, which R
 bounds.
+
+The sink's applied marks (billing.sharer_view: one per commission and payout output,
+so that an output given again after a crash is counted once in the balances) are
+swept the same way, by the `ts` each holds (`MarkSweeper`). They too once expired by
+a TTL of R and the margin on Redis's clock, so a stop of the flows longer than that,
+followed by a crash's re-run, would have counted outputs of the epoch before the crash
+twice in the sharers' balances. An output given again has a `ts` at or after where
+its re-run started (an approval or an idle close is given only once the log's time
+passes its `ts`), and the input stream keeps R of log behind the horizon, so even a
+run started afresh from the stream's start finds every mark it needs.
 """
 
 from __future__ import annotations
@@ -62,16 +72,45 @@ return gone
 """
 
 
+# KEYS: applied marks (one slot: they carry the deployment's hash tag on a cluster);
+# ARGV[1]: the cutoff. A mark holds its output's `ts`; one with a TTL was written by a
+# version before marks were swept (it held '1') and is left to its TTL.
+_SWEEP_MARKS = """
+local cutoff = tonumber(ARGV[1])
+local gone = 0
+for i = 1, #KEYS do
+  if redis.call('PTTL', KEYS[i]) == -1 then
+    local ts = tonumber(redis.pcall('GET', KEYS[i]) or '')
+    if ts ~= nil and ts < cutoff then
+      redis.call('DEL', KEYS[i])
+      gone = gone + 1
+    end
+  end
+end
+return gone
+"""
+
+
 class FactSweeper:
+    """The facts, by the newest use each records."""
+
+    SCRIPT = _SWEEP
+
     def __init__(self, conn: redis.Redis, keys: Keys, keep_ms: int) -> None:
         """`keep_ms`: R and the margin (`facts_ttl_margin_ms`)."""
         self.r, self.keys, self.keep_ms = conn, keys, keep_ms
-        self._sweep = conn.register_script(_SWEEP)
+        self._sweep = conn.register_script(self.SCRIPT)
         self._scan: Iterator[Any] | None = None
 
+    def pattern(self) -> str:
+        return self.keys.fact_pattern()
+
+    def by_slot(self, names: list[str]) -> list[list[str]]:
+        return self.keys.facts_by_slot(names)
+
     def step(self, budget_s: float = 0.0) -> int:
-        """One chunk of the SCAN, and more while the chunks are mostly facts to delete
-        and `budget_s` lasts: the facts deleted. One chunk a tick (2,500 keys a second
+        """One chunk of the SCAN, and more while the chunks are mostly keys to delete
+        and `budget_s` lasts: the keys deleted. One chunk a tick (2,500 keys a second
         in the supervisor) keeps up with a few thousand facts a second at most; a
         busier deployment's chunks come back full of expired facts, and then the
         sweeper goes on within its budget. Nothing before the commission sequencer has
@@ -91,7 +130,7 @@ class FactSweeper:
 
     def _chunk(self, cutoff: int) -> tuple[int, int]:
         if self._scan is None:  # a new pass over the keyspace
-            self._scan = self.r.scan_iter(match=self.keys.fact_pattern(), count=STEP_KEYS)
+            self._scan = self.r.scan_iter(match=self.pattern(), count=STEP_KEYS)
         try:
             found = list(islice(self._scan, STEP_KEYS))
         except redis.RedisError:
@@ -100,12 +139,24 @@ class FactSweeper:
         if len(found) < STEP_KEYS:
             self._scan = None
         names = [k.decode() if isinstance(k, bytes) else k for k in found]
-        groups = self.keys.facts_by_slot(names)
+        groups = self.by_slot(names)
         return len(found), sum(int(self._sweep(keys=g, args=[cutoff])) for g in groups)
 
     def sweep_all(self) -> int:
-        """Every fact once (tests): steps until a pass ends."""
+        """Every key once (tests): steps until a pass ends."""
         gone = self.step()
         while self._scan is not None:
             gone += self.step()
         return gone
+
+
+class MarkSweeper(FactSweeper):
+    """The sink's applied marks, by the output `ts` each holds."""
+
+    SCRIPT = _SWEEP_MARKS
+
+    def pattern(self) -> str:
+        return self.keys.applied_pattern()
+
+    def by_slot(self, names: list[str]) -> list[list[str]]:
+        return [names] if names else []  # one hash tag for all on a cluster

@@ -27,7 +27,7 @@ from billing.redis_runtime import die_with_parent, server_ms
 from billing.settings import Settings
 from flows import recovery_gc
 from flows.dataflow import build_flow
-from flows.fact_sweeper import FactSweeper
+from flows.fact_sweeper import FactSweeper, MarkSweeper
 from flows.facts_redis import RedisFacts
 from flows.recovery_store import StoreDamaged, create_partitions
 from flows.redis_output import STEP_ID, RedisOutputSink, part_name
@@ -148,22 +148,28 @@ def run_cluster(settings: Settings, workers: int, processes: int) -> int:
 
 
 class _FactSweeping:
-    """The facts forgotten by the log's time (flows.fact_sweeper), a step per tick of
-    the supervisor; Redis unreachable is the flows' business, not the sweeper's."""
+    """The facts and the applied marks forgotten by the log's time (flows.fact_sweeper),
+    a step of each per tick of the supervisor; Redis unreachable is the flows'
+    business, not the sweepers'."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.sweeper: FactSweeper | None = None
+        self.sweepers: list[tuple[FactSweeper, str]] = []
 
     def step(self) -> None:
         settings = self.settings
         try:
-            if self.sweeper is None:
+            if not self.sweepers:
+                conn, keys = settings.redis_client(), settings.keys
                 keep_ms = settings.rules().retention_ms + settings.facts_ttl_margin_ms
-                self.sweeper = FactSweeper(settings.redis_client(), settings.keys, keep_ms)
-            gone = self.sweeper.step(budget_s=SWEEP_BUDGET_S)
-            if gone:
-                self.sweeper.r.hincrby(settings.keys.stats("facts"), "swept", gone)
+                self.sweepers = [
+                    (FactSweeper(conn, keys, keep_ms), "swept"),
+                    (MarkSweeper(conn, keys, keep_ms), "marks_swept"),
+                ]
+            for sweeper, field in self.sweepers:
+                gone = sweeper.step(budget_s=SWEEP_BUDGET_S)
+                if gone:
+                    sweeper.r.hincrby(settings.keys.stats("facts"), field, gone)
         except redis.RedisError:
             pass  # the next tick tries again
 

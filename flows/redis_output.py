@@ -87,7 +87,8 @@ class _WriteBehind(StatefulSinkPartition[list[Output], None]):
 
 
 class RedisOutputSink(FixedPartitionedSink[list[Output], None]):
-    """`ttl_ms`: how long applied marks and order views live (R and a margin)."""
+    """`ttl_ms`: how long order and session views and the output streams' entries live
+    (R and a margin, on Redis's clock; applied marks are swept by the log's time)."""
 
     def __init__(
         self, url: str, keys: Keys, ttl_ms: int, statement_ttl_ms: int, process_id: int

@@ -14,8 +14,10 @@ from billing import order_view, script_keys, session_view
 # nothing: a session view only moves to a later (started_ts, version)
 # (billing.session_view), an order view is keyed by output_id (billing.order_view;
 # both expire ttl_ms after their last write), and a sharer's balances and statement
-# take each output once (an `applied` mark per output, expiring after R;
-# billing.sharer_view owns that view's layout and write plan). Every key the call
+# take each output once (an `applied` mark per output holding its `ts`, with no TTL:
+# swept by the log's time, flows.fact_sweeper, so that an output given again after a
+# crash finds its mark however long the flows stood still; billing.sharer_view owns
+# that view's layout and write plan). Every key the call
 # writes is declared in KEYS, and ARGV names it by its index (billing.script_keys):
 # on a Redis Cluster they all carry the deployment's hash tag (billing.keys).
 #
@@ -175,7 +177,7 @@ for _, i in ipairs(starts) do
     local order_view, applied = K(ARGV[i + 4]), K(ARGV[i + 5])
     apply_order(order_view, output_id, data)
     if order_view ~= '' then touched[order_view] = ttl end
-    if redis.call('SET', applied, '1', 'NX', 'PX', ttl) then
+    if redis.call('SET', applied, ARGV[i + 8], 'NX') then
       for j = i + 10, deltas_end[i] - 1, 3 do
         increment(K(ARGV[j]), ARGV[j + 1], j + 2)
       end

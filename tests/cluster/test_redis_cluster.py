@@ -19,7 +19,7 @@ from billing.keys import Keys
 from billing.log_lines import parse_log_event
 from billing.redis_runtime import client
 from billing.settings import Settings
-from flows.fact_sweeper import FactSweeper
+from flows.fact_sweeper import FactSweeper, MarkSweeper
 from harness.live import (
     append_positioned,
     dispatcher_env,
@@ -190,3 +190,14 @@ def test_the_fact_sweeper_forgets_facts_on_every_node(cluster, conn, keys) -> No
     left = [conn.exists(keys.fact("order", f"o{n}")) for n in range(200)]
     assert left == [0] * 100 + [1] * 100
     assert sum(1 for n in node_key_counts(cluster, keys.fact_pattern()) if n) >= 2
+
+
+def test_the_mark_sweeper_forgets_applied_marks_on_a_cluster(conn, keys) -> None:
+    """The applied marks carry the deployment's hash tag: one node, one script per
+    chunk, no CROSSSLOT."""
+    for n in range(200):
+        conn.set(keys.applied(f"commission:accrual:o{n}"), n * 10)
+    conn.set(keys.facts_horizon, 1_000)
+    assert MarkSweeper(conn, keys, 0).sweep_all() == 100
+    left = [conn.exists(keys.applied(f"commission:accrual:o{n}")) for n in range(200)]
+    assert left == [0] * 100 + [1] * 100

@@ -31,6 +31,7 @@ from harness.live import (
 from state.engine import Engine
 from state.testing import SMALL_RULES, random_log, stretched
 from tests.support.logs import final_state
+from tests.support.outputs import assert_balances_as_spec
 
 pytestmark = pytest.mark.slow
 
@@ -92,3 +93,4 @@ def test_kills_at_random_moments_lose_nothing_and_bill_nothing_twice(
         text = json.dumps(output, sort_keys=True)
         assert by_id.setdefault(output["output_id"], text) == text
     assert final_state(got) == final_state(expected)
+    assert_balances_as_spec(redis_client, keys, got)

@@ -27,6 +27,7 @@ from harness.live import (
 from state.engine import Engine
 from state.testing import SMALL_RULES, random_log
 from tests.support.logs import final_state
+from tests.support.outputs import assert_balances_as_spec
 
 
 def test_sigkill_at_several_points_loses_nothing_and_bills_nothing_twice(
@@ -75,6 +76,8 @@ def test_sigkill_at_several_points_loses_nothing_and_bills_nothing_twice(
     for sid, usage in latest.items():
         view = redis_client.hmget(keys.session_view(sid), "started_ts", "version")
         assert view == [str(usage["started_ts"]), str(usage["version"])]
+    # The sharers' balances took each output once, however often it was given.
+    assert_balances_as_spec(redis_client, keys, got)
 
 
 def _exercises_the_lifecycle(outs) -> bool:
@@ -107,6 +110,7 @@ def test_cluster_shapes_bill_the_same(redis_client, keys, redis_url, prefix, tmp
         got = outputs(redis_client, keys)
         assert {o["output_id"] for o in got} == wanted
         assert final_state(got) == final_state(expected)
+        assert_balances_as_spec(redis_client, keys, got)
     finally:
         kill(proc, signal.SIGTERM)
 

@@ -175,8 +175,8 @@ def test_statements_keep_only_their_retention(redis_client, keys):
 def test_billing_flows_sweeps_the_facts_behind_the_horizon(
     redis_client, keys, flows_factory, monkeypatch
 ):
-    """Live, facts carry no TTL and the supervisor's sweeper forgets them by the log's
-    time while the flows run: a log spanning several R (SMALL_RULES), a margin of a
+    """Live, facts and applied marks carry no TTL and the supervisor's sweepers forget
+    them by the log's time while the flows run: a log spanning several R (SMALL_RULES), a margin of a
     second. The sweeper deletes, and the bill is the replay's."""
     positioned = with_stream_ids([parse_log_event(e) for e in random_log(11, 1500)])
     engine = Engine(SMALL_RULES)
@@ -195,3 +195,9 @@ def test_billing_flows_sweeps_the_facts_behind_the_horizon(
     wait_for(lambda: int(redis_client.hget(keys.stats("facts"), "swept") or 0) > 0, timeout=30)
     facts = list(redis_client.scan_iter(match=keys.fact_pattern()))
     assert facts and all(redis_client.pttl(k) == -1 for k in facts)
+    # The applied marks likewise: no TTL, swept by the `ts` they hold.
+    wait_for(
+        lambda: int(redis_client.hget(keys.stats("facts"), "marks_swept") or 0) > 0, timeout=30
+    )
+    marks = list(redis_client.scan_iter(match=keys.applied_pattern()))
+    assert marks and all(redis_client.pttl(k) == -1 for k in marks)
