@@ -146,7 +146,9 @@ def test_a_rerun_with_the_sweeper_running_decides_as_the_first_run(
     """The first run snapshots every `every` events and the sweeper sweeps after each
     snapshot (margin 0: as close behind the horizon as it may go); the crash comes
     anywhere, and the re-run starts at the last snapshot or the one before (bytewax
-    resumes at most one behind the last taken), the sweeper still sweeping."""
+    resumes at most one behind the last taken), the sweeper still sweeping. Every
+    commission and payout output given again has a `ts` no more than R before the
+    horizon then published, so its applied mark is never swept before it."""
     rng = random.Random(seed)
     events = [LogEvent(p, e) for p, e in with_stream_ids(random_log(seed, 1200))]
     example = Keys(f"{keys.prefix}s{seed}m{margin}e{every}:")
@@ -170,8 +172,16 @@ def test_a_rerun_with_the_sweeper_running_decides_as_the_first_run(
     rerun = Engine(SMALL_RULES, RedisFacts(redis_client, example, None, COMMISSIONS))
     rerun.sequencer, rerun.keys = pickle.loads(snapshot)
     again = []
+    horizon = int(redis_client.get(example.facts_horizon) or 0)
     for n, entry in enumerate(events[start:], start):
+        horizon = max(horizon, int(redis_client.get(example.facts_horizon) or 0))
         again.append(rerun.on_input(entry))
+        if n < crash:
+            # Given again: its applied mark must still be there (flows.fact_sweeper's
+            # MarkSweeper keeps the marks of outputs with ts >= horizon - R - margin).
+            for out in again[-1]:
+                if out["type"] in ("commission", "payout"):
+                    assert out["ts"] >= horizon - R, out
         if n % every == 0:
             rerun.facts.settle()
             rerun.facts.checkpoint()
