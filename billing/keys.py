@@ -90,9 +90,19 @@ class Keys:
         return f"{self.base}:view:shares:active"
 
     def applied(self, output_id: str) -> str:
-        """Set once an output has been counted in the sharer's balances, to its `ts`
-        (swept by the log's time: flows.fact_sweeper)."""
+        """Where versions before the buckets of marks (below) marked an output counted
+        in the sharer's balances, with a TTL; the sink still honours such a mark."""
         return f"{self.base}:view:applied:{output_id}"
+
+    def marks(self, bucket: int) -> str:
+        """The outputs counted in the sharers' balances whose `ts` is in one minute of
+        log time (billing.sharer_view), swept by the log's time (flows.fact_sweeper)."""
+        return f"{self.base}:view:marks:{bucket}"
+
+    @property
+    def marks_index(self) -> str:
+        """The buckets of marks, by where each one's minute ends (at most R / minute)."""
+        return f"{self.base}:view:marks:index"
 
     def statement(self, sharer_id: str, day: int) -> str:
         """One sharer's commission and payout outputs of one UTC day, by ts."""
@@ -143,15 +153,10 @@ class Keys:
 
     def fact_pattern(self) -> str:
         """A SCAN pattern for every fact of this deployment (its prefix escaped)."""
-        prefix = _glob_escaped(self.prefix)
+        prefix = "".join("\\" + c if c in "*?[]\\" else c for c in self.prefix)
         if not self.cluster:
             return f"{prefix}billing:fact:*"
         return f"{{{prefix}billing:fact:*"
-
-    def applied_pattern(self) -> str:
-        """A SCAN pattern for every applied mark of this deployment (flows.fact_sweeper)."""
-        base = _glob_escaped(self.base)
-        return f"{base}:view:applied:*"
 
     @property
     def rate_limits(self) -> str:
@@ -169,8 +174,3 @@ class Keys:
     @property
     def flows_heartbeat(self) -> str:
         return f"{self.base}:flows:heartbeat"
-
-
-def _glob_escaped(text: str) -> str:
-    """`text` matched literally in a SCAN pattern."""
-    return "".join("\\" + c if c in "*?[]\\" else c for c in text)

@@ -2,9 +2,13 @@
 
 Key layout (billing.keys): `view:sharer:<id>` is a hash of `<currency>:<field>`
 counters; `view:statement:<id>:<day>` a sorted set of that UTC day's commission
-and payout outputs by `ts`, kept for `statement_retention_ms`; `view:applied:<output_id>`
-marks an output as counted (at-least-once recovery replays outputs); it holds the
-output's `ts` and no TTL, and flows.fact_sweeper deletes it by the log's time.
+and payout outputs by `ts`, kept for `statement_retention_ms`; `view:marks:<minute>`
+marks the outputs counted (at-least-once recovery replays outputs): a hash of the
+`output_id`s whose `ts` falls in that minute of log time, with no TTL, indexed in
+`view:marks:index` by where the minute ends, so that flows.fact_sweeper deletes whole
+buckets by the log's time. (`view:applied:<output_id>`, a key per output with a TTL,
+is where versions before 2026-12-07's eleventh session marked them; the sink still
+honours such a mark.)
 
 Write plan (`balance_deltas`), from SPEC "Balances":
 - accrual: pending += c;  approval: pending -= c, payable += c;
@@ -23,6 +27,7 @@ from typing import Any
 from billing.keys import Keys
 
 DAY_MS = 86_400_000
+MARK_BUCKET_MS = 60_000  # a minute of log time per bucket of applied marks
 BALANCES = ("pending", "payable", "paid")
 TOTALS = ("accrued", "reversed")
 COUNTS = ("accruals", "approvals", "reversals", "payouts")
@@ -51,11 +56,13 @@ def balance_deltas(out: dict[str, Any]) -> list[tuple[str, int]]:
 def write_args(
     keys: Keys, out: dict[str, Any], statement_ttl_ms: int
 ) -> tuple[list[str | int], list[tuple[str, str, int]]]:
-    """The sink script's arguments for one output: its applied mark, statement key,
-    statement TTL and ts; and the (key, field, increment) triples for its balances."""
+    """The sink script's arguments for one output: its bucket of applied marks, the
+    mark an earlier version would have set, statement key, statement TTL and ts; and
+    the (key, field, increment) triples for its balances."""
     sharer = out["sharer_id"]
     view = keys.sharer_view(sharer)
     head: list[str | int] = [
+        keys.marks(out["ts"] // MARK_BUCKET_MS),
         keys.applied(out["output_id"]),
         keys.statement(sharer, day_of(out["ts"])),
         statement_ttl_ms,

@@ -20,13 +20,17 @@ bounds.
 
 The sink's applied marks (billing.sharer_view: one per commission and payout output,
 so that an output given again after a crash is counted once in the balances) are
-swept the same way, by the `ts` each holds (`MarkSweeper`). They too once expired by
-a TTL of R and the margin on Redis's clock, so a stop of the flows longer than that,
-followed by a crash's re-run, would have counted outputs of the epoch before the crash
-twice in the sharers' balances. An output given again has a `ts` at or after where
-its re-run started (an approval or an idle close is given only once the log's time
-passes its `ts`), and the input stream keeps R of log behind the horizon, so even a
-run started afresh from the stream's start finds every mark it needs.
+forgotten by the same horizon (`MarkSweeper`). They too once expired by a TTL of R and
+the margin on Redis's clock, so a stop of the flows longer than that, followed by a
+crash's re-run, would have counted outputs of the epoch before the crash twice in the
+sharers' balances. An output given again has a `ts` at or after where its re-run
+started (an approval or an idle close is given only once the log's time passes its
+`ts`), and the input stream keeps R of log behind the horizon, so even a run started
+afresh from the stream's start finds every mark it needs. Marks sit in buckets of a
+minute of log time, indexed by where each ends, so that the sweeper drops whole
+buckets from the index's head: a SCAN for them, as for the facts, cost Redis twice
+the facts' sweep in a catch-up (each pass examines the whole keyspace, three
+quarters of which is the read side).
 """
 
 from __future__ import annotations
@@ -72,45 +76,16 @@ return gone
 """
 
 
-# KEYS: applied marks (one slot: they carry the deployment's hash tag on a cluster);
-# ARGV[1]: the cutoff. A mark holds its output's `ts`; one with a TTL was written by a
-# version before marks were swept (it held '1') and is left to its TTL.
-_SWEEP_MARKS = """
-local cutoff = tonumber(ARGV[1])
-local gone = 0
-for i = 1, #KEYS do
-  if redis.call('PTTL', KEYS[i]) == -1 then
-    local ts = tonumber(redis.pcall('GET', KEYS[i]) or '')
-    if ts ~= nil and ts < cutoff then
-      redis.call('DEL', KEYS[i])
-      gone = gone + 1
-    end
-  end
-end
-return gone
-"""
-
-
 class FactSweeper:
-    """The facts, by the newest use each records."""
-
-    SCRIPT = _SWEEP
-
     def __init__(self, conn: redis.Redis, keys: Keys, keep_ms: int) -> None:
         """`keep_ms`: R and the margin (`facts_ttl_margin_ms`)."""
         self.r, self.keys, self.keep_ms = conn, keys, keep_ms
-        self._sweep = conn.register_script(self.SCRIPT)
+        self._sweep = conn.register_script(_SWEEP)
         self._scan: Iterator[Any] | None = None
 
-    def pattern(self) -> str:
-        return self.keys.fact_pattern()
-
-    def by_slot(self, names: list[str]) -> list[list[str]]:
-        return self.keys.facts_by_slot(names)
-
     def step(self, budget_s: float = 0.0) -> int:
-        """One chunk of the SCAN, and more while the chunks are mostly keys to delete
-        and `budget_s` lasts: the keys deleted. One chunk a tick (2,500 keys a second
+        """One chunk of the SCAN, and more while the chunks are mostly facts to delete
+        and `budget_s` lasts: the facts deleted. One chunk a tick (2,500 keys a second
         in the supervisor) keeps up with a few thousand facts a second at most; a
         busier deployment's chunks come back full of expired facts, and then the
         sweeper goes on within its budget. Nothing before the commission sequencer has
@@ -130,7 +105,7 @@ class FactSweeper:
 
     def _chunk(self, cutoff: int) -> tuple[int, int]:
         if self._scan is None:  # a new pass over the keyspace
-            self._scan = self.r.scan_iter(match=self.pattern(), count=STEP_KEYS)
+            self._scan = self.r.scan_iter(match=self.keys.fact_pattern(), count=STEP_KEYS)
         try:
             found = list(islice(self._scan, STEP_KEYS))
         except redis.RedisError:
@@ -139,24 +114,57 @@ class FactSweeper:
         if len(found) < STEP_KEYS:
             self._scan = None
         names = [k.decode() if isinstance(k, bytes) else k for k in found]
-        groups = self.by_slot(names)
+        groups = self.keys.facts_by_slot(names)
         return len(found), sum(int(self._sweep(keys=g, args=[cutoff])) for g in groups)
 
     def sweep_all(self) -> int:
-        """Every key once (tests): steps until a pass ends."""
+        """Every fact once (tests): steps until a pass ends."""
         gone = self.step()
         while self._scan is not None:
             gone += self.step()
         return gone
 
 
-class MarkSweeper(FactSweeper):
-    """The sink's applied marks, by the output `ts` each holds."""
+# KEYS: the index of mark buckets, then buckets to drop; the marks dropped.
+_DROP_BUCKETS = """
+local gone = 0
+for i = 2, #KEYS do gone = gone + redis.call('HLEN', KEYS[i]) end
+redis.call('DEL', unpack(KEYS, 2))
+redis.call('ZREM', KEYS[1], unpack(KEYS, 2))
+return gone
+"""
 
-    SCRIPT = _SWEEP_MARKS
 
-    def pattern(self) -> str:
-        return self.keys.applied_pattern()
+class MarkSweeper:
+    """The sink's applied marks: whole buckets (a minute of log time each, indexed by
+    where it ends) once all of it is behind the cutoff. No SCAN: a step reads the
+    index's head, so its cost follows the marks deleted, not the keyspace."""
 
-    def by_slot(self, names: list[str]) -> list[list[str]]:
-        return [names] if names else []  # one hash tag for all on a cluster
+    BUCKETS_PER_STEP = 200
+
+    def __init__(self, conn: redis.Redis, keys: Keys, keep_ms: int) -> None:
+        """`keep_ms`: R and the margin (`facts_ttl_margin_ms`), as for the facts."""
+        self.r, self.keys, self.keep_ms = conn, keys, keep_ms
+        self._drop = conn.register_script(_DROP_BUCKETS)
+
+    def step(self, budget_s: float = 0.0) -> int:
+        """Buckets behind the cutoff, `BUCKETS_PER_STEP` at a time while `budget_s`
+        lasts: the marks deleted."""
+        horizon = self.r.get(self.keys.facts_horizon)
+        if horizon is None:
+            return 0
+        cutoff = int(horizon) - self.keep_ms
+        deadline = time.monotonic() + budget_s
+        gone = 0
+        while True:
+            index = self.keys.marks_index
+            found: list[Any] = self.r.zrangebyscore(index, "-inf", cutoff, 0, self.BUCKETS_PER_STEP)
+            if found:
+                names = [str(k.decode() if isinstance(k, bytes) else k) for k in found]
+                gone += int(self._drop(keys=[index, *names]))
+            if len(found) < self.BUCKETS_PER_STEP or time.monotonic() >= deadline:
+                return gone
+
+    def sweep_all(self) -> int:
+        """Every bucket behind the cutoff (tests)."""
+        return self.step(budget_s=3600.0)

@@ -154,7 +154,7 @@ class _FactSweeping:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.sweepers: list[tuple[FactSweeper, str]] = []
+        self.sweepers: list[tuple[FactSweeper | MarkSweeper, str]] = []
 
     def step(self) -> None:
         settings = self.settings

@@ -82,6 +82,7 @@ class _RedisWriter:
             ref(keys.stats("rejects")),
             ref(keys.output_sequence),
             self.ttl_ms,
+            ref(keys.marks_index),
         ]
         for original in outputs:
             out, data = encode(original)
@@ -95,10 +96,11 @@ class _RedisWriter:
             else:
                 args.append(ref(order_view.write_arg(keys, out)))
                 head, deltas = sharer_view.write_args(keys, out, self.statement_ttl_ms)
-                applied, statement, *rest = head
+                bucket, legacy, statement, *rest = head
                 funnel = share_view.commission_deltas(keys, out)
                 expiring = sorted({view for view, _field, _delta in funnel})
-                args += [ref(str(applied)), ref(str(statement)), *rest, len(deltas) + len(funnel)]
+                args += [ref(str(bucket)), ref(str(legacy)), ref(str(statement)), *rest]
+                args.append(len(deltas) + len(funnel))
                 for view, field, delta in deltas + funnel:
                     args += [ref(view), field, delta]
                 args += [len(expiring), *map(ref, expiring)]

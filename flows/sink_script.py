@@ -7,17 +7,18 @@ this script composes them, so that one call writes every key once."""
 
 from __future__ import annotations
 
-from billing import order_view, script_keys, session_view
+from billing import order_view, script_keys, session_view, sharer_view
 
 # One script call per chunk of a batch appends every output to its public stream and updates
 # the views, written so that a replayed output (at-least-once recovery) changes
 # nothing: a session view only moves to a later (started_ts, version)
 # (billing.session_view), an order view is keyed by output_id (billing.order_view;
 # both expire ttl_ms after their last write), and a sharer's balances and statement
-# take each output once (an `applied` mark per output holding its `ts`, with no TTL:
-# swept by the log's time, flows.fact_sweeper, so that an output given again after a
-# crash finds its mark however long the flows stood still; billing.sharer_view owns
-# that view's layout and write plan). Every key the call
+# take each output once (an applied mark per output, a field of its minute's bucket
+# of marks by `ts`, with no TTL: whole buckets are swept by the log's time,
+# flows.fact_sweeper, so that an output given again after a crash finds its mark
+# however long the flows stood still; billing.sharer_view owns that view's layout and
+# write plan). Every key the call
 # writes is declared in KEYS, and ARGV names it by its index (billing.script_keys):
 # on a Redis Cluster they all carry the deployment's hash tag (billing.keys).
 #
@@ -49,18 +50,22 @@ from billing import order_view, script_keys, session_view
 # then a counter within the millisecond), so an id names one output across all
 # of them and their merge is totally ordered: `/v1/stream` resumes from a single id.
 #
-# Arguments (a key: its KEYS index): stats_outputs, stats_rejects, seqkey, ttl_ms, then per output:
+# Arguments (a key: its KEYS index): stats_outputs, stats_rejects, seqkey, ttl_ms,
+# marks_index, then per output:
 #   kind, stream, output_id, data, and
 #   usage: view, started_ts, version | reject: reason |
-#   commission, payout: order_view ('' for a payout), applied, statement,
-#   statement_ttl_ms, ts, n, n x (hash, field, delta), m, m x hash to expire after
-#   ttl_ms (the balances of billing.sharer_view, the funnel of billing.share_view).
+#   commission, payout: order_view ('' for a payout), marks bucket, legacy mark,
+#   statement, statement_ttl_ms, ts, n, n x (hash, field, delta), m, m x hash to
+#   expire after ttl_ms (the balances of billing.sharer_view, the funnel of
+#   billing.share_view).
 WRITE = (
     script_keys.LUA
     + session_view.LUA
     + order_view.LUA
+    + f"local MARK_BUCKET_MS = {sharer_view.MARK_BUCKET_MS}\n"
     + """
 local outputs, rejects, seqkey, ttl = K(ARGV[1]), K(ARGV[2]), K(ARGV[3]), ARGV[4]
+local marks_index = K(ARGV[5])
 local LIMIT = 9.2e18  -- below 2^63 by far more than a double's error at this size
 local EXACT = 9007199254740992  -- 2^53: Lua's numbers are doubles, exact below it
 -- A whole number as decimal text (Lua prints doubles past 1e14 in exponent form).
@@ -90,7 +95,7 @@ end
 -- Where each output's arguments start, which outputs carry balances, and where
 -- each of those has its deltas end and its views end.
 local starts, money, deltas_end, views_end = {}, {}, {}, {}
-local i = 5
+local i = 6
 while i <= #ARGV do
   starts[#starts + 1] = i
   local kind = ARGV[i]
@@ -100,17 +105,24 @@ while i <= #ARGV do
     i = i + 5
   else
     money[#money + 1] = i
-    local d = i + 10 + 3 * tonumber(ARGV[i + 9])
+    local d = i + 11 + 3 * tonumber(ARGV[i + 10])
     deltas_end[i], views_end[i] = d, d + 1 + tonumber(ARGV[d])
     i = views_end[i]
   end
+end
+-- Whether an output was counted before: its mark in its minute's bucket, or the mark
+-- a version before the buckets set (a key of its own, with a TTL), for the outputs
+-- the first re-run after an upgrade gives again.
+local function applied_already(i)
+  return redis.call('HEXISTS', K(ARGV[i + 5]), ARGV[i + 2]) == 1
+      or redis.call('EXISTS', K(ARGV[i + 6])) == 1
 end
 -- First a bound: the value now plus the size of every delta in the call. Below the
 -- limit (always, but for totals near 2^63), no subset of the outputs can pass it,
 -- in any order, so which outputs are applied already need not be asked.
 local bound, close = {}, false
 for _, i in ipairs(money) do
-  for j = i + 10, deltas_end[i] - 1, 3 do
+  for j = i + 11, deltas_end[i] - 1, 3 do
     local key, field = K(ARGV[j]), ARGV[j + 1]
     local fields = slot_of(bound, key)
     local b = (fields[field] or math.abs(balance(key, field))) + math.abs(delta(j + 2))
@@ -122,8 +134,8 @@ if close then
   -- Near the limit: the exact running totals of the outputs not yet applied, in order.
   local pending = {}
   for _, i in ipairs(money) do
-    if redis.call('EXISTS', K(ARGV[i + 5])) == 0 then
-      for j = i + 10, deltas_end[i] - 1, 3 do
+    if not applied_already(i) then
+      for j = i + 11, deltas_end[i] - 1, 3 do
         local key, field = K(ARGV[j]), ARGV[j + 1]
         local fields = slot_of(pending, key)
         local p = (fields[field] or balance(key, field)) + delta(j + 2)
@@ -159,7 +171,7 @@ if ms > last_ms then seq = -1 else ms = last_ms end
 -- Each XADD's arguments made once per call, but for the sequence number.
 local minid = as_integer(math.max(0, ms - tonumber(ttl)))
 local id_prefix = as_integer(ms) .. '-'
-local counts, reasons, touched, statements, entries = {}, {}, {}, {}, {}
+local counts, reasons, touched, statements, entries, marked = {}, {}, {}, {}, {}, {}
 for _, i in ipairs(starts) do
   local kind, stream, output_id, data = ARGV[i], K(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3]
   seq = seq + 1
@@ -174,21 +186,25 @@ for _, i in ipairs(starts) do
   elseif kind == 'reject' then
     reasons[ARGV[i + 4]] = (reasons[ARGV[i + 4]] or 0) + 1
   else
-    local order_view, applied = K(ARGV[i + 4]), K(ARGV[i + 5])
+    local order_view = K(ARGV[i + 4])
     apply_order(order_view, output_id, data)
     if order_view ~= '' then touched[order_view] = ttl end
-    if redis.call('SET', applied, ARGV[i + 8], 'NX') then
-      for j = i + 10, deltas_end[i] - 1, 3 do
+    if not applied_already(i) then
+      local bucket, ts = K(ARGV[i + 5]), ARGV[i + 9]
+      redis.call('HSET', bucket, output_id, '1')
+      -- Indexed by where the bucket's minute ends: swept once that is behind the cutoff.
+      marked[bucket] = (math.floor(tonumber(ts) / MARK_BUCKET_MS) + 1) * MARK_BUCKET_MS
+      for j = i + 11, deltas_end[i] - 1, 3 do
         increment(K(ARGV[j]), ARGV[j + 1], j + 2)
       end
       for j = deltas_end[i] + 1, views_end[i] - 1 do
         touched[K(ARGV[j])] = ttl
       end
-      local statement = K(ARGV[i + 6])
+      local statement = K(ARGV[i + 7])
       local day = slot_of(entries, statement)
-      day[#day + 1] = ARGV[i + 8]
+      day[#day + 1] = ts
       day[#day + 1] = data
-      if statements[statement] == nil then statements[statement] = ARGV[i + 7] end
+      if statements[statement] == nil then statements[statement] = ARGV[i + 8] end
     end
   end
 end
@@ -200,6 +216,7 @@ for key, fields in pairs(sums) do
   for field, sum in pairs(fields) do redis.call('HINCRBY', key, field, as_integer(sum)) end
 end
 for key, day in pairs(entries) do call_in_chunks('ZADD', key, day) end
+for bucket, ends in pairs(marked) do redis.call('ZADD', marks_index, as_integer(ends), bucket) end
 for key, n in pairs(counts) do redis.call('HINCRBY', outputs, key, n) end
 for key, n in pairs(reasons) do redis.call('HINCRBY', rejects, key, n) end
 for key, ms_ttl in pairs(touched) do redis.call('PEXPIRE', key, ms_ttl) end

@@ -20,6 +20,7 @@ from billing.log_lines import parse_log_event
 from billing.redis_runtime import client
 from billing.settings import Settings
 from flows.fact_sweeper import FactSweeper, MarkSweeper
+from flows.redis_sink import _RedisWriter
 from harness.live import (
     append_positioned,
     dispatcher_env,
@@ -39,6 +40,7 @@ from state.engine import Engine
 from state.testing import SMALL_RULES, random_log
 from tests.conftest import READ_KEY, WRITE_KEY, api_settings
 from tests.support.logs import final_state
+from tests.support.outputs import accrual_output
 from tests.support.webhooks import Receiver, verify_by_hand
 
 
@@ -192,12 +194,14 @@ def test_the_fact_sweeper_forgets_facts_on_every_node(cluster, conn, keys) -> No
     assert sum(1 for n in node_key_counts(cluster, keys.fact_pattern()) if n) >= 2
 
 
-def test_the_mark_sweeper_forgets_applied_marks_on_a_cluster(conn, keys) -> None:
-    """The applied marks carry the deployment's hash tag: one node, one script per
-    chunk, no CROSSSLOT."""
-    for n in range(200):
-        conn.set(keys.applied(f"commission:accrual:o{n}"), n * 10)
-    conn.set(keys.facts_horizon, 1_000)
-    assert MarkSweeper(conn, keys, 0).sweep_all() == 100
-    left = [conn.exists(keys.applied(f"commission:accrual:o{n}")) for n in range(200)]
-    assert left == [0] * 100 + [1] * 100
+def test_the_mark_sweeper_forgets_applied_marks_on_a_cluster(cluster, conn, keys) -> None:
+    """The sink writes the marks' buckets and their index under the deployment's hash
+    tag, and the sweeper drops buckets in one script: no CROSSSLOT."""
+    writer = _RedisWriter(cluster.url, keys)
+    try:
+        writer.write([accrual_output(f"o{n}", n * 60_000, 1) for n in range(10)])
+    finally:
+        writer.close()
+    conn.set(keys.facts_horizon, 5 * 60_000)
+    assert MarkSweeper(conn, keys, 0).sweep_all() == 5
+    assert conn.zcard(keys.marks_index) == 5

@@ -148,10 +148,11 @@ def test_sink_checks_before_it_writes(redis_client, keys):
     writer.write([accrual_output("b", 1, 2 * 10**17)])  # a replay after a crash
     view = redis_client.hgetall(keys.sharer_view("al"))
     assert view == {"USD:accrued": str(big + 5), "USD:pending": str(big + 5), "USD:accruals": "2"}
-    assert [redis_client.exists(keys.applied(f"commission:accrual:{o}:1:i")) for o in "abc"] == [
-        1,
-        0,
-        1,
+    marks = keys.marks(0)  # the bucket of the minute their ts (1) falls in
+    assert [redis_client.hexists(marks, f"commission:accrual:{o}:1:i") for o in "abc"] == [
+        True,
+        False,
+        True,
     ]
     rejects = [json.loads(f["data"]) for _, f in redis_client.xrange(keys.rejects)]
     assert [(r["reason"], r["output_id"]) for r in rejects] == [

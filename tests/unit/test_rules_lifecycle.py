@@ -14,6 +14,7 @@ from state.config import RuleSettings
 from state.engine import Engine
 from state.testing import SMALL_RULES, random_log
 from tests.support.logs import engine_outputs, order, payout, refund, rule, scan
+from tests.support.outputs import spec_balances
 
 H = 1000  # holding period
 RULES = RuleSettings(holding_period_ms=H)
@@ -197,23 +198,13 @@ def test_outputs_carry_status_and_stable_ids():
 
 
 def balances(outs):
-    """SPEC "Balances", straight from its three definitions."""
-    per: dict[tuple[str, str], Counter[str]] = {}
-    for o in outs:
-        if o["type"] not in ("commission", "payout"):
-            continue
-        b = per.setdefault((o["sharer_id"], o["currency"]), Counter())
-        if o["type"] == "payout":
-            b["payable"] -= o["amount_minor"]
-            b["paid"] += o["amount_minor"]
-        elif o["kind"] == "accrual":
-            b["pending"] += o["commission_minor"]
-        elif o["kind"] == "approval":
-            b["pending"] -= o["commission_minor"]
-            b["payable"] += o["commission_minor"]
-        else:
-            b["pending" if o["status"] == "pending" else "payable"] += o["commission_minor"]
-    return per
+    """SPEC "Balances", straight from its three definitions (tests.support.outputs),
+    by (sharer, currency)."""
+    return {
+        (sharer, cur): Counter(b)
+        for sharer, per in spec_balances(outs).items()
+        for cur, b in per.items()
+    }
 
 
 @settings(max_examples=25, deadline=None)
