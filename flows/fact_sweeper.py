@@ -28,9 +28,9 @@ started (an approval or an idle close is given only once the log's time passes i
 `ts`), and the input stream keeps R of log behind the horizon, so even a run started
 afresh from the stream's start finds every mark it needs. Marks sit in buckets of a
 minute of log time, indexed by where each ends, so that the sweeper drops whole
-buckets from the index's head: a SCAN for them, as for the facts, cost Redis twice
-the facts' sweep in a catch-up (each pass examines the whole keyspace, three
-quarters of which is the read side).
+buckets from the index's head: a SCAN for them, as for the facts, raised Redis's CPU
+per event in a 1M catch-up from 22 to 33 µs (each pass examines the whole keyspace,
+three quarters of which is the read side).
 """
 
 from __future__ import annotations
