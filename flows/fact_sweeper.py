@@ -36,7 +36,7 @@ three quarters of which is the read side).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import islice
 from typing import Any
 
@@ -45,6 +45,7 @@ import redis
 from billing.keys import Keys
 
 STEP_KEYS = 500
+Step = tuple[int, bool]  # keys deleted, whether to go on
 
 # KEYS: facts of one slot; ARGV[1]: the cutoff. A fact is a JSON list of entries
 # whose first field is the `ts` of a use (or of a best scan); one whose newest is
@@ -76,6 +77,25 @@ return gone
 """
 
 
+def _steps(
+    conn: redis.Redis, keys: Keys, keep_ms: int, budget_s: float, one: Callable[[int], Step]
+) -> int:
+    """`one(cutoff)` until it says there is no more or `budget_s` is spent: the keys
+    deleted. What lies before the cutoff may go: `keep_ms` behind the horizon the
+    commission sequencer published (nothing before its first snapshot)."""
+    horizon = conn.get(keys.facts_horizon)
+    if horizon is None:
+        return 0
+    cutoff = int(horizon) - keep_ms
+    deadline = time.monotonic() + budget_s
+    gone = 0
+    while True:
+        deleted, more = one(cutoff)
+        gone += deleted
+        if not more or time.monotonic() >= deadline:
+            return gone
+
+
 class FactSweeper:
     def __init__(self, conn: redis.Redis, keys: Keys, keep_ms: int) -> None:
         """`keep_ms`: R and the margin (`facts_ttl_margin_ms`)."""
@@ -90,18 +110,12 @@ class FactSweeper:
         busier deployment's chunks come back full of expired facts, and then the
         sweeper goes on within its budget. Nothing before the commission sequencer has
         published a horizon (no snapshot yet)."""
-        horizon = self.r.get(self.keys.facts_horizon)
-        if horizon is None:
-            return 0
-        cutoff = int(horizon) - self.keep_ms
-        deadline = time.monotonic() + budget_s
-        gone = 0
-        while True:
-            examined, deleted = self._chunk(cutoff)
-            gone += deleted
-            busy = examined == STEP_KEYS and 4 * deleted >= examined
-            if not busy or self._scan is None or time.monotonic() >= deadline:
-                return gone
+        return _steps(self.r, self.keys, self.keep_ms, budget_s, self._one)
+
+    def _one(self, cutoff: int) -> Step:
+        examined, deleted = self._chunk(cutoff)
+        busy = examined == STEP_KEYS and 4 * deleted >= examined
+        return deleted, busy and self._scan is not None
 
     def _chunk(self, cutoff: int) -> tuple[int, int]:
         if self._scan is None:  # a new pass over the keyspace
@@ -150,20 +164,15 @@ class MarkSweeper:
     def step(self, budget_s: float = 0.0) -> int:
         """Buckets behind the cutoff, `BUCKETS_PER_STEP` at a time while `budget_s`
         lasts: the marks deleted."""
-        horizon = self.r.get(self.keys.facts_horizon)
-        if horizon is None:
-            return 0
-        cutoff = int(horizon) - self.keep_ms
-        deadline = time.monotonic() + budget_s
-        gone = 0
-        while True:
-            index = self.keys.marks_index
-            found: list[Any] = self.r.zrangebyscore(index, "-inf", cutoff, 0, self.BUCKETS_PER_STEP)
-            if found:
-                names = [str(k.decode() if isinstance(k, bytes) else k) for k in found]
-                gone += int(self._drop(keys=[index, *names]))
-            if len(found) < self.BUCKETS_PER_STEP or time.monotonic() >= deadline:
-                return gone
+        return _steps(self.r, self.keys, self.keep_ms, budget_s, self._one)
+
+    def _one(self, cutoff: int) -> Step:
+        index = self.keys.marks_index
+        found: list[Any] = self.r.zrangebyscore(index, "-inf", cutoff, 0, self.BUCKETS_PER_STEP)
+        if not found:
+            return 0, False
+        names = [str(k.decode() if isinstance(k, bytes) else k) for k in found]
+        return int(self._drop(keys=[index, *names])), len(found) == self.BUCKETS_PER_STEP
 
     def sweep_all(self) -> int:
         """Every bucket behind the cutoff (tests)."""
