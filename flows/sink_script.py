@@ -117,6 +117,12 @@ local function applied_already(i)
   return redis.call('HEXISTS', K(ARGV[i + 5]), ARGV[i + 2]) == 1
       or redis.call('EXISTS', K(ARGV[i + 6])) == 1
 end
+-- Marks an output counted (false if it was counted before): the check and the set
+-- in one HSETNX, where applied_already and an HSET would take two commands.
+local function mark(i)
+  return redis.call('EXISTS', K(ARGV[i + 6])) == 0
+      and redis.call('HSETNX', K(ARGV[i + 5]), ARGV[i + 2], '1') == 1
+end
 -- First a bound: the value now plus the size of every delta in the call. Below the
 -- limit (always, but for totals near 2^63), no subset of the outputs can pass it,
 -- in any order, so which outputs are applied already need not be asked.
@@ -189,9 +195,8 @@ for _, i in ipairs(starts) do
     local order_view = K(ARGV[i + 4])
     apply_order(order_view, output_id, data)
     if order_view ~= '' then touched[order_view] = ttl end
-    if not applied_already(i) then
+    if mark(i) then
       local bucket, ts = K(ARGV[i + 5]), ARGV[i + 9]
-      redis.call('HSET', bucket, output_id, '1')
       -- Indexed by where the bucket's minute ends: swept once that is behind the cutoff.
       marked[bucket] = (math.floor(tonumber(ts) / MARK_BUCKET_MS) + 1) * MARK_BUCKET_MS
       for j = i + 11, deltas_end[i] - 1, 3 do
