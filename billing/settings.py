@@ -72,8 +72,9 @@ class Settings(BaseSettings):
     watermark_lag_ms: int = Field(2_000, ge=0)
     # The sequencer's facts (seen ids, orders' items) are kept R plus this margin of
     # log time behind where the flows may resume (flows.fact_sweeper), so an event up
-    # to this far behind the log's time still finds what SPEC counts. The read side
-    # (views, applied marks, output streams) lives R plus this margin by Redis's clock.
+    # to this far behind the log's time still finds what SPEC counts; the sink's applied
+    # marks are kept the same way. The read side (views, output streams) lives R plus
+    # this margin by Redis's clock.
     facts_ttl_margin_ms: int = Field(86_400_000, ge=0)
     # How long a sharer's statement entries are kept (the statement endpoint answers
     # for ranges within it); balances themselves are kept for as long as they are not 0.

@@ -243,7 +243,7 @@ class WakeBuckets:
         # all of it from where a re-run may start. The buckets passed go with the
         # next writes (`commands`), and their index entries after them.
         earliest = self.earliest_restart()
-        oldest = (lo * WAKE_BUCKET_MS if earliest is None else earliest) // WAKE_BUCKET_MS
+        oldest = lo if earliest is None else earliest // WAKE_BUCKET_MS
         pipe.zrangebyscore(index, "-inf", min(lo - 1 - DAY_OF_BUCKETS, oldest - 1))
         replies = pipe.execute()
         self._passed = list(dict.fromkeys([*self._passed, *replies[len(found)]]))

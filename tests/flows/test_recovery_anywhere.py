@@ -29,7 +29,7 @@ from harness.live import with_stream_ids
 from state.config import RuleSettings
 from state.engine import Engine
 from state.messages import LogEvent
-from state.testing import SMALL_RULES, random_log, stretched
+from state.testing import QUIET_FACTOR, SMALL_RULES, random_log, stretched
 from tests.flows.test_flows import canonical, flow_outputs
 from tests.support.logs import final_state
 
@@ -48,15 +48,12 @@ RULES = [
 ]
 
 
-# A quiet log: every time 36,000 times as long, so that an epoch of 20 ms covers
-# days of log time, more than R at times, and a resume re-runs all of it.
-QUIET_FACTOR = 36_000
-
-
 @st.composite
 def runs(draw: st.DrawFn) -> tuple[int, int, list[int], RuleSettings, int]:
     n = draw(st.sampled_from([200, 400]))
     aborts = draw(st.lists(st.integers(1, n), min_size=1, max_size=3, unique=True))
+    # QUIET_FACTOR: an epoch of 20 ms covers days of log time, more than R at times,
+    # and a resume re-runs all of it.
     factor = draw(st.sampled_from([1, QUIET_FACTOR]))
     return draw(st.integers(0, 10**6)), n, sorted(aborts), draw(st.sampled_from(RULES)), factor
 

@@ -29,7 +29,7 @@ from harness.live import (
     with_stream_ids,
 )
 from state.engine import Engine
-from state.testing import SMALL_RULES, random_log, stretched
+from state.testing import QUIET_FACTOR, SMALL_RULES, random_log, stretched
 from tests.support.logs import final_state
 from tests.support.outputs import assert_balances_as_spec
 
@@ -45,11 +45,10 @@ SHAPES: list[tuple[str, ...]] = [
 # Where `billing flows` is started again, it may come back in another shape, as an
 # operator may restart it after a crash: the state then moves between workers.
 RESHAPE = 0.3
-# A quiet log: every time 36,000 times as long (a second becomes ten hours; R 37.5
-# days, the log two to three years), so that one epoch of the catch-up covers days to
-# months of log time, more than R, and a re-run after a kill reads all of it again.
+# Half the logs quiet (state.testing.QUIET_FACTOR: the log two to three years), so
+# that one epoch of the catch-up covers days to months of log time, more than R, and
+# a re-run after a kill reads all of it again.
 QUIET = 0.5
-QUIET_FACTOR = 36_000
 
 
 @pytest.mark.parametrize("seed", range(SEEDS))

@@ -176,8 +176,8 @@ def test_billing_flows_sweeps_the_facts_behind_the_horizon(
     redis_client, keys, flows_factory, monkeypatch
 ):
     """Live, facts and applied marks carry no TTL and the supervisor's sweepers forget
-    them by the log's time while the flows run: a log spanning several R (SMALL_RULES), a margin of a
-    second. The sweeper deletes, and the bill is the replay's."""
+    them by the log's time while the flows run: a log spanning several R (SMALL_RULES),
+    a margin of a second. The sweepers delete, and the bill is the replay's."""
     positioned = with_stream_ids([parse_log_event(e) for e in random_log(11, 1500)])
     engine = Engine(SMALL_RULES)
     expected = [o for pos, ev in positioned for o in engine.feed(ev, pos)]
