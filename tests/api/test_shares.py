@@ -187,7 +187,10 @@ def test_qr_decodes_back_to_scan_url(api, fmt, ec):
     else:
         assert resp.headers["content-type"].startswith("image/svg+xml")
         image = _render_svg(resp.content)
-    (decoded,) = zxingcpp.read_barcodes(image)
+    # QR codes only: about one code in 6,000 also holds a pattern zxing reads as an
+    # ITF barcode (measured; the QR itself decoded right), which failed this test.
+    only_qr = zxingcpp.BarcodeFormats(zxingcpp.BarcodeFormat.QRCode)
+    (decoded,) = zxingcpp.read_barcodes(image, formats=only_qr)
     assert decoded.text == share["scan_url"]
 
 
