@@ -1,6 +1,6 @@
 """The live sink's cost in Redis: its script's time per output, by call size.
 
-    .venv/bin/python -m bench.bench_sink [--events 200000] [--per-call 800]
+    .venv/bin/python -m bench.bench_sink [--events 200000] [--per-call 800] [--webhook-group]
 
 Replays the mixed log (bench.bench_replay) to outputs, then writes them through the
 sink's writer (flows.redis_sink) in calls of `--per-call` outputs, as the live sink
@@ -28,7 +28,7 @@ import orjson
 
 from bench.bench_replay import make_log
 from bench.common import scratch_redis
-from billing.keys import Keys
+from billing.keys import WEBHOOK_GROUP, Keys
 from billing.redis_runtime import client
 from flows.redis_sink import _RedisWriter
 from flows.replay import replay
@@ -54,6 +54,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--per-call", type=int, default=800)
+    parser.add_argument(
+        "--webhook-group",
+        action="store_true",
+        help="the webhook dispatchers' group on every output stream, as when they run "
+        "(made at the end and never read from: the script asks it where to trim)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         log = os.path.join(tmp, "log.jsonl")
@@ -63,7 +69,11 @@ def main() -> None:
     outputs = [orjson.loads(line) for line in out.getvalue().splitlines()]
     with scratch_redis() as (url, prefix):
         conn = client(url)
-        writer = _RedisWriter(url, Keys(prefix))
+        keys = Keys(prefix)
+        writer = _RedisWriter(url, keys)
+        if args.webhook_group:
+            for stream in keys.output_streams:
+                conn.xgroup_create(stream, WEBHOOK_GROUP, id="$", mkstream=True)
         before, cpu_before = _commandstats(conn), _cpu(conn)
         started = time.perf_counter()
         for i in range(0, len(outputs), args.per_call):

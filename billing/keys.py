@@ -17,6 +17,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 FACT_SHARDS = 64
+# The webhook dispatchers' consumer group on each output stream. The sink trims an
+# output stream no further than this group's oldest unfinished entry (flows.sink_script).
+WEBHOOK_GROUP = "billing-webhooks"
 
 
 @dataclass(frozen=True)

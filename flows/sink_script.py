@@ -8,6 +8,7 @@ this script composes them, so that one call writes every key once."""
 from __future__ import annotations
 
 from billing import order_view, script_keys, session_view, sharer_view
+from billing.keys import WEBHOOK_GROUP
 
 # One script call per chunk of a batch appends every output to its public stream and updates
 # the views, written so that a replayed output (at-least-once recovery) changes
@@ -45,6 +46,10 @@ from billing import order_view, script_keys, session_view, sharer_view
 # The output streams are public, but not kept for ever: each XADD trims entries older
 # than ttl_ms (R and the facts margin), approximately (whole radix-tree nodes, O(1)
 # amortised). A reader resuming from an older id starts at the oldest entry kept.
+# The one reader that must see every entry is the webhook dispatchers' consumer group
+# (billing.keys.WEBHOOK_GROUP): the trim stops at the oldest entry that group has not
+# finished (not yet read, or read and not acknowledged), so dispatchers stopped for
+# longer than ttl_ms lose no delivery; the stream then holds what they have yet to do.
 #
 # Entry ids come from one sequence shared by the output streams (Redis's clock,
 # then a counter within the millisecond), so an id names one output across all
@@ -63,6 +68,7 @@ WRITE = (
     + session_view.LUA
     + order_view.LUA
     + f"local MARK_BUCKET_MS = {sharer_view.MARK_BUCKET_MS}\n"
+    + f"local WEBHOOK_GROUP = '{WEBHOOK_GROUP}'\n"
     + """
 local outputs, rejects, seqkey, ttl = K(ARGV[1]), K(ARGV[2]), K(ARGV[3]), ARGV[4]
 local marks_index = K(ARGV[5])
@@ -176,13 +182,46 @@ local last_ms, seq = tonumber(last[1] or '0'), tonumber(last[2] or '-1')
 if ms > last_ms then seq = -1 else ms = last_ms end
 -- Each XADD's arguments made once per call, but for the sequence number.
 local minid = as_integer(math.max(0, ms - tonumber(ttl)))
+-- Whether stream id a is before b ('<ms>' or '<ms>-<seq>'; both parts below 2^53).
+local function before(a, b)
+  local am, as = string.match(a, '^(%d+)%-?(%d*)$')
+  local bm, bs = string.match(b, '^(%d+)%-?(%d*)$')
+  am, bm = tonumber(am), tonumber(bm)
+  if am ~= bm then return am < bm end
+  return (tonumber(as) or 0) < (tonumber(bs) or 0)
+end
+-- Where a stream's trim stops: ttl behind now, or sooner at the webhook group's
+-- oldest unfinished entry (its oldest pending one, or the last it read: entries
+-- after it are unread). Asked once per stream per call.
+local trim_at = {}
+local function trim_from(stream)
+  local found = trim_at[stream]
+  if found ~= nil then return found end
+  found = minid
+  local groups = redis.pcall('XINFO', 'GROUPS', stream)  -- an error: no stream yet
+  if type(groups) == 'table' and groups.err == nil then
+    for _, g in ipairs(groups) do
+      local info = {}
+      for j = 1, #g, 2 do info[g[j]] = g[j + 1] end
+      if info['name'] == WEBHOOK_GROUP then
+        if before(info['last-delivered-id'], found) then found = info['last-delivered-id'] end
+        if tonumber(info['pending']) > 0 then
+          local oldest = redis.call('XPENDING', stream, WEBHOOK_GROUP)[2]
+          if before(oldest, found) then found = oldest end
+        end
+      end
+    end
+  end
+  trim_at[stream] = found
+  return found
+end
 local id_prefix = as_integer(ms) .. '-'
 local counts, reasons, touched, statements, entries, marked = {}, {}, {}, {}, {}, {}
 for _, i in ipairs(starts) do
   local kind, stream, output_id, data = ARGV[i], K(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3]
   seq = seq + 1
   -- Output streams keep ttl_ms (R and a margin) of entries, trimmed as they grow.
-  redis.call('XADD', stream, 'MINID', '~', minid, id_prefix .. seq,
+  redis.call('XADD', stream, 'MINID', '~', trim_from(stream), id_prefix .. seq,
              'output_id', output_id, 'data', data)
   counts[kind] = (counts[kind] or 0) + 1
   if kind == 'usage' then

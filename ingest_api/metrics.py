@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-from billing.keys import Keys
+from billing import stream_ids
+from billing.keys import WEBHOOK_GROUP, Keys
 from billing.stream_ids import ts_of
 from webhooks.store import LATENCY_BUCKETS_MS, WebhookStore
 
@@ -59,6 +61,41 @@ async def _webhook_families(redis: Any, keys: Keys, now_ms: int) -> list[Any]:
     return [fam, age, hist]
 
 
+async def _oldest_unfinished_id(redis: Any, stream: str) -> str | None:
+    """The oldest entry of an output stream the webhook dispatchers' group has not
+    finished (read and not acknowledged, or not read), or None: no group, or done.
+    The sink does not trim a stream past it (flows.sink_script)."""
+    try:
+        groups = await redis.xinfo_groups(stream)
+    except aioredis.ResponseError:  # no such stream yet
+        return None
+    group = next((g for g in groups if g["name"] == WEBHOOK_GROUP), None)
+    if group is None:
+        return None
+    found: list[str] = []
+    if int(group["pending"]) > 0:
+        found.append((await redis.xpending(stream, WEBHOOK_GROUP))["min"])
+    unread = await redis.xrange(stream, min=f"({group['last-delivered-id']}", count=1)
+    if unread:
+        found.append(unread[0][0])
+    return min(found, key=stream_ids.parse) if found else None
+
+
+async def _backlog_family(redis: Any, keys: Keys, now_ms: int) -> Any:
+    fam = GaugeMetricFamily(
+        "billing_webhook_backlog_age_ms",
+        "Age of the oldest output the webhook dispatchers have not taken yet, by output "
+        "stream (0: none waiting). The stream is kept from there on, however old",
+        labels=["stream"],
+    )
+    for name, stream in zip(
+        ("commissions", "usage", "payouts", "rejects"), keys.output_streams, strict=False
+    ):
+        oldest = await _oldest_unfinished_id(redis, stream)
+        fam.add_metric([name], 0 if oldest is None else max(0, now_ms - ts_of(oldest)))
+    return fam
+
+
 async def render(redis: Any, keys: Keys) -> bytes:
     ingested = await redis.hgetall(keys.stats("ingested"))
     outputs = await redis.hgetall(keys.stats("outputs"))
@@ -101,7 +138,9 @@ async def render(redis: Any, keys: Keys) -> bytes:
         lag.add_metric([], max(0, newest_ms - (processed_ms or 0)))
     families.append(lag)
     seconds, micros = await redis.time()
-    families += await _webhook_families(redis, keys, int(seconds) * 1000 + int(micros) // 1000)
+    now_ms = int(seconds) * 1000 + int(micros) // 1000
+    families += await _webhook_families(redis, keys, now_ms)
+    families.append(await _backlog_family(redis, keys, now_ms))
     registry = CollectorRegistry()
     registry.register(_Snapshot(families))
     return generate_latest(registry)

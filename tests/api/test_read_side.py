@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 
 import httpx
 import pytest
 
+from billing.keys import WEBHOOK_GROUP
 from harness.server import running_api
 from tests.conftest import READ_KEY, WRITE_KEY
 
@@ -221,6 +223,32 @@ def test_metrics(api, writer, keys, redis_client):
     assert 'billing_outputs_total{type="usage"} 1.0' in text
     assert 'billing_rejects_total{reason="late"} 1.0' in text
     assert "billing_flow_lag_ms" in text
+
+
+def _backlog_ages(api) -> dict[str, int]:
+    text = api.get("/metrics", headers=READ).text
+    found = re.findall(r'^billing_webhook_backlog_age_ms\{stream="(\w+)"\} (\S+)$', text, re.M)
+    return {stream: int(float(age)) for stream, age in found}
+
+
+def test_metrics_show_what_the_webhook_dispatchers_have_yet_to_take(
+    api, writer, keys, redis_client
+):
+    """The gauge that explains a stream the sink may not trim: its oldest output the
+    dispatchers' group has not finished (pending, or not read)."""
+    assert _backlog_ages(api) == dict.fromkeys(("commissions", "usage", "payouts", "rejects"), 0)
+    redis_client.xgroup_create(keys.rejects, WEBHOOK_GROUP, id="0", mkstream=True)
+    writer([reject(1), reject(2)])
+    time.sleep(0.05)
+    assert _backlog_ages(api)["rejects"] >= 50  # two unread
+    first = redis_client.xreadgroup(WEBHOOK_GROUP, "c", {keys.rejects: ">"}, count=1)
+    time.sleep(0.05)
+    assert _backlog_ages(api)["rejects"] >= 100  # one pending, one unread: the pending is older
+    redis_client.xack(keys.rejects, WEBHOOK_GROUP, first[0][1][0][0])
+    assert _backlog_ages(api)["rejects"] >= 100  # one unread, as old
+    rest = redis_client.xreadgroup(WEBHOOK_GROUP, "c", {keys.rejects: ">"})
+    redis_client.xack(keys.rejects, WEBHOOK_GROUP, rest[0][1][0][0])
+    assert _backlog_ages(api)["rejects"] == 0
 
 
 def test_sse_merges_large_backlogs_in_order(settings, writer):

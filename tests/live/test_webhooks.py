@@ -176,6 +176,40 @@ def test_a_killed_dispatcher_loses_nothing(private_api, write, redis_url, prefix
         assert {body_of(r)["type"] for r in other.requests} == {"usage"}
 
 
+def test_dispatchers_stopped_past_the_streams_ttl_lose_nothing(
+    private_api, redis_client, redis_url, prefix, keys
+):
+    """The sink trims an output stream by its ttl (R and a margin) but never past what
+    the dispatchers' group has not taken: with every dispatcher down for longer than
+    the ttl while outputs go on being written, each output still arrives once they
+    come back. (Before, whole radix-tree nodes of those outputs went unseen.)"""
+    writer = _RedisWriter(url_of(redis_client), keys, ttl_ms=300)
+    with Receiver() as receiver:
+        subscribe(private_api, receiver.url, ["commission"])
+        env = dispatcher_env(redis_url, prefix)
+        proc = start_dispatcher(env)  # makes its group, and stops
+        try:
+            wait_for(lambda: redis_client.exists(keys.commissions), timeout=30)
+        finally:
+            kill(proc, signal.SIGTERM)
+        outs = [output("commission", n) for n in range(250)]
+        writer.write(outs[:200])
+        time.sleep(0.5)  # every one of them older than the ttl
+        writer.write(outs[200:])  # a write that trims
+        proc = start_dispatcher(env)
+        try:
+            wanted = {o["output_id"] for o in outs}
+            wait_for(lambda: set(receiver.delivered()) == wanted, timeout=60)
+        finally:
+            kill(proc)
+            writer.close()
+    time.sleep(0.5)
+    writer = _RedisWriter(url_of(redis_client), keys, ttl_ms=300)
+    writer.write([output("commission", 250)])  # taken and older than the ttl: trimmed now
+    writer.close()
+    assert redis_client.xlen(keys.commissions) < 150
+
+
 def test_deliveries_go_on_across_a_redis_restart(tmp_path):
     from billing.keys import Keys
     from billing.redis_runtime import EmbeddedRedis, client
