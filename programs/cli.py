@@ -57,6 +57,16 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
 
     from webhooks.dispatcher import serve
 
+    if args.retire:
+        from webhooks.retire import EndpointsRemain, retire
+
+        try:
+            gone = asyncio.run(retire(Settings()))
+        except EndpointsRemain as exc:
+            print(f"billing webhooks --retire: {exc}", file=sys.stderr)
+            return 2
+        print(f"deleted the dispatchers' group on {gone} output stream(s)", file=sys.stderr)
+        return 0
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
@@ -82,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     hooks.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+    )
+    hooks.add_argument(
+        "--retire",
+        action="store_true",
+        help="delete the dispatchers' consumer group on each output stream and exit, so the "
+        "streams are trimmed by time again (refused while an endpoint exists; stop the "
+        "dispatchers first)",
     )
     hooks.set_defaults(func=cmd_webhooks)
 

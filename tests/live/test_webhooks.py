@@ -5,6 +5,8 @@ The endpoint API and the signatures: test_webhook_endpoints."""
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -208,6 +210,38 @@ def test_dispatchers_stopped_past_the_streams_ttl_lose_nothing(
     writer.write([output("commission", 250)])  # taken and older than the ttl: trimmed now
     writer.close()
     assert redis_client.xlen(keys.commissions) < 150
+
+
+def test_retiring_webhooks_lets_the_streams_be_trimmed_again(
+    private_api, redis_client, redis_url, prefix, keys
+):
+    """`billing webhooks --retire` deletes the dispatchers' group on every output
+    stream, so that a stream no dispatcher will read is trimmed by time again; it is
+    refused while an endpoint exists, whose outputs would then never be delivered."""
+    env = dispatcher_env(redis_url, prefix)
+    with Receiver() as receiver:
+        endpoint = subscribe(private_api, receiver.url, ["commission"])
+        proc = start_dispatcher(env)  # makes its groups
+        try:
+            wait_for(lambda: redis_client.exists(*keys.output_streams) == 4, timeout=30)
+        finally:
+            kill(proc, signal.SIGTERM)
+    command = [sys.executable, "-m", "programs.cli", "webhooks", "--retire"]
+    refused = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2
+    assert endpoint["id"] in refused.stderr and "delete them first" in refused.stderr
+    assert all(redis_client.xinfo_groups(s) for s in keys.output_streams)  # untouched
+    assert private_api.delete(f"/v1/webhook-endpoints/{endpoint['id']}").status_code == 204
+    retired = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert retired.returncode == 0, retired.stderr
+    assert "on 4 output stream(s)" in retired.stderr
+    assert not any(redis_client.xinfo_groups(s) for s in keys.output_streams)
+    writer = _RedisWriter(url_of(redis_client), keys, ttl_ms=300)
+    writer.write([output("commission", n) for n in range(200)])
+    time.sleep(0.5)
+    writer.write([output("commission", 200)])
+    writer.close()
+    assert redis_client.xlen(keys.commissions) < 150  # trimmed by time: no group holds it
 
 
 def test_deliveries_go_on_across_a_redis_restart(tmp_path):
