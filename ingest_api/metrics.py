@@ -89,7 +89,7 @@ async def _backlog_family(redis: Any, keys: Keys, now_ms: int) -> Any:
         labels=["stream"],
     )
     for name, stream in zip(
-        ("commissions", "usage", "payouts", "rejects"), keys.output_streams, strict=False
+        ("commissions", "usage", "payouts", "rejects"), keys.output_streams, strict=True
     ):
         oldest = await _oldest_unfinished_id(redis, stream)
         fam.add_metric([name], 0 if oldest is None else max(0, now_ms - ts_of(oldest)))
