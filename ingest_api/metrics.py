@@ -88,10 +88,10 @@ async def _backlog_family(redis: Any, keys: Keys, now_ms: int) -> Any:
         "stream (0: none waiting). The stream is kept from there on, however old",
         labels=["stream"],
     )
-    for name, stream in zip(
-        ("commissions", "usage", "payouts", "rejects"), keys.output_streams, strict=True
-    ):
+    for stream in keys.output_streams:
         oldest = await _oldest_unfinished_id(redis, stream)
+        # Labelled by the stream's own name (`billing:rejects` -> rejects).
+        name = stream.rpartition(":")[2]
         fam.add_metric([name], 0 if oldest is None else max(0, now_ms - ts_of(oldest)))
     return fam
 
