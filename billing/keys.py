@@ -154,6 +154,32 @@ class Keys:
             groups.setdefault(name.partition("}")[0], []).append(name)
         return list(groups.values())
 
+    def fact_tags(self) -> list[str]:
+        """The hash tag of each group of facts a script may take together (above): the
+        deployment's on one node, each fact shard's on a cluster."""
+        if not self.cluster:
+            return [self.base]
+        return [f"{{{self.prefix}billing:fact:{shard}}}" for shard in range(FACT_SHARDS)]
+
+    def fact_tag(self, fact: str) -> str:
+        """The tag of a fact key's group (`fact_tags`)."""
+        return fact.partition("}")[0] + "}" if self.cluster else self.base
+
+    def fact_bucket(self, tag: str, minute: int) -> str:
+        """The facts of one group whose newest use is in one minute of log time
+        (flows.facts_redis), swept whole by the log's time (flows.fact_sweeper)."""
+        return f"{tag}:factidx:{minute}"
+
+    def fact_index(self, tag: str) -> str:
+        """One group's buckets of facts, by where each one's minute ends."""
+        return f"{tag}:factidx:index"
+
+    @property
+    def facts_legacy_until(self) -> str:
+        """Until when facts written before the buckets above may remain: the sweeper
+        looks for them by SCAN until then, and -1 once none can (flows.fact_sweeper)."""
+        return f"{self.base}:facts:legacy_until"
+
     def fact_pattern(self) -> str:
         """A SCAN pattern for every fact of this deployment (its prefix escaped)."""
         prefix = "".join("\\" + c if c in "*?[]\\" else c for c in self.prefix)

@@ -67,17 +67,43 @@ def _touch_ident(touch: str) -> str:
     return touch.removeprefix("touch:")
 
 
-# KEYS: the facts; ARGV: ttl_ms (0: none), then their values in the same order.
+# KEYS: the group's index of buckets (flows.fact_sweeper), then per bucket its key and
+# its facts; ARGV: ttl_ms (0: none), the number of buckets, per bucket the number of
+# its facts and where its minute ends, then the facts' values in KEYS's order. With
+# a TTL no bucket is written (Redis forgets the facts), and KEYS[2..] are the facts.
 _SET_ALL = """
-for i = 1, #KEYS do
-  if ARGV[1] == '0' then
-    redis.call('SET', KEYS[i], ARGV[i + 1])
+local ttl, buckets = ARGV[1], tonumber(ARGV[2])
+local k, v = 2, 3 + 2 * buckets
+local function set(key)
+  if ttl == '0' then
+    redis.call('SET', key, ARGV[v])
   else
-    redis.call('SET', KEYS[i], ARGV[i + 1], 'PX', ARGV[1])
+    redis.call('SET', key, ARGV[v], 'PX', ttl)
   end
+  v = v + 1
 end
-return #KEYS
+if buckets == 0 then
+  for i = 2, #KEYS do set(KEYS[i]) end
+  return #KEYS - 1
+end
+for b = 1, buckets do
+  local count, bucket = tonumber(ARGV[1 + 2 * b]), KEYS[k]
+  redis.call('ZADD', KEYS[1], ARGV[2 + 2 * b], bucket)
+  for i = k + 1, k + count do
+    set(KEYS[i])
+    redis.call('SADD', bucket, KEYS[i])
+  end
+  k = k + count + 1
+end
+return v - 3 - 2 * buckets
 """
+MINUTE_MS = 60_000
+
+
+def newest_use(entries: list[list[Any]]) -> int | None:
+    """The `ts` of a fact's newest use or best scan: its entries' first field."""
+    tss = [e[0] for e in entries if e and type(e[0]) is int]
+    return max(tss) if tss else None
 
 
 class RedisFacts:
@@ -152,11 +178,7 @@ class RedisFacts:
                 self._facts[key] = orjson.loads(raw) if raw else []
 
     def flush(self) -> None:
-        # (keys, args) of one _SET_ALL call per slot (one call in all on one node).
-        sets: list[tuple[list[str], list[int | bytes]]] = [
-            (group, [self.ttl_ms or 0, *(orjson.dumps(self._facts[key]) for key in group)])
-            for group in self.keys.facts_by_slot(self._dirty)
-        ]
+        sets = [self._set_all_args(group) for group in self.keys.facts_by_slot(self._dirty)]
         wakes = self.wakes.commands()
         if self._writes is not None:
             # Answered later (flows.deferred_writes): before the next read, and
@@ -172,6 +194,28 @@ class RedisFacts:
             run_now(self.r, wakes)
         self._facts.clear()
         self._dirty.clear()
+
+    def _set_all_args(self, group: list[str]) -> tuple[list[str], list[int | bytes]]:
+        """(keys, args) of one _SET_ALL call for one slot's facts (one call in all on one
+        node). Live (no TTL) each fact goes into the bucket of its newest use's minute,
+        so that the sweeper finds it there once that minute is behind its cutoff."""
+        tag = self.keys.fact_tag(group[0])
+        if self.ttl_ms:
+            values = [orjson.dumps(self._facts[key]) for key in group]
+            return [self.keys.fact_index(tag), *group], [self.ttl_ms, 0, *values]
+        by_minute: dict[int, list[str]] = {}
+        for key in group:
+            newest = newest_use(self._facts[key])
+            # (None: an empty fact, which answers what no fact does: the first
+            # minute's bucket, and the sweeper deletes it.)
+            by_minute.setdefault((newest or 0) // MINUTE_MS, []).append(key)
+        keys, counts, facts = [self.keys.fact_index(tag)], [], []
+        for minute, names in by_minute.items():
+            keys += [self.keys.fact_bucket(tag, minute), *names]
+            counts += [len(names), (minute + 1) * MINUTE_MS - 1]
+            facts += names
+        values = [orjson.dumps(self._facts[key]) for key in facts]
+        return keys, [0, len(by_minute), *counts, *values]
 
     def settle(self) -> None:
         if self._writes is not None:

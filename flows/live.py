@@ -100,6 +100,7 @@ def run_cluster(settings: Settings, workers: int, processes: int) -> int:
     signal.signal(signal.SIGINT, _stop)
     backoff = 1.0
     facts = _FactSweeping(settings)
+    facts.start()
     while not stopping:
         if settings.recovery_dir:  # no process runs now: a shape change resumes cleanly
             try:
@@ -156,17 +157,25 @@ class _FactSweeping:
         self.settings = settings
         self.sweepers: list[tuple[FactSweeper | MarkSweeper, str]] = []
 
+    def _made(self) -> list[tuple[FactSweeper | MarkSweeper, str]]:
+        if not self.sweepers:
+            settings = self.settings
+            conn, keys = settings.redis_client(), settings.keys
+            keep_ms = settings.rules().retention_ms + settings.facts_ttl_margin_ms
+            facts = FactSweeper(conn, keys, keep_ms)
+            # Before the flows run: whether facts of an earlier version are there.
+            facts.legacy.note_upgrade()
+            self.sweepers = [(facts, "swept"), (MarkSweeper(conn, keys, keep_ms), "marks_swept")]
+        return self.sweepers
+
+    def start(self) -> None:
+        with contextlib.suppress(redis.RedisError):  # then at the first step
+            self._made()
+
     def step(self) -> None:
         settings = self.settings
         try:
-            if not self.sweepers:
-                conn, keys = settings.redis_client(), settings.keys
-                keep_ms = settings.rules().retention_ms + settings.facts_ttl_margin_ms
-                self.sweepers = [
-                    (FactSweeper(conn, keys, keep_ms), "swept"),
-                    (MarkSweeper(conn, keys, keep_ms), "marks_swept"),
-                ]
-            for sweeper, field in self.sweepers:
+            for sweeper, field in self._made():
                 gone = sweeper.step(budget_s=SWEEP_BUDGET_S)
                 if gone:
                     sweeper.r.hincrby(settings.keys.stats("facts"), field, gone)

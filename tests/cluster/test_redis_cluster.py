@@ -20,6 +20,7 @@ from billing.log_lines import parse_log_event
 from billing.redis_runtime import client
 from billing.settings import Settings
 from flows.fact_sweeper import FactSweeper, MarkSweeper
+from flows.facts_redis import RedisFacts
 from flows.redis_sink import _RedisWriter
 from harness.live import (
     append_positioned,
@@ -37,6 +38,7 @@ from harness.redis_cluster import EmbeddedRedisCluster
 from ingest_api.app import create_app
 from state.config import RuleSettings
 from state.engine import Engine
+from state.sharding import COMMISSIONS
 from state.testing import SMALL_RULES, random_log
 from tests.conftest import READ_KEY, WRITE_KEY, api_settings
 from tests.support.logs import final_state
@@ -183,8 +185,9 @@ def _closed(conn: redis.Redis, keys: Keys) -> bool:
 
 
 def test_the_fact_sweeper_forgets_facts_on_every_node(cluster, conn, keys) -> None:
-    """flows.fact_sweeper on a cluster: its SCAN visits every node, and each step's
-    script gets the facts of one slot (one fact shard) at a time."""
+    """flows.fact_sweeper's SCAN for an earlier version's facts on a cluster: it visits
+    every node, and each step's script gets the facts of one slot (one fact shard) at
+    a time."""
     for n in range(200):
         conn.set(keys.fact("order", f"o{n}"), json.dumps([[n * 10, f"{n + 1}-0", None]]))
     conn.set(keys.facts_horizon, 1_000)
@@ -192,6 +195,35 @@ def test_the_fact_sweeper_forgets_facts_on_every_node(cluster, conn, keys) -> No
     left = [conn.exists(keys.fact("order", f"o{n}")) for n in range(200)]
     assert left == [0] * 100 + [1] * 100
     assert sum(1 for n in node_key_counts(cluster, keys.fact_pattern()) if n) >= 2
+
+
+def test_facts_are_written_into_their_shards_buckets_and_swept_on_every_node(
+    cluster, conn, keys
+) -> None:
+    """flows.facts_redis writes each fact shard's facts with its own buckets and index
+    in one script per shard (no CROSSSLOT); the sweeper reads every shard's index
+    and sweeps each shard's buckets in one script."""
+    sweeper = FactSweeper(conn, keys, 0)
+    sweeper.legacy.note_upgrade()
+    store = RedisFacts(conn, keys, None, COMMISSIONS)
+    for n in range(200):
+        key = keys.fact("order", f"o{n}")
+        store._facts[key] = [[n * 60_000, f"{n + 1}-0", None]]
+        store._dirty.add(key)
+    store.flush()
+    store.close()
+    conn.set(keys.facts_horizon, 100 * 60_000)
+    assert sweeper.sweep_all() == 100
+    left = [conn.exists(keys.fact("order", f"o{n}")) for n in range(200)]
+    assert left == [0] * 100 + [1] * 100
+    indexes = [keys.fact_index(tag) for tag in keys.fact_tags()]
+    assert sum(conn.zcard(index) for index in indexes) == 100
+    assert (
+        sum(
+            1 for n in node_key_counts(cluster, f"{{{keys.prefix}billing:fact:*:factidx:index") if n
+        )
+        >= 2
+    )
 
 
 def test_the_mark_sweeper_forgets_applied_marks_on_a_cluster(cluster, conn, keys) -> None:
