@@ -188,6 +188,12 @@ class Keys:
         return f"{{{prefix}billing:fact:*"
 
     @property
+    def webhooks_retired(self) -> str:
+        """Set by `billing webhooks --retire`: a dispatcher then makes no group again
+        until an endpoint exists (webhooks.retire)."""
+        return f"{self.base}:webhooks:retired"
+
+    @property
     def rate_limits(self) -> str:
         """Prefix of the scan page's rate-limit counters (ingest_api.scan_guard)."""
         return f"{self.base}:ratelimit"

@@ -55,7 +55,7 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
     import asyncio
     import logging
 
-    from webhooks.dispatcher import serve
+    from webhooks.dispatcher import Retired, serve
 
     if args.retire:
         from webhooks.retire import EndpointsRemain, retire
@@ -71,7 +71,11 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
         level=getattr(logging, args.log_level.upper()),
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
-    asyncio.run(serve(Settings()))
+    try:
+        asyncio.run(serve(Settings()))
+    except Retired as exc:
+        print(f"billing webhooks: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -97,8 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--retire",
         action="store_true",
         help="delete the dispatchers' consumer group on each output stream and exit, so the "
-        "streams are trimmed by time again (refused while an endpoint exists; stop the "
-        "dispatchers first)",
+        "streams are trimmed by time again (refused while an endpoint exists; running "
+        "dispatchers stop, and none runs again until an endpoint exists)",
     )
     hooks.set_defaults(func=cmd_webhooks)
 

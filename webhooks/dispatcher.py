@@ -43,6 +43,10 @@ TAKE_OVER_EVERY_S = 1.0  # XAUTOCLAIM (entries idle past the lease) need not be 
 DUE_EVERY_S = 0.05
 
 
+class Retired(Exception):
+    """Webhooks were retired and no endpoint exists (`Dispatcher._unless_retired`)."""
+
+
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -72,6 +76,7 @@ class Dispatcher:
     # --- the loop -------------------------------------------------------------------
     async def run(self) -> None:
         streams = list(self.keys.output_streams)
+        await self._unless_retired()
         await self._ensure_groups(streams)
         taken_over = due_at = 0.0
         while not self.stopping.is_set():
@@ -88,10 +93,31 @@ class Dispatcher:
                 log.warning("redis unavailable (%s); retrying", type(exc).__name__)
                 await asyncio.sleep(0.5)
                 await self._ensure_groups(streams, quiet=True)
+            except aioredis.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                if await self.r.exists(self.keys.webhooks_retired):
+                    log.warning("webhooks were retired (billing webhooks --retire): stopping")
+                    self.stopping.set()
+                else:  # deleted by hand: made again, from what the streams keep
+                    await self._ensure_groups(streams)
         await asyncio.gather(*self.tasks, return_exceptions=True)
         if self.recorder is not None:
             await self.recorder
         await self.sender.aclose()
+
+    async def _unless_retired(self) -> None:
+        """After `billing webhooks --retire` a dispatcher runs again only once an
+        endpoint exists (it then clears the mark): a replica restarted by its
+        supervisor would otherwise make the groups again and hold the streams."""
+        if not await self.r.exists(self.keys.webhooks_retired):
+            return
+        if not await self.store.endpoints():
+            raise Retired(
+                "webhooks were retired (billing webhooks --retire) and no endpoint exists: "
+                "create one (POST /v1/webhook-endpoints), then start the dispatchers"
+            )
+        await self.r.delete(self.keys.webhooks_retired)
 
     async def _ensure_groups(self, streams: list[str], quiet: bool = False) -> None:
         for stream in streams:

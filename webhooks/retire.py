@@ -4,8 +4,10 @@ The sink trims an output stream no further than the dispatchers' consumer group 
 taken (flows.sink_script), so a group whose dispatchers are gone for good would keep
 the streams growing. Retiring deletes that group on every output stream, and the
 streams are trimmed by time again (R and the margin). It refuses while an endpoint
-exists: its outputs would never be delivered. Stop the dispatchers first: a running
-one finds its group gone."""
+exists: its outputs would never be delivered. It also marks webhooks retired
+(`Keys.webhooks_retired`), so that no dispatcher makes the groups again, which would
+hold the streams once more: one still running stops when it finds its group gone, and
+one started later refuses to run until an endpoint exists (webhooks.dispatcher)."""
 
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ async def retire(settings: Settings) -> int:
                 f"{len(found)} webhook endpoint(s) still exist ({ids}): delete them first "
                 "(DELETE /v1/webhook-endpoints/{id}), or their outputs would never be delivered"
             )
+        await r.set(settings.keys.webhooks_retired, 1)  # before: no group is made again
         gone = 0
         for stream in settings.keys.output_streams:
             if await r.exists(stream):

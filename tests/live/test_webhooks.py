@@ -12,6 +12,7 @@ import time
 import pytest
 from svix.webhooks import Webhook as SvixWebhook
 
+from billing.keys import WEBHOOK_GROUP
 from flows.redis_sink import _RedisWriter
 from harness.live import dispatcher_env, kill, start_dispatcher, url_of, wait_for
 from tests.support.webhooks import Receiver, body_of, output, subscribe, verify_by_hand
@@ -217,7 +218,9 @@ def test_retiring_webhooks_lets_the_streams_be_trimmed_again(
 ):
     """`billing webhooks --retire` deletes the dispatchers' group on every output
     stream, so that a stream no dispatcher will read is trimmed by time again; it is
-    refused while an endpoint exists, whose outputs would then never be delivered."""
+    refused while an endpoint exists, whose outputs would then never be delivered. A
+    dispatcher left running stops on its own, and one started again refuses to run
+    (exit 2) until an endpoint exists, so neither makes the groups again."""
     env = dispatcher_env(redis_url, prefix)
     with Receiver() as receiver:
         endpoint = subscribe(private_api, receiver.url, ["commission"])
@@ -232,9 +235,20 @@ def test_retiring_webhooks_lets_the_streams_be_trimmed_again(
     assert endpoint["id"] in refused.stderr and "delete them first" in refused.stderr
     assert all(redis_client.xinfo_groups(s) for s in keys.output_streams)  # untouched
     assert private_api.delete(f"/v1/webhook-endpoints/{endpoint['id']}").status_code == 204
-    retired = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
-    assert retired.returncode == 0, retired.stderr
-    assert "on 4 output stream(s)" in retired.stderr
+    running = start_dispatcher(env)  # left running through the retiring
+    try:
+        time.sleep(1.0)
+        retired = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+        assert retired.returncode == 0, retired.stderr
+        assert "on 4 output stream(s)" in retired.stderr
+        assert running.wait(30) == 0  # it stopped on its own, making no group again
+    finally:
+        kill(running)
+    assert not any(redis_client.xinfo_groups(s) for s in keys.output_streams)
+    # One started again (a supervisor's restart) refuses while no endpoint exists.
+    again = [sys.executable, "-m", "programs.cli", "webhooks"]
+    refused = subprocess.run(again, env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "retired" in refused.stderr, refused.stderr
     assert not any(redis_client.xinfo_groups(s) for s in keys.output_streams)
     writer = _RedisWriter(url_of(redis_client), keys, ttl_ms=300)
     writer.write([output("commission", n) for n in range(200)])
@@ -242,6 +256,36 @@ def test_retiring_webhooks_lets_the_streams_be_trimmed_again(
     writer.write([output("commission", 200)])
     writer.close()
     assert redis_client.xlen(keys.commissions) < 150  # trimmed by time: no group holds it
+    # With an endpoint again, a dispatcher runs, makes its groups and clears the mark.
+    with Receiver() as receiver:
+        subscribe(private_api, receiver.url, ["commission"])
+        proc = start_dispatcher(env)
+        try:
+            wait_for(lambda: all(redis_client.xinfo_groups(s) for s in keys.output_streams), 30)
+            assert not redis_client.exists(keys.webhooks_retired)
+        finally:
+            kill(proc, signal.SIGTERM)
+
+
+def test_a_group_deleted_by_hand_is_made_again(private_api, redis_client, redis_url, prefix, keys):
+    """Not retired (`--retire` not run): a running dispatcher that finds its group gone
+    makes it again and goes on delivering."""
+    env = dispatcher_env(redis_url, prefix)
+    with Receiver() as receiver:
+        subscribe(private_api, receiver.url, ["commission"])
+        proc = start_dispatcher(env)
+        try:
+            wait_for(lambda: redis_client.exists(*keys.output_streams) == 4, timeout=30)
+            for stream in keys.output_streams:
+                redis_client.xgroup_destroy(stream, WEBHOOK_GROUP)
+            wait_for(lambda: all(redis_client.xinfo_groups(s) for s in keys.output_streams), 30)
+            writer = _RedisWriter(url_of(redis_client), keys)
+            writer.write([output("commission", 1)])
+            writer.close()
+            wait_for(lambda: len(receiver.delivered()) == 1, 30)
+            assert proc.poll() is None
+        finally:
+            kill(proc, signal.SIGTERM)
 
 
 def test_deliveries_go_on_across_a_redis_restart(tmp_path):
