@@ -5,6 +5,7 @@
     .venv/bin/python -m bench.bench_scale hotkey [--events 200000]
     .venv/bin/python -m bench.bench_scale ceiling [--events 1000000]
     .venv/bin/python -m bench.bench_scale processes [--events 600000] [--counts 2,1]
+    .venv/bin/python -m bench.bench_scale phases [--events 1000000] [--runs 5]
 
 - catchup: live catch-up (a log loaded into the input stream, then `billing flows`,
   one process, recovery on, default settings) over logs of growing size with
@@ -17,6 +18,9 @@
   (JSON in, one stateful step, JSON out) over the same file, in the same run.
 - processes: live catch-up with `--processes 1` and `--processes 2`, with the CPU
   each event cost the flows and Redis.
+- phases: the rules alone over the catch-up's log, µs per event for each 50k events
+  (the fastest of several runs): what an event costs before approvals begin (day 30)
+  and forgetting (day 35), against after, whatever the machine's drift.
 
 Uses REDIS_URL, else 127.0.0.1:6379, else an embedded server; cleans its keys up.
 """
@@ -24,6 +28,7 @@ Uses REDIS_URL, else 127.0.0.1:6379, else an embedded server; cleans its keys up
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import tempfile
@@ -32,7 +37,13 @@ from bench.bench_replay import make_log
 from bench.common import scratch_redis
 from bench.live_run import ballast, run_live
 from bench.redis_classes import print_by_class
-from bench.replay_rates import ceiling_rate, hot_and_uniform_logs, plain_loop_rate, replay_rate
+from bench.replay_rates import (
+    ceiling_rate,
+    hot_and_uniform_logs,
+    plain_loop_rate,
+    replay_rate,
+    rules_cost_by_chunk,
+)
 from billing.redis_runtime import client
 from state.config import RuleSettings
 
@@ -175,6 +186,27 @@ def processes(args: argparse.Namespace) -> None:
         print(f"2 / 1 processes, medians: {ratio:.2f} (target >= 1.3)")
 
 
+def phases(args: argparse.Namespace) -> None:
+    chunk = 50_000
+    with tempfile.TemporaryDirectory() as tmp:
+        log = os.path.join(tmp, "log.jsonl")
+        make_log(log, args.events)
+        costs = rules_cost_by_chunk(log, DEFAULTS, chunk, args.runs)
+        with open(log, "rb") as lines:
+            tss = [json.loads(line)["ts"] for n, line in enumerate(lines) if n % chunk == 0]
+    starts = [(ts - tss[0]) / 86_400_000 for ts in tss]  # the day where each begins
+    days, ends = starts[: len(costs)], [*starts[1:], float("inf")][: len(costs)]
+    print(f"the rules alone, µs per event by {chunk:,} events (fastest of {args.runs} runs):")
+    for n, (cost, day) in enumerate(zip(costs, days, strict=True)):
+        print(f"  events {n * chunk:>9,}+ (from day {day:5.1f}): {cost:6.2f}")
+    # Chunks wholly before the first approvals (day 30), against those past R (day 35).
+    before = [c for c, end in zip(costs, ends, strict=True) if end <= 30]
+    after = [c for c, day in zip(costs, days, strict=True) if day >= 35]
+    if before and after:
+        mean_b, mean_a = statistics.mean(before), statistics.mean(after)
+        print(f"before day 30: {mean_b:.2f}; from day 35: {mean_a:.2f}; {mean_a / mean_b:.2f} x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="what", required=True)
@@ -209,6 +241,10 @@ def main() -> None:
     )
     p.add_argument("--repeat", type=int, default=1, help="run the counts this many times")
     p.set_defaults(func=processes)
+    ph = sub.add_parser("phases")
+    ph.add_argument("--events", type=int, default=1_000_000)
+    ph.add_argument("--runs", type=int, default=5)
+    ph.set_defaults(func=phases)
     args = parser.parse_args()
     args.func(args)
 
