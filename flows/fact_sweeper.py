@@ -50,6 +50,7 @@ import redis
 
 from billing import stream_ids
 from billing.keys import Keys
+from flows.facts_redis import MINUTE_MS
 
 STEP_KEYS = 500
 Step = tuple[int, bool]  # keys deleted, whether to go on
@@ -166,6 +167,9 @@ class FactSweeper:
         return gone + self.legacy.step(budget_s)
 
     def _one(self, cutoff: int) -> Step:
+        # Whole minutes: a fact goes once its newest use's minute is behind the cutoff,
+        # whichever bucket it is found in (one it has left holds it until it is taken).
+        cutoff = cutoff // MINUTE_MS * MINUTE_MS
         indexes = [self.keys.fact_index(tag) for tag in self.keys.fact_tags()]
         pipe: Any = self.r.pipeline(transaction=False)
         for index in indexes:

@@ -11,7 +11,7 @@ import random
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from billing.keys import Keys
@@ -139,8 +139,11 @@ def test_the_sweeper_examines_what_is_behind_the_cutoff_not_what_is_held(
 
 
 @settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
+# Found by hypothesis: a fact left in an earlier bucket (here the first minute's, as an
+# empty fact) is found there first; it goes only by its newest use's minute.
+@example(writes=[(0, []), (0, [14 * MINUTE])], cutoffs=[14 * MINUTE + 1])
 @given(
     writes=st.lists(
         st.tuples(st.integers(0, 9), st.lists(st.integers(0, 20 * MINUTE), max_size=3)),
