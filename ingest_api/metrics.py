@@ -73,8 +73,10 @@ async def _oldest_unfinished_id(redis: Any, stream: str) -> str | None:
     if group is None:
         return None
     found: list[str] = []
-    if int(group["pending"]) > 0:
-        found.append((await redis.xpending(stream, WEBHOOK_GROUP))["min"])
+    # The oldest pending is None when a dispatcher acknowledged the last meanwhile.
+    pending = await redis.xpending(stream, WEBHOOK_GROUP) if int(group["pending"]) else None
+    if pending and pending["min"] is not None:
+        found.append(pending["min"])
     unread = await redis.xrange(stream, min=f"({group['last-delivered-id']}", count=1)
     if unread:
         found.append(unread[0][0])

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import threading
 import time
+from typing import Any
 
 import httpx
 import pytest
 
 from billing.keys import WEBHOOK_GROUP
+from billing.redis_runtime import async_client
 from harness.server import running_api
+from ingest_api import metrics
 from tests.conftest import READ_KEY, WRITE_KEY
 
 READ = {"Authorization": f"Bearer {READ_KEY}"}
@@ -249,6 +253,36 @@ def test_metrics_show_what_the_webhook_dispatchers_have_yet_to_take(
     rest = redis_client.xreadgroup(WEBHOOK_GROUP, "c", {keys.rejects: ">"})
     redis_client.xack(keys.rejects, WEBHOOK_GROUP, rest[0][1][0][0])
     assert _backlog_ages(api)["rejects"] == 0
+
+
+def test_the_backlog_gauge_survives_a_dispatcher_acknowledging_meanwhile(
+    settings, writer, keys, redis_client
+):
+    """Seen in the demo as a 500 from /metrics: the group showed entries pending, and
+    a dispatcher acknowledged them before the gauge asked for the oldest. Here the
+    acknowledgement runs between the two reads, on the real Redis."""
+    redis_client.xgroup_create(keys.rejects, WEBHOOK_GROUP, id="0", mkstream=True)
+    writer([reject(1)])
+    taken = redis_client.xreadgroup(WEBHOOK_GROUP, "c", {keys.rejects: ">"})
+    conn = async_client(settings.redis_url, decode_responses=True)
+
+    class AcknowledgingFirst:
+        """The API's client, with the dispatcher's XACK run just before XPENDING."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(conn, name)
+
+        async def xpending(self, *args: Any) -> Any:
+            redis_client.xack(keys.rejects, WEBHOOK_GROUP, taken[0][1][0][0])
+            return await conn.xpending(*args)
+
+    async def oldest() -> str | None:
+        try:
+            return await metrics._oldest_unfinished_id(AcknowledgingFirst(), keys.rejects)
+        finally:
+            await conn.aclose()
+
+    assert asyncio.run(oldest()) is None  # nothing left unfinished
 
 
 def test_sse_merges_large_backlogs_in_order(settings, writer):
