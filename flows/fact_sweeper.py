@@ -198,8 +198,8 @@ class LegacyFactScan:
     """Facts written before the buckets (an earlier version's), found by an incremental
     SCAN of the deployment's facts, each chunk's keys checked and deleted in one
     script, until a pass begun once the cutoff has passed where the upgrade found the
-    log cannot find one (`Keys.facts_legacy_until`, set when the supervisor starts:
-    the log's time the flows had read, or -1 on a deployment with no log read)."""
+    log cannot find one (`Keys.facts_legacy_until`, set when the supervisor first
+    starts: the log's time the flows may have read, or -1 where no fact was there)."""
 
     def __init__(self, conn: redis.Redis, keys: Keys, keep_ms: int) -> None:
         self.r, self.keys, self.keep_ms = conn, keys, keep_ms
