@@ -100,7 +100,6 @@ def run_cluster(settings: Settings, workers: int, processes: int) -> int:
     signal.signal(signal.SIGINT, _stop)
     backoff = 1.0
     facts = _FactSweeping(settings)
-    facts.start()
     while not stopping:
         if settings.recovery_dir:  # no process runs now: a shape change resumes cleanly
             try:
@@ -110,6 +109,7 @@ def run_cluster(settings: Settings, workers: int, processes: int) -> int:
                 return 2
             parts = [part_name(i) for i in range(processes)]
             recovery_gc.keep_sink_parts(settings.recovery_dir, STEP_ID, parts)
+        facts.start()  # before the flows run (once made, nothing more)
         addresses = (
             [f"127.0.0.1:{port}" for port in free_ports(processes)] if processes > 1 else ["-"]
         )
