@@ -149,11 +149,11 @@ def rules_cost_by_chunk(log: str, rules: RuleSettings, chunk: int, runs: int) ->
     best: list[float] = []
     for _ in range(runs):
         engine = Engine(rules)
-        for n, start in enumerate(range(0, len(entries) - chunk + 1, chunk)):  # whole ones
-            end = start + chunk
+        costs = []
+        for start in range(0, len(entries) - chunk + 1, chunk):  # whole chunks only
             began = time.perf_counter()
-            for i in range(start, end, 1000):
-                engine.on_batch(entries[i : min(i + 1000, end)])
-            cost = (time.perf_counter() - began) / (end - start) * 1e6
-            best[n:] = [min(best[n], cost) if n < len(best) else cost, *best[n + 1 :]]
+            for i in range(start, start + chunk, 1000):
+                engine.on_batch(entries[i : min(i + 1000, start + chunk)])
+            costs.append((time.perf_counter() - began) / chunk * 1e6)
+        best = [min(pair) for pair in zip(best, costs, strict=True)] if best else costs
     return best

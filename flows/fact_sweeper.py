@@ -96,6 +96,10 @@ return gone
 )
 
 
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def _steps(
     conn: redis.Redis, keys: Keys, keep_ms: int, budget_s: float, one: Callable[[int], Step]
 ) -> int:
@@ -178,7 +182,7 @@ class FactSweeper:
         for index, found in zip(indexes, pipe.execute(), strict=True):
             if not found:
                 continue
-            names = [str(k.decode() if isinstance(k, bytes) else k) for k in found]
+            names = [_text(k) for k in found]
             deleted, examined = self._sweep(keys=[index, *names], args=[cutoff, STEP_KEYS])
             gone += int(deleted)
             more = more or examined >= STEP_KEYS or len(found) == self.BUCKETS_PER_STEP
@@ -188,10 +192,6 @@ class FactSweeper:
         """Every fact behind the cutoff (tests), and a whole legacy SCAN pass."""
         gone = _steps(self.r, self.keys, self.keep_ms, 3600.0, self._one)
         return gone + self.legacy.sweep_all()
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class LegacyFactScan:
@@ -261,7 +261,7 @@ class LegacyFactScan:
             raise
         if len(found) < STEP_KEYS:
             self._scan = None
-        names = [k.decode() if isinstance(k, bytes) else k for k in found]
+        names = [_text(k) for k in found]
         groups = self.keys.facts_by_slot(names)
         return len(found), sum(int(self._sweep(keys=g, args=[cutoff])) for g in groups)
 
@@ -305,7 +305,7 @@ class MarkSweeper:
         found: list[Any] = self.r.zrangebyscore(index, "-inf", cutoff, 0, self.BUCKETS_PER_STEP)
         if not found:
             return 0, False
-        names = [str(k.decode() if isinstance(k, bytes) else k) for k in found]
+        names = [_text(k) for k in found]
         return int(self._drop(keys=[index, *names])), len(found) == self.BUCKETS_PER_STEP
 
     def sweep_all(self) -> int:

@@ -27,11 +27,12 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from billing.keys import WEBHOOK_GROUP
 from billing.redis_runtime import async_client
 from billing.settings import Settings
 from billing.stream_ids import ts_of
 from webhooks.sender import SignedSender
-from webhooks.store import GROUP, Outcome, WebhookStore, delivery_id
+from webhooks.store import Outcome, WebhookStore, delivery_id
 
 log = logging.getLogger("billing.webhooks")
 READ_COUNT = 200
@@ -124,7 +125,7 @@ class Dispatcher:
             try:
                 # From the start of what is kept: an endpoint gets only outputs written
                 # after it was created, and a later endpoint filters by that time.
-                await self.r.xgroup_create(stream, GROUP, id="0", mkstream=True)
+                await self.r.xgroup_create(stream, WEBHOOK_GROUP, id="0", mkstream=True)
             except aioredis.ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
@@ -143,7 +144,7 @@ class Dispatcher:
         for stream in streams:
             reply: Any = await self.r.xautoclaim(
                 stream,
-                GROUP,
+                WEBHOOK_GROUP,
                 self.consumer,
                 min_idle_time=self.lease_ms,
                 start_id="0-0",
@@ -176,7 +177,7 @@ class Dispatcher:
         # any replica may take it.
         count = max(1, min(READ_COUNT, MAX_IN_FLIGHT - len(self.tasks)))
         reply: Any = await self.r.xreadgroup(
-            GROUP, self.consumer, dict.fromkeys(streams, ">"), count=count, block=100
+            WEBHOOK_GROUP, self.consumer, dict.fromkeys(streams, ">"), count=count, block=100
         )
         for stream, entries in reply or []:
             await self._fan_out(stream, entries)
@@ -207,7 +208,7 @@ class Dispatcher:
                 now_ms(), self.lease_ms, self.log_ms, len(self.schedule), planned
             )
         # Recorded (or recorded before, by a replica that died): done with the entries.
-        await self.r.xack(stream, GROUP, *[entry_id for entry_id, _ in entries])
+        await self.r.xack(stream, WEBHOOK_GROUP, *[entry_id for entry_id, _ in entries])
         by_id = {p[0]: p for p in planned}
         for ident in created:
             _, endpoint, output_id, _, data = by_id[ident]

@@ -36,11 +36,10 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from billing.keys import WEBHOOK_GROUP, Keys
+from billing.keys import Keys
 from webhooks import store_scripts as scripts
 
 HOUR_MS = 3_600_000
-GROUP = WEBHOOK_GROUP
 # Attempt latency, counted per bucket (not cumulative; /metrics adds them up).
 LATENCY_BUCKETS_MS = (10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 
