@@ -15,7 +15,8 @@
 - hotkey: replay of a log where one buyer scans one item 100k times inside the
   window and then orders it, against a uniform log of the same size.
 - ceiling: replay of the mixed log at default settings, beside a bare bytewax flow
-  (JSON in, one stateful step, JSON out) over the same file, in the same run.
+  (JSON in, one stateful step, JSON out) over the same file, in the same run; and the
+  rules alone and parsing alone, whose sum bounds any replay from above.
 - processes: live catch-up with `--processes 1` and `--processes 2`, with the CPU
   each event cost the flows and Redis.
 - phases: the rules alone over the catch-up's log, µs per event for each 50k events
@@ -40,6 +41,7 @@ from bench.redis_classes import print_by_class
 from bench.replay_rates import (
     ceiling_rate,
     hot_and_uniform_logs,
+    parse_rate,
     plain_loop_rate,
     replay_rate,
     rules_cost_by_chunk,
@@ -158,6 +160,15 @@ def ceiling(args: argparse.Namespace) -> None:
         # any dataflow around them could reach at best.
         print(f"the rules alone (state.engine, parsed events): {loop:,.0f} events/s")
         print(f"rules alone / ceiling: {loop / bare:.2f}")
+        # Parsing is the one step of a replay besides the rules that no dataflow can
+        # skip: parse and rules one after the other bound any replay from above.
+        parsed = parse_rate(log)
+        both = 1 / (1 / parsed + 1 / loop)
+        print(f"parsing alone (flows.file_io.parse_line): {parsed:,.0f} events/s")
+        print(
+            f"parsing then the rules, no dataflow and no output: at most {both:,.0f} "
+            f"events/s, {both / bare:.2f} of the ceiling"
+        )
 
 
 def processes(args: argparse.Namespace) -> None:
