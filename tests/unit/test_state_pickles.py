@@ -1,6 +1,7 @@
-"""A session pickles as one flat tuple (`Session.__reduce__`): what is restored is
-the same state and goes on billing alike, and snapshots taken before, in the
-default form, still load (lines and touches, pickled as they always were, too)."""
+"""A session pickles as one flat tuple (`Session.__reduce__`), and an order's lines as
+their records' values (`OrderLines.__reduce__`): what is restored is the same state
+and goes on billing alike, and snapshots taken before, in the default form, still
+load (a single `Line`, pickled as it always was, too)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,14 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from state.commissions import Line
+from state.commissions import (
+    RECORD_FIELDS,
+    RULE_FIELDS,
+    Line,
+    OrderLines,
+    attribute,
+    rule_record,
+)
 from state.config import RuleSettings
 from state.metering import Session, Tariff
 
@@ -20,6 +28,9 @@ T0 = 1_700_000_000_000
 
 # Pickled by the version before these `__reduce__`s (generated with it).
 LINE = "gAWVaAEAAAAAAACMEXN0YXRlLmNvbW1pc3Npb25zlIwETGluZZSTlCmBlE59lIwGcmVjb3JklH2UKIwIb3JkZXJfaWSUjAYwLm8xMjOUjAhvcmRlcl90c5SKBgBo5c+LAYwHaXRlbV9pZJSMAmkxlIwIYnV5ZXJfaWSUjAJ1MZSMCXNoYXJlcl9pZJSMAnUylIwIc2hhcmVfaWSUjAJzaJSMB3NjYW5faWSUjAUwLmMxMpSMBHJ1bGWUfZQojAdydWxlX2lklIwCcjGUjARraW5klIwHcGVyY2VudJSMA2Jwc5RN9AGMDGFtb3VudF9taW5vcpROjAljYXBfbWlub3KUTnWMCmJhc2VfbWlub3KUTTkwjAhjdXJyZW5jeZSMA1VTRJSMCHF1YW50aXR5lEsDjAdhY2NydWVklE1pAowIcmV2ZXJzZWSUSwCMCHJlZnVuZGVklEsBjAZzdGF0dXOUjAhhcHByb3ZlZJR1c4aUYi4="
+# An order's two lines (one with a flat rule, one without a rule, refunded in part and
+# approved), pickled by the version before OrderLines.__reduce__.
+ORDER_LINES = "gAWV6gEAAAAAAACMEXN0YXRlLmNvbW1pc3Npb25zlIwKT3JkZXJMaW5lc5STlCmBlE59lIwFbGluZXOUfZQojAJpMpRoAIwETGluZZSTlCmBlE59lIwGcmVjb3JklH2UKIwIb3JkZXJfaWSUjAQwLm85lIwIb3JkZXJfdHOUigYAaOXPiwGMB2l0ZW1faWSUaAeMCGJ1eWVyX2lklIwCdTGUjAlzaGFyZXJfaWSUjAJ1MpSMCHNoYXJlX2lklIwCc2iUjAdzY2FuX2lklIwEMC5jM5SMBHJ1bGWUfZQojAdydWxlX2lklIwCcjKUjARraW5klIwEZmxhdJSMA2Jwc5ROjAxhbW91bnRfbWlub3KUSxSMCWNhcF9taW5vcpROdYwKYmFzZV9taW5vcpRN9AGMCGN1cnJlbmN5lIwDVVNElIwIcXVhbnRpdHmUSwKMB2FjY3J1ZWSUSyiMCHJlZnVuZGVklEsAjAhyZXZlcnNlZJRLAIwGc3RhdHVzlIwHcGVuZGluZ5R1c4aUYowCaTGUaAkpgZROfZRoDH2UKGgOaA9oEIoGAGjlz4sBaBFoLWgSaBNoFGgVaBZoF2gYaBloGk5oI030AWgkaCVoJksCaCdLB2goSwFoKUsEaCqMCGFwcHJvdmVklHVzhpRidXOGlGIu"
 SESSION = "gAWV6QEAAAAAAACMDnN0YXRlLm1ldGVyaW5nlIwHU2Vzc2lvbpSTlCmBlH2UKIwKc2Vzc2lvbl9pZJSMBjAuczEyM5SMCnN0YXJ0ZWRfdHOUigYAaOXPiwGMB3VzZXJfaWSUjAJ1MZSMCnNlcnZpY2VfaWSUjANzdmOUjAZ0YXJpZmaUaACMBlRhcmlmZpSTlCmBlH2UKIwJdGFyaWZmX2lklIwCdDCUjAhjdXJyZW5jeZSMA1VTRJSMB3VuaXRfbXOUTegDjAtwcmljZV9taW5vcpRLA4wHZnJlZV9tc5RNvAKMEG1pbl9jaGFyZ2VfbWlub3KUSw91YowScmVwb3J0X2ludGVydmFsX21zlE3oA4wEc2Vxc5SMD3N0YXRlLmludGVydmFsc5SMC0ludGVydmFsU2V0lJOUKYGUXZQoSwBLBYaUSwdLCIaUZWKMB2NvdmVyZWSUaB0pgZRdlIoGAGjlz4sBigaIe+XPiwGGlGFijAhzZWdtZW50c5RLBowPbGFzdF9yZWNlaXZlX3RzlIoGKIvlz4sBjA1jbG9zZWRfcmVhc29ulIwDZW5klIwJY2xvc2VkX3RzlIoGKIvlz4sBjAZlbmRfbXOUigY0ieXPiwGMB3ZlcnNpb26USweMCWJpbGxlZF9tc5RNiBN1Yi4="
 
 
@@ -101,3 +112,72 @@ def test_snapshots_in_the_earlier_form_still_load() -> None:
     assert session.end_ms == 1700000008500 and session.last_receive_ts == 1700000009000
     # And it pickles again in the new form, to the same state.
     assert _round_trip(session).snapshot() == session.snapshot()
+
+
+def _records(order: OrderLines) -> list[tuple[str, dict[str, Any]]]:
+    return [(item, line.record) for item, line in order.lines.items()]
+
+
+def test_an_order_s_records_have_the_fields_its_flat_pickle_names_in_order() -> None:
+    order = {"order_id": "o1", "ts": T0, "buyer_id": "b", "currency": "USD"}
+    line = {"item_id": "i1", "quantity": 2, "unit_price_minor": 150}
+    scan = {"sharer_id": "s", "share_id": "sh", "scan_id": "c1"}
+    rule = {"rule_id": "r", "kind": "percent", "bps": 100, "active": True}
+    assert tuple(attribute(order, line, scan, rule, 3)) == RECORD_FIELDS
+    assert tuple(rule_record(rule) or {}) == RULE_FIELDS
+
+
+rules = st.none() | st.fixed_dictionaries(
+    {
+        "rule_id": st.text(max_size=3),
+        "kind": st.sampled_from(["percent", "flat"]),
+        "bps": st.none() | st.integers(0, 10_000),
+        "amount_minor": st.none() | st.integers(0, 2**63 - 1),
+        "cap_minor": st.none() | st.integers(0, 2**63 - 1),
+    }
+)
+records = st.builds(
+    lambda item, rule, n, status: dict(
+        zip(
+            RECORD_FIELDS,
+            (f"o{n}", T0 + n, item, "b", "s", "sh", f"c{n}", rule, n * 7, "EUR", n + 1, n)
+            + (n // 2, n // 3, status),
+            strict=True,
+        )
+    ),
+    st.text(min_size=1, max_size=4),
+    rules,
+    st.integers(0, 2**40),
+    st.sampled_from(["pending", "approved"]),
+)
+
+
+@given(st.lists(records, max_size=6))
+def test_an_order_s_lines_restored_are_the_same_in_the_same_order(
+    made: list[dict[str, Any]],
+) -> None:
+    order = OrderLines()
+    for record in made:
+        order.attributed(record)
+    restored = _round_trip(order)
+    assert _records(restored) == _records(order)
+    assert all(type(line) is Line for line in restored.lines.values())
+    log_time = T0 + SETTINGS.holding_period_ms + 2**41
+    assert restored.advance(log_time, SETTINGS, 1) == order.advance(log_time, SETTINGS, 1)
+
+
+def test_a_record_of_another_shape_keeps_its_field_names() -> None:
+    order = OrderLines()
+    record = dict(zip(RECORD_FIELDS, range(len(RECORD_FIELDS)), strict=True))
+    order.attributed({**record, "rule": None, "item_id": "i1"})
+    order.attributed({**record, "rule": None, "item_id": "i2", "extra": 1})
+    assert _records(_round_trip(order)) == _records(order)
+
+
+def test_order_lines_in_the_earlier_form_still_load() -> None:
+    order = pickle.loads(base64.b64decode(ORDER_LINES))
+    assert list(order.lines) == ["i2", "i1"]
+    assert order.lines["i2"].record["rule"]["amount_minor"] == 20
+    assert order.lines["i1"].record["rule"] is None
+    assert order.lines["i1"].record["status"] == "approved"
+    assert _records(_round_trip(order)) == _records(order)
