@@ -136,15 +136,22 @@ rules = st.none() | st.fixed_dictionaries(
         "cap_minor": st.none() | st.integers(0, 2**63 - 1),
     }
 )
+
+
+def _record(item: str, rule: dict[str, Any] | None, n: int, status: str) -> dict[str, Any]:
+    ids = {"order_id": f"o{n}", "buyer_id": "b", "sharer_id": "s", "share_id": "sh"}
+    money = {"base_minor": n * 7, "currency": "EUR", "quantity": n + 1, "accrued": n}
+    made = {
+        **ids,
+        **money,
+        **{"order_ts": T0 + n, "item_id": item, "scan_id": f"c{n}", "rule": rule},
+        **{"refunded": n // 2, "reversed": n // 3, "status": status},
+    }
+    return {name: made[name] for name in RECORD_FIELDS}  # in the records' order
+
+
 records = st.builds(
-    lambda item, rule, n, status: dict(
-        zip(
-            RECORD_FIELDS,
-            (f"o{n}", T0 + n, item, "b", "s", "sh", f"c{n}", rule, n * 7, "EUR", n + 1, n)
-            + (n // 2, n // 3, status),
-            strict=True,
-        )
-    ),
+    _record,
     st.text(min_size=1, max_size=4),
     rules,
     st.integers(0, 2**40),
