@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     trim_input: bool = True
     epoch_interval_ms: int = Field(1_000, gt=0)
     recovery_dir: str = ""
+    # A recovery directory that has never run, on a deployment whose flows have read
+    # input before, is refused (a lost volume would re-read the stream and may bill
+    # again): true lets one such start go ahead (README, "Upgrading").
+    allow_fresh_start: bool = False
 
     # Webhooks (SPEC "Interfaces"; the `billing webhooks` dispatcher).
     # Endpoints on loopback, link-local or private addresses are refused unless true.

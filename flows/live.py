@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from flows import recovery_gc
 from flows.dataflow import build_flow
 from flows.fact_sweeper import FactSweeper, MarkSweeper
 from flows.facts_redis import RedisFacts
-from flows.recovery_store import StoreDamaged, create_partitions
+from flows.recovery_store import StoreDamaged, create_partitions, has_run
 from flows.redis_output import STEP_ID, RedisOutputSink, part_name
 from flows.redis_source import RedisStreamSource, parse_entry
 from flows.runtime import tune_gc
@@ -100,6 +101,10 @@ def run_cluster(settings: Settings, workers: int, processes: int) -> int:
     signal.signal(signal.SIGINT, _stop)
     backoff = 1.0
     facts = _FactSweeping(settings)
+    refused = _fresh_start_refused(settings, lambda: stopping)
+    if refused:
+        print(f"billing flows: {refused}", file=sys.stderr)
+        return 2
     while not stopping:
         if settings.recovery_dir:  # no process runs now: a shape change resumes cleanly
             try:
@@ -146,6 +151,53 @@ def run_cluster(settings: Settings, workers: int, processes: int) -> int:
                 time.sleep(0.1)
             backoff = min(backoff * 2, 30.0)
     return 0
+
+
+def _fresh_start_refused(settings: Settings, stopping: Callable[[], bool]) -> str | None:
+    """Why this start must not go ahead, if it must not: the recovery directory has
+    never run, but the flows have read this deployment's input before (they publish
+    where they are). Such a start reads the input stream again from its start, as
+    after an upgrade ("Upgrading"), but without the care that asks for: a re-read
+    meets ids whose facts were swept (kept R and a day behind where the flows were)
+    and bills a duplicate among them again. A lost volume looks just like this, so it
+    is refused until the operator says otherwise. Redis not answering yet (it may
+    start after the flows) is waited for: the answer decides the start."""
+    if not settings.recovery_dir or settings.allow_fresh_start:
+        return None
+    directory = Path(settings.recovery_dir)
+    if has_run(directory):
+        return None
+    position = _flows_position(settings, stopping)
+    if position is None:
+        return None  # the first start of this deployment
+    read = position.decode() if isinstance(position, bytes) else str(position)
+    return (
+        f"the recovery directory {directory} has never run, but the flows have read "
+        f"this deployment's input before (up to entry {read}). Starting afresh would "
+        "read the input stream again from its start and may bill again a duplicate id "
+        "whose first use was forgotten. If the recovery directory was lost, restore "
+        "it. If this start is meant (an upgrade that needs a new recovery directory: "
+        "README, 'Upgrading'), check what it will bill with `billing export` and "
+        "`billing replay`, then start once with BILLING_ALLOW_FRESH_START=true"
+    )
+
+
+def _flows_position(settings: Settings, stopping: Callable[[], bool]) -> object | None:
+    """Where the flows of this deployment last said they were, asked until Redis
+    answers (None: never, or stopped while waiting, when nothing will run)."""
+    conn, waited = settings.redis_client(), False
+    try:
+        while not stopping():
+            try:
+                return conn.get(settings.keys.flows_position)
+            except redis.RedisError:
+                if not waited:
+                    print("billing flows: waiting for Redis to answer", file=sys.stderr)
+                    waited = True
+                time.sleep(1.0)
+        return None
+    finally:
+        conn.close()
 
 
 class _FactSweeping:

@@ -55,9 +55,9 @@ def create_partitions(directory: Path, count: int) -> list[int]:
         if not path.exists():
             need.append(index)
             continue
-        whole, used = _inspect(path, index, count)
+        rows, used = _inspect(path)
         ran |= used
-        if not whole:
+        if rows != [(index, count)]:
             need.append(index)
     if not need:
         return []
@@ -83,8 +83,15 @@ def create_partitions(directory: Path, count: int) -> list[int]:
     return need
 
 
-def _inspect(path: Path, index: int, count: int) -> tuple[bool, bool]:
-    """(whole: it has its partition row; used: a run has written to it)."""
+def has_run(directory: Path) -> bool:
+    """Whether a run has written to any partition file of the store in `directory`
+    (False for a directory that does not exist, or holds a store never run)."""
+    return any(_inspect(path)[1] for path in sorted(directory.glob("part-*.sqlite3")))
+
+
+def _inspect(path: Path) -> tuple[list[tuple[int, int]] | None, bool]:
+    """(its partition rows, None where it has no tables yet; used: a run has written
+    to it)."""
     try:
         with connect(path, timeout=10.0) as conn:
             rows = conn.execute("SELECT part_index, part_count FROM parts").fetchall()
@@ -94,11 +101,11 @@ def _inspect(path: Path, index: int, count: int) -> tuple[bool, bool]:
             ).fetchone()[0]
     except sqlite3.OperationalError as exc:
         if "no such table" in str(exc):
-            return False, False  # killed while bytewax made its tables
+            return None, False  # killed while bytewax made its tables
         raise  # busy, say: another process has it open, so it is not ours to mend
     except sqlite3.DatabaseError:
-        return False, True  # not a database: what it held cannot be known
-    return rows == [(index, count)], bool(used)
+        return None, True  # not a database: what it held cannot be known
+    return rows, bool(used)
 
 
 def _sync(directory: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from flows import recovery_store
-from flows.recovery_store import create_partitions, part_file
+from flows.recovery_store import create_partitions, has_run, part_file
 
 
 def _parts(directory: Path) -> dict[str, tuple[int, int]]:
@@ -126,3 +126,15 @@ def test_a_store_that_ran_and_is_whole_starts(tmp_path: Path):
     create_partitions(tmp_path, 4)
     _run_once(tmp_path)
     assert create_partitions(tmp_path, 4) == []
+
+
+def test_a_store_has_run_once_a_run_wrote_to_any_of_its_files(tmp_path: Path):
+    directory = tmp_path / "rec"
+    assert not has_run(directory)  # no directory at all
+    create_partitions(directory, 4)
+    assert not has_run(directory)  # made, never run
+    conn = sqlite3.connect(directory / part_file(2))
+    conn.execute("INSERT INTO exs (ex_num, worker_count, resume_epoch) VALUES (0, 1, 1)")
+    conn.commit()
+    conn.close()
+    assert has_run(directory)
