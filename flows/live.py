@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import cast
 
 import redis
 from bytewax.dataflow import Dataflow
@@ -170,10 +171,9 @@ def _fresh_start_refused(settings: Settings, stopping: Callable[[], bool]) -> st
     position = _flows_position(settings, stopping)
     if position is None:
         return None  # the first start of this deployment
-    read = position.decode() if isinstance(position, bytes) else str(position)
     return (
         f"the recovery directory {directory} has never run, but the flows have read "
-        f"this deployment's input before (up to entry {read}). Starting afresh would "
+        f"this deployment's input before (up to entry {position}). Starting afresh would "
         "read the input stream again from its start and may bill again a duplicate id "
         "whose first use was forgotten. If the recovery directory was lost, restore "
         "it. If this start is meant (an upgrade that needs a new recovery directory: "
@@ -182,14 +182,15 @@ def _fresh_start_refused(settings: Settings, stopping: Callable[[], bool]) -> st
     )
 
 
-def _flows_position(settings: Settings, stopping: Callable[[], bool]) -> object | None:
-    """Where the flows of this deployment last said they were, asked until Redis
-    answers (None: never, or stopped while waiting, when nothing will run)."""
+def _flows_position(settings: Settings, stopping: Callable[[], bool]) -> str | None:
+    """Where the flows of this deployment last said they were (the client decodes
+    replies), asked until Redis answers (None: never, or stopped while waiting, when
+    nothing will run)."""
     conn, waited = settings.redis_client(), False
     try:
         while not stopping():
             try:
-                return conn.get(settings.keys.flows_position)
+                return cast(str | None, conn.get(settings.keys.flows_position))
             except redis.RedisError:
                 if not waited:
                     print("billing flows: waiting for Redis to answer", file=sys.stderr)
